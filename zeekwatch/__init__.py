@@ -1,0 +1,3 @@
+"""zeekwatch: find infected hosts in Zeek, Suricata and pcap data."""
+
+__version__ = "0.1.0"

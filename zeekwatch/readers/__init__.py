@@ -1,0 +1,147 @@
+"""Readers: the only code that knows a file format.
+
+``sniff(path)`` decides what a file is from its content (never from its name alone);
+``expand(paths)`` walks directories; ``read_inputs`` yields normalized chunks from all of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Iterable, Iterator
+
+import orjson
+
+from ..errors import InputError, NotALogError
+from .base import Chunk, IngestLog, head
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",  # pcap, microseconds (LE, BE)
+    b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",  # pcap, nanoseconds
+    b"\x0a\x0d\x0d\x0a",  # pcapng section header block
+}
+
+# kind -> module implementing ``read(path, log)``
+READERS = {
+    "zeek_tsv": "zeekwatch.readers.zeek_tsv",
+    "zeek_json": "zeekwatch.readers.zeek_json",
+    "eve": "zeekwatch.readers.eve",
+    "pcap": "zeekwatch.readers.pcap",
+}
+
+
+def _preview(data: bytes) -> str:
+    line = data.split(b"\n", 1)[0][:60].decode("utf-8", "replace")
+    return line + ("..." if len(line) == 60 else "")
+
+
+def _json_kind(data: bytes) -> str | None:
+    text = data.lstrip()
+    if text.startswith(b"["):
+        return "eve"  # Zeek never writes JSON arrays; EVE exports sometimes do
+    first = text.split(b"\n", 1)[0]
+    try:
+        obj = orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if "event_type" in obj:
+        return "eve"
+    if "_path" in obj or "id.orig_h" in obj or ("uid" in obj and "ts" in obj):
+        return "zeek_json"
+    return None
+
+
+def _looks_like_headerless_tsv(data: bytes) -> bool:
+    first = data.split(b"\n", 1)[0]
+    fields = first.split(b"\t")
+    if len(fields) < 8:
+        return False
+    try:
+        float(fields[0])
+    except ValueError:
+        return False
+    return True
+
+
+def sniff(path: str) -> str:
+    """Return the reader kind for ``path``, ``"empty"``, or raise ``NotALogError``."""
+    try:
+        data = head(path)
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from exc
+    if not data.strip():
+        return "empty"
+    if data[:4] in PCAP_MAGICS:
+        return "pcap"
+    if b"\x00" in data[:4096]:
+        raise NotALogError(path, "binary data that is not a pcap/pcapng capture; not a log")
+    for line in data.split(b"\n", 20)[:20]:
+        if line.startswith((b"#separator", b"#fields")):
+            return "zeek_tsv"
+    if data.lstrip()[:1] in (b"{", b"["):
+        kind = _json_kind(data)
+        if kind:
+            return kind
+        raise NotALogError(path, "JSON that is neither Zeek JSON (no _path/id.orig_h/uid) nor Suricata EVE (no event_type)")
+    if _looks_like_headerless_tsv(data):
+        return "zeek_tsv"
+    raise NotALogError(
+        path,
+        f"not a Zeek log, Suricata EVE file or capture (no #fields header, no JSON records; "
+        f"starts with {_preview(data)!r})",
+    )
+
+
+def expand(paths: Iterable[str]) -> list[tuple[str, bool]]:
+    """Files to read, as (path, explicit). Directories are walked recursively in sorted order."""
+    out: list[tuple[str, bool]] = []
+    for p in paths:
+        p = str(p)
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        out.append((os.path.join(root, name), False))
+        elif os.path.exists(p):
+            out.append((p, True))
+        else:
+            raise InputError(p, "no such file or directory")
+    return out
+
+
+def plan(paths: Iterable[str], log: IngestLog) -> list[tuple[str, str]]:
+    """Sniff every input before reading anything: (path, kind) pairs.
+
+    A file named on the command line that is not a log is refused (``NotALogError``); one met
+    while walking a directory (a README beside the logs) is skipped and recorded in ``log``.
+    """
+    todo = []
+    for path, explicit in expand(paths):
+        try:
+            kind = sniff(path)
+        except NotALogError as exc:
+            if explicit:
+                raise
+            log.skipped.append((path, exc.reason))
+            continue
+        if kind == "empty":
+            log.skipped.append((path, "empty file"))
+            continue
+        todo.append((path, kind))
+    return todo
+
+
+def reader_for(kind: str):
+    return importlib.import_module(READERS[kind]).read
+
+
+def read_inputs(todo: list[tuple[str, str]], log: IngestLog) -> Iterator[Chunk]:
+    for path, kind in todo:
+        log.files.append(path)
+        for table, chunk in reader_for(kind)(path, log):
+            if chunk.num_rows:
+                log.records[table] += chunk.num_rows
+                yield table, chunk

@@ -1,0 +1,81 @@
+"""The normalized tables: the contract between readers and detectors (DESIGN.md).
+
+Every reader produces Arrow tables with exactly these schemas (``conform`` fills missing
+columns with NULL and casts). Names follow Zeek without the ``id.`` prefix. Unset values are
+NULL, never 0; sets and vectors are lists; timestamps are UTC microseconds.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+STR = pa.string()
+PORT = pa.int32()
+COUNT = pa.int64()
+STRLIST = pa.list_(pa.string())
+
+CONN = pa.schema([
+    ("ts", TS), ("uid", STR), ("orig_h", STR), ("orig_p", PORT), ("resp_h", STR),
+    ("resp_p", PORT), ("proto", STR), ("service", STR), ("duration", pa.float64()),
+    ("orig_bytes", COUNT), ("resp_bytes", COUNT), ("conn_state", STR), ("history", STR),
+    ("orig_pkts", COUNT), ("resp_pkts", COUNT), ("community_id", STR), ("sensor", STR),
+    ("source", STR),
+])
+
+DNS = pa.schema([
+    ("ts", TS), ("uid", STR), ("orig_h", STR), ("resp_h", STR), ("query", STR),
+    ("qtype_name", STR), ("rcode_name", STR), ("answers", STRLIST), ("community_id", STR),
+    ("source", STR),
+])
+
+ALERT = pa.schema([
+    ("ts", TS), ("orig_h", STR), ("orig_p", PORT), ("resp_h", STR), ("resp_p", PORT),
+    ("proto", STR), ("gid", COUNT), ("sid", COUNT), ("rev", COUNT), ("signature", STR),
+    ("category", STR), ("severity", COUNT), ("action", STR), ("app_proto", STR),
+    ("flow_id", COUNT), ("community_id", STR), ("source", STR),
+])
+
+_FLOW_KEYS = [("ts", TS), ("uid", STR), ("orig_h", STR), ("resp_h", STR), ("resp_p", PORT)]
+
+HTTP = pa.schema(_FLOW_KEYS + [
+    ("host", STR), ("uri", STR), ("user_agent", STR), ("method", STR), ("status", COUNT),
+    ("source", STR),
+])
+
+TLS = pa.schema(_FLOW_KEYS + [("server_name", STR), ("source", STR)])
+
+SMTP = pa.schema(_FLOW_KEYS + [
+    ("helo", STR), ("mail_from", STR), ("rcpt_to", STRLIST), ("source", STR),
+])
+
+TABLES: dict[str, pa.Schema] = {
+    "conn": CONN, "dns": DNS, "alert": ALERT, "http": HTTP, "tls": TLS, "smtp": SMTP,
+}
+
+# Zeek ``#path`` / ``_path`` values mapped to a normalized table. Anything else is skipped
+# (counted in the run record), never guessed.
+ZEEK_PATHS = {
+    "conn": "conn", "open_conn": "conn", "conn_long": "conn",
+    "dns": "dns", "http": "http", "ssl": "tls", "smtp": "smtp",
+}
+
+
+def empty(table: str) -> pa.Table:
+    return TABLES[table].empty_table()
+
+
+def conform(table: str, data: pa.Table) -> pa.Table:
+    """Return ``data`` with exactly the schema of ``table``: missing columns NULL, extra dropped."""
+    schema = TABLES[table]
+    n = data.num_rows
+    cols = []
+    for field in schema:
+        if field.name in data.column_names:
+            col = data.column(field.name)
+            if col.type != field.type:
+                col = col.cast(field.type)
+            cols.append(col)
+        else:
+            cols.append(pa.nulls(n, field.type))
+    return pa.Table.from_arrays(cols, schema=schema)
