@@ -1,0 +1,43 @@
+# zeekwatch: the two commands are `make demo` and `make test` (see README.md).
+# Everything they need is installed here: the virtualenv, the Python packages, and tshark
+# (Debian package, used by the pcap tests and the optional --pcap-labels flag).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DB     ?= findings.db
+
+.PHONY: demo test install tshark pcaps bench clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,pcap-labels]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# tshark from Debian's packages, non-interactively (the package asks a debconf question otherwise).
+tshark:
+	@command -v tshark >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q tshark >/dev/null; } \
+	  || echo "warning: tshark could not be installed; tshark-based tests will be skipped"
+
+demo: install
+	$(BIN)/zeekwatch analyze pcaps/ --db $(DB)
+	@echo
+	@echo "Findings are in $(DB). Try: $(BIN)/zeekwatch findings --db $(DB)"
+
+test: install tshark
+	$(BIN)/python -m pytest -q
+
+pcaps: install
+	$(BIN)/python scripts/make_pcaps.py pcaps/
+
+bench: install
+	$(BIN)/python scripts/bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache findings.db
