@@ -11,10 +11,15 @@ import tempfile
 
 import duckdb
 
+import json
+
 from . import schema
 from .config import Config
+from .detectors import REGISTRY, Context, Dialect
+from .nets import Nets
 from .readers import read_inputs
 from .readers.base import IngestLog
+from .store import iso
 
 
 class Engine:
@@ -41,6 +46,46 @@ class Engine:
         for table, chunk in read_inputs(todo, log):
             self.con.execute(f"INSERT INTO {table} SELECT * FROM chunk")
 
+    def context(self) -> Context:
+        return Context(Nets(self.config), Dialect(), self.config)
+
+    def detect(self, only: list[str] | None = None,
+               known_services: list[dict] | None = None) -> list[dict]:
+        """Run every enabled detector; return candidate findings, episodes merged.
+
+        ``known_services`` (host, port, proto) is the stored baseline of listening services
+        from earlier runs; it is visible to detectors as the table ``known_services``.
+        """
+        ctx = self.context()
+        _prepare(self.con, self.config, ctx.nets, known_services or [])
+        present = {t for t in schema.TABLES if self.count(t)}
+        out: list[dict] = []
+        for det in REGISTRY.values():
+            if (only and det.id not in only) or not self.config.enabled(det.id):
+                continue
+            if not set(det.needs) & present:
+                continue
+            params = self.config.params(det.id, det.defaults)
+            cur = self.con.execute(det.query(params, ctx))
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+            out.extend(_candidate(det, params, r) for r in merge_episodes(rows, self.config.store.merge_gap))
+        return out
+
+    def learned_services(self, only: list[str] | None = None) -> list[dict]:
+        """Services observed in this run, from detectors that declare ``extra['learn']``."""
+        ctx = self.context()
+        rows: list[dict] = []
+        for det in REGISTRY.values():
+            learn = det.extra.get("learn")
+            if learn is None or (only and det.id not in only) or not self.config.enabled(det.id):
+                continue
+            params = self.config.params(det.id, det.defaults)
+            cur = self.con.execute(learn(params, ctx))
+            names = [d[0] for d in cur.description]
+            rows.extend(dict(zip(names, r)) for r in cur.fetchall())
+        return rows
+
     def count(self, table: str) -> int:
         return self.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
@@ -48,3 +93,76 @@ class Engine:
         self.con.close()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def _prepare(con, config: Config, nets, known_services: list[dict]) -> None:
+    """Helper tables every detector may use: IPv6 address classes, DNS resolutions, and the
+    stored baseline of known services."""
+    con.execute("DROP TABLE IF EXISTS known_services")
+    con.execute("CREATE TABLE known_services (host VARCHAR, port INTEGER, proto VARCHAR)")
+    if known_services:
+        con.executemany("INSERT INTO known_services VALUES (?, ?, ?)",
+                        [[r["host"], r["port"], r["proto"]] for r in known_services])
+    v6 = con.execute(
+        "SELECT DISTINCT a FROM (SELECT orig_h AS a FROM conn UNION ALL SELECT resp_h FROM conn "
+        "UNION ALL SELECT orig_h FROM alert UNION ALL SELECT resp_h FROM alert) x "
+        "WHERE a LIKE '%:%'").fetchall()
+    rows = nets.addr6_rows(a for (a,) in v6)
+    names = ["a"] + list(nets.classes)
+    con.execute("DROP TABLE IF EXISTS addr6")
+    con.execute("CREATE TABLE addr6 (a VARCHAR, " + ", ".join(f"{n} BOOLEAN" for n in names[1:]) + ")")
+    if rows:
+        con.executemany(f"INSERT INTO addr6 VALUES ({', '.join('?' for _ in names)})",
+                        [[r[n] for n in names] for r in rows])
+    con.execute("DROP TABLE IF EXISTS resolved")
+    con.execute("CREATE TABLE resolved AS SELECT DISTINCT orig_h AS host, addr FROM "
+                "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) x")
+
+
+def merge_episodes(rows: list[dict], gap: float) -> list[dict]:
+    """Join episodes of one entity (host, peer, key) that lie within ``gap`` seconds."""
+    rows = sorted(rows, key=lambda r: (r["host"] or "", r.get("peer") or "", r.get("key") or "",
+                                       r["t_first"]))
+    merged: list[dict] = []
+    for r in rows:
+        prev = merged[-1] if merged else None
+        same = prev is not None and all(prev.get(k) == r.get(k) for k in ("host", "peer", "key"))
+        if same and r["t_first"] <= prev["t_last"] + gap:
+            prev["t_last"] = max(prev["t_last"], r["t_last"])
+            prev["observed"] = max(prev["observed"], r["observed"])
+            prev["distinct_total"] = max(prev["distinct_total"] or 0, r["distinct_total"] or 0)
+            prev["distinct_values"] = sorted(set(prev["distinct_values"] or []) |
+                                             set(r["distinct_values"] or []))[:20]
+            prev["uids"] = (list(prev["uids"] or []) + [u for u in r["uids"] or []
+                                                      if u not in (prev["uids"] or [])])[:20]
+            prev["evidence_total"] = (prev["evidence_total"] or 0) + (r["evidence_total"] or 0)
+        else:
+            merged.append(dict(r))
+    return merged
+
+
+BASE_COLUMNS = {"host", "peer", "key", "t_first", "t_last", "observed", "threshold",
+                "distinct_total", "distinct_values", "uids", "evidence_total"}
+
+
+def _candidate(det, params: dict, r: dict) -> dict:
+    """A query row as a finding candidate: contract columns, explanation, evidence."""
+    details = {k: v for k, v in r.items() if k not in BASE_COLUMNS}
+    values = [str(v) for v in (r.get("distinct_values") or []) if v is not None]
+    peer = r.get("peer")
+    key = r.get("key")
+    f = {
+        "detector": det.id, "threat": det.threat, "title": det.title,
+        "host": r["host"], "peer": None if peer is None else str(peer),
+        "key": None if key is None else str(key),
+        "first_seen": iso(r["t_first"]), "last_seen": iso(r["t_last"]),
+        "observed": float(r["observed"]) if r["observed"] is not None else None,
+        "threshold": float(r["threshold"]) if r["threshold"] is not None else None,
+        "distinct_total": int(r.get("distinct_total") or 0),
+        "distinct_values": json.dumps(values),
+        "evidence_total": int(r.get("evidence_total") or 0),
+        "values": values, "uids": [u for u in (r.get("uids") or []) if u],
+        "details": json.dumps(details, default=str, sort_keys=True),
+    }
+    f["summary"] = det.summary({**f, **details}, params)
+    return f

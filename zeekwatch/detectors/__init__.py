@@ -1,0 +1,9 @@
+"""The detectors of DESIGN.md, declared once (see ``base.py`` for the contract).
+
+Importing this package registers every detector in ``REGISTRY`` (id -> Detector).
+"""
+
+from .base import REGISTRY, Context, Detector, Dialect  # noqa: F401
+from . import scan  # noqa: F401  (registers)
+
+__all__ = ["REGISTRY", "Context", "Detector", "Dialect"]

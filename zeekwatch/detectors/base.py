@@ -1,0 +1,183 @@
+"""How a detector is declared, and the shared SQL building blocks.
+
+A detector is data: its id, title, threat type, the tables it needs, its default parameters,
+its known false positives, a function that returns ONE SQL query over the normalized tables,
+and a function that writes the one-line summary of a finding. The engine runs the query
+(DuckDB, or Spark through the same dialect hooks); no detector loops over rows in Python.
+
+Every detector query returns these columns (the *candidate* contract):
+
+    host, peer, key            entity of the finding (peer/key may be NULL)
+    t_first, t_last            epoch seconds of the first and last evidence event
+    observed, threshold        the value seen and the threshold crossed (DOUBLE)
+    distinct_total             number of distinct values in the evidence (BIGINT)
+    distinct_values            bounded, sorted list of those values (VARCHAR[])
+    uids                       bounded list of evidence uids (VARCHAR[])
+    evidence_total             number of evidence events (BIGINT)
+
+Any further columns are kept in the finding's ``details`` (e.g. ``mx_lookups``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..nets import Nets
+
+VALUES_LIMIT = 20  # distinct values listed on a finding (the total is kept too)
+UIDS_LIMIT = 20  # evidence uids listed on a finding
+
+CANDIDATE_COLUMNS = ("host", "peer", "key", "t_first", "t_last", "observed", "threshold",
+                     "distinct_total", "distinct_values", "uids", "evidence_total")
+
+
+class Dialect:
+    """SQL differences between engines, kept to a handful of functions."""
+
+    name = "duckdb"
+
+    def epoch(self, col: str) -> str:
+        return f"epoch({col})"
+
+    def distinct_list(self, expr: str, limit: int) -> str:
+        return f"list_slice(list_sort(list_distinct(list({expr}))), 1, {limit})"
+
+    def first_list(self, expr: str, limit: int) -> str:
+        return f"list_slice(list({expr} ORDER BY {expr}), 1, {limit})"
+
+    def explode(self, expr: str) -> str:
+        return f"unnest({expr})"
+
+    def hour_local(self, ts_col: str, tz: str) -> str:
+        return f"hour(timezone('{tz}', {ts_col}))"
+
+    def dow_local(self, ts_col: str, tz: str) -> str:
+        """ISO day of week, 1 = Monday .. 7 = Sunday."""
+        return f"isodow(timezone('{tz}', {ts_col}))"
+
+    def minute_of_day_local(self, ts_col: str, tz: str) -> str:
+        return (f"(hour(timezone('{tz}', {ts_col})) * 60 + "
+                f"minute(timezone('{tz}', {ts_col})))")
+
+    def date_local(self, ts_col: str, tz: str) -> str:
+        return f"CAST(timezone('{tz}', {ts_col}) AS DATE)"
+
+
+@dataclass
+class Context:
+    """What a detector's SQL may use besides its parameters."""
+
+    nets: Nets
+    dialect: Dialect
+    config: Any  # zeekwatch.config.Config (time zone, business hours, networks)
+
+    def internal(self, col: str) -> str:
+        return self.nets.internal(col)
+
+    def member(self, col: str, name: str) -> str:
+        return self.nets.member(col, name)
+
+    def epoch(self, col: str) -> str:
+        return self.dialect.epoch(col)
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A behaviour, declared once. See the module docstring for the query contract."""
+
+    id: str
+    title: str
+    threat: str
+    needs: tuple[str, ...]
+    defaults: dict[str, Any]
+    false_positives: str
+    query: Callable[[dict, Context], str]
+    summary: Callable[[dict, dict], str]
+    doc: str = ""
+    windowed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+REGISTRY: dict[str, Detector] = {}
+
+
+def register(det: Detector) -> Detector:
+    if det.id in REGISTRY:
+        raise ValueError(f"detector {det.id!r} declared twice")
+    REGISTRY[det.id] = det
+    return det
+
+
+def sql_list(values) -> str:
+    """A SQL IN-list of literals (ints or strings)."""
+    out = []
+    for v in values:
+        if isinstance(v, (int, float)):
+            out.append(str(v))
+        else:
+            out.append("'" + str(v).replace("'", "''") + "'")
+    return "(" + ", ".join(out or ["NULL"]) + ")"
+
+
+def in_list(col: str, values, negate: bool = False) -> str:
+    """SQL: ``col IN (...)`` that stays correct for an empty list (FALSE, or TRUE negated)."""
+    values = list(values)
+    if not values:
+        return "TRUE" if negate else "FALSE"
+    return f"{col} {'NOT IN' if negate else 'IN'} {sql_list(values)}"
+
+
+def distinct_window(events: str, group: list[str], window: float, threshold: int,
+                    dialect: Dialect) -> str:
+    """Episodes where some exact sliding window held ≥ ``threshold`` distinct values.
+
+    ``events`` is SQL with columns ``<group...>, t (epoch seconds), v (value), uid``.
+    A window is closed: values whose events lie within ``window`` seconds of each other
+    (t_last - t_first <= window) count together. Per (group, value) the events are merged
+    into islands [first, last + window]; a running sum of +1 at island starts and -1 at
+    island ends (starts first on ties) is the distinct count of the window ending there.
+    Maximal runs where it is ≥ threshold are episodes. Plain window functions only, so the
+    same SQL runs on Spark (which has no count(DISTINCT) OVER).
+
+    Returns SQL with ``<group...>, t_first, t_last, observed, distinct_total,
+    distinct_values, uids, evidence_total``.
+    """
+    g = ", ".join(group)
+    on = " AND ".join(f"e.{c} IS NOT DISTINCT FROM p.{c}" for c in group)
+    W = float(window)
+    return f"""
+WITH ev AS ({events}),
+gaps AS (
+  SELECT {g}, v, t,
+         CASE WHEN t - lag(t) OVER (PARTITION BY {g}, v ORDER BY t) <= {W} THEN 0 ELSE 1 END AS brk
+  FROM ev),
+numbered AS (
+  SELECT {g}, v, t, sum(brk) OVER (PARTITION BY {g}, v ORDER BY t
+                                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS isl
+  FROM gaps),
+islands AS (SELECT {g}, v, min(t) AS s, max(t) + {W} AS e FROM numbered GROUP BY {g}, v, isl),
+pts AS (SELECT {g}, s AS t, 1 AS d FROM islands
+        UNION ALL SELECT {g}, e AS t, -1 AS d FROM islands),
+run AS (
+  SELECT {g}, t, d, sum(d) OVER (PARTITION BY {g} ORDER BY t, d DESC
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS c
+  FROM pts),
+marked AS (
+  SELECT {g}, t, d, c,
+         sum(CASE WHEN c >= {threshold} THEN 0 ELSE 1 END) OVER (
+           PARTITION BY {g} ORDER BY t, d DESC
+           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS ep
+  FROM run),
+eps AS (
+  SELECT {g}, ep, min(t) AS hot_start, max(t) AS hot_end, max(c) AS observed
+  FROM marked WHERE c >= {threshold} GROUP BY {g}, ep)
+SELECT {", ".join(f"p.{c}" for c in group)}, p.observed,
+       min(e.t) AS t_first, max(e.t) AS t_last,
+       count(DISTINCT e.v) AS distinct_total,
+       {dialect.distinct_list("e.v", VALUES_LIMIT)} AS distinct_values,
+       {dialect.first_list("e.uid", UIDS_LIMIT)} AS uids,
+       count(*) AS evidence_total
+FROM eps p JOIN ev e ON {on} AND e.t BETWEEN p.hot_start - {W} AND p.hot_end
+GROUP BY {", ".join(f"p.{c}" for c in group)}, p.ep, p.observed
+"""

@@ -1,0 +1,95 @@
+"""Address classes (internal, mail servers, DNS servers, VPN...) as SQL predicates.
+
+Addresses are text in the normalized tables. IPv4 membership compiles to integer range tests
+inline (vectorised by the engine, no extension needed); IPv6 membership is decided once per
+distinct address in Python and kept in a small table ``addr6`` that the predicate looks up.
+Both forms are plain SQL that DuckDB and Spark accept.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from .config import Config
+
+# config.networks attribute -> short name used in SQL and in the addr6 table
+NET_CLASSES = {
+    "internal": "internal", "mail_servers": "mail", "dns_servers": "dns",
+    "vpn": "vpn", "vpn_gateways": "vpngw",
+}
+
+
+def ipv4_int(col: str) -> str:
+    """SQL: the IPv4 address in ``col`` as an integer (NULL for IPv6/NULL)."""
+    parts = [f"CAST(split_part({col}, '.', {i}) AS BIGINT)" for i in (1, 2, 3, 4)]
+    expr = f"(({parts[0]} * 256 + {parts[1]}) * 256 + {parts[2]}) * 256 + {parts[3]}"
+    return f"(CASE WHEN {col} LIKE '%.%.%.%' AND {col} NOT LIKE '%:%' THEN {expr} END)"
+
+
+@dataclass
+class NetClass:
+    name: str
+    v4: list[tuple[int, int]]
+    v6: list[ipaddress.IPv6Network]
+
+    @classmethod
+    def from_cidrs(cls, name: str, cidrs) -> "NetClass":
+        v4, v6 = [], []
+        for cidr in cidrs:
+            net = ipaddress.ip_network(cidr, strict=False)
+            if net.version == 4:
+                v4.append((int(net.network_address), int(net.broadcast_address)))
+            else:
+                v6.append(net)
+        return cls(name, v4, v6)
+
+    def contains(self, addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        if ip.version == 4:
+            n = int(ip)
+            return any(lo <= n <= hi for lo, hi in self.v4)
+        return any(ip in net for net in self.v6)
+
+
+def classes(config: Config) -> dict[str, NetClass]:
+    return {name: NetClass.from_cidrs(name, getattr(config.networks, attr))
+            for attr, name in NET_CLASSES.items()}
+
+
+class Nets:
+    """Builds SQL predicates for the address classes of one config."""
+
+    def __init__(self, config: Config):
+        self.classes = classes(config)
+
+    def member(self, col: str, name: str) -> str:
+        """SQL boolean: ``col`` belongs to class ``name`` (never NULL)."""
+        cls = self.classes[name]
+        terms = []
+        if cls.v4:
+            n = ipv4_int(col)
+            terms.append("(" + " OR ".join(f"{n} BETWEEN {lo} AND {hi}" for lo, hi in cls.v4) + ")")
+        if cls.v6:
+            terms.append(f"({col} LIKE '%:%' AND {col} IN (SELECT a FROM addr6 WHERE {name}))")
+        if not terms:
+            return "FALSE"
+        return "coalesce(" + " OR ".join(terms) + ", FALSE)"
+
+    def internal(self, col: str) -> str:
+        return self.member(col, "internal")
+
+    def addr6_rows(self, addresses) -> list[dict]:
+        """Rows of the ``addr6`` table for the IPv6 addresses seen in the data."""
+        rows = []
+        for a in addresses:
+            if a is None or ":" not in a:
+                continue
+            row = {"a": a}
+            for name, cls in self.classes.items():
+                row[name] = cls.contains(a)
+            rows.append(row)
+        return rows

@@ -1,0 +1,68 @@
+"""One analysis run, end to end: plan -> read -> detect -> score -> store.
+
+This is the library entry point behind ``zeekwatch analyze`` (and the bench script). It never
+prints or exits; progress is reported through a callback.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import __version__
+from .config import Config
+from .engine import Engine
+from .readers import plan
+from .readers.base import IngestLog, file_size
+from .score import Scorer
+from .store import Store
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    log: IngestLog
+    seconds: float
+    findings: list[dict] = field(default_factory=list)
+    new: int = 0
+    updated: int = 0
+
+
+def analyze(paths: list[str], config: Config, db_path: str,
+            on_plan: Callable[[int], None] | None = None,
+            progress: Callable[[int], None] | None = None,
+            only: list[str] | None = None) -> RunResult:
+    """Analyse ``paths`` into the database at ``db_path``.
+
+    ``on_plan(total_bytes)`` is called once the inputs are known; ``progress(nbytes)`` as
+    input is consumed. Inputs are sniffed before anything is written, so a refused file
+    leaves the database untouched.
+    """
+    started = time.monotonic()
+    log = IngestLog(progress=progress)
+    todo = plan(paths, log)
+    if on_plan is not None:
+        on_plan(sum(file_size(p) for p, _ in todo))
+    scorer = Scorer(config)
+    store = Store(db_path)
+    run_id = store.start_run([str(p) for p in paths], "analyze", __version__)
+    engine = Engine(config)
+    status = "failed"
+    result = RunResult(run_id, log, 0.0)
+    try:
+        engine.ingest(todo, log)
+        candidates = engine.detect(only=only, known_services=store.known_services())
+        for f in candidates:
+            scorer.score(f)
+        result.new, result.updated = store.upsert_findings(candidates, run_id,
+                                                           config.store.merge_gap)
+        result.findings = candidates
+        store.learn_services(engine.learned_services(only=only))
+        status = "ok"
+    finally:
+        result.seconds = time.monotonic() - started
+        store.finish_run(run_id, log, result.seconds, result.new, result.updated, status)
+        engine.close()
+        store.close()
+    return result
