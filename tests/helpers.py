@@ -1,0 +1,63 @@
+"""Test helpers: run detectors on small record sets given as dicts.
+
+Records use the normalized column names (schema.py); ``ts`` may be epoch seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+
+from zeekwatch import schema
+from zeekwatch.config import Config, from_dict
+from zeekwatch.engine import Engine
+
+
+def _ts(v):
+    if isinstance(v, (int, float)):
+        return dt.datetime.fromtimestamp(v, dt.timezone.utc)
+    return v
+
+
+def table(name: str, rows) -> pa.Table:
+    rows = [dict(r, ts=_ts(r.get("ts"))) for r in rows]
+    if not rows:
+        return schema.empty(name)
+    fields = schema.TABLES[name]
+    cols = {f.name: [r.get(f.name) for r in rows] for f in fields}
+    return pa.Table.from_pydict(cols, schema=fields)
+
+
+def engine_with(config: Config | None = None, **tables) -> Engine:
+    eng = Engine(config or Config())
+    for name, rows in tables.items():
+        data = table(name, rows)  # noqa: F841  (scanned by DuckDB by name)
+        eng.con.execute(f"INSERT INTO {name} SELECT * FROM data")
+    return eng
+
+
+def detect(detector: str | list[str], config: Config | dict | None = None,
+           known_services=None, **tables) -> list[dict]:
+    """Run one (or several) detectors on the given records; return candidate findings."""
+    if isinstance(config, dict):
+        config = from_dict(config)
+    only = [detector] if isinstance(detector, str) else list(detector)
+    eng = engine_with(config, **tables)
+    try:
+        return eng.detect(only=only, known_services=known_services)
+    finally:
+        eng.close()
+
+
+def conn(ts, orig_h, resp_h, resp_p, proto="tcp", conn_state="SF", history=None, orig_p=40000,
+         uid=None, **kw):
+    """One conn record with sensible defaults (history follows conn_state for TCP)."""
+    if history is None and proto == "tcp":
+        history = {"S0": "S", "REJ": "Sr", "SF": "ShADadFf", "S1": "ShAD", "RSTO": "ShADR",
+                   "SH": "SF", "OTH": "D", "RSTOS0": "SR"}.get(conn_state)
+    row = dict(ts=ts, uid=uid or f"C{abs(hash((ts, orig_h, resp_h, resp_p, orig_p))) % 10**12}",
+               orig_h=orig_h, orig_p=orig_p, resp_h=resp_h, resp_p=resp_p, proto=proto,
+               conn_state=conn_state, history=history)
+    row.update(kw)
+    return row
