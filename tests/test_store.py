@@ -1,0 +1,70 @@
+"""The store: stable ids, idempotent re-runs, episode merging, analyst fields kept."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from zeekwatch.errors import StoreError
+from zeekwatch.readers.base import IngestLog
+from zeekwatch.store import Store
+
+
+def cand(first, last, observed=25.0, host="10.0.0.5"):
+    return {"detector": "horizontal_scan", "threat": "worm", "host": host, "peer": None,
+            "key": "tcp/445", "first_seen": first, "last_seen": last, "observed": observed,
+            "threshold": 20.0, "summary": f"{host} tried {int(observed)}", "urgency": 6, "tier": 2,
+            "due_at": first, "values": ["203.0.113.1"], "uids": ["C1", "C2"]}
+
+
+def test_rerun_adds_nothing_and_keeps_analyst_status(tmp_path):
+    db = str(tmp_path / "f.db")
+    s = Store(db)
+    run = s.start_run(["x"], "analyze", "t")
+    assert s.upsert_findings([cand("2024-01-01T00:00:00.000000Z", "2024-01-01T00:01:00.000000Z")], run, 300) == (1, 0)
+    fid = s.findings()[0]["id"]
+    s.db["findings"].update(fid, {"status": "investigating"})
+    run2 = s.start_run(["x"], "analyze", "t")
+    assert s.upsert_findings([cand("2024-01-01T00:00:00.000000Z", "2024-01-01T00:01:00.000000Z")], run2, 300) == (0, 0)
+    rows = s.findings()
+    assert len(rows) == 1 and rows[0]["id"] == fid and rows[0]["status"] == "investigating"
+    assert s.db["evidence"].count == 3
+
+
+def test_episode_within_merge_gap_extends_the_finding(tmp_path):
+    s = Store(str(tmp_path / "f.db"))
+    run = s.start_run([], "analyze", "t")
+    s.upsert_findings([cand("2024-01-01T00:00:00.000000Z", "2024-01-01T00:01:00.000000Z")], run, 300)
+    # 4 minutes later: same episode; 1 hour later: a new one
+    assert s.upsert_findings([cand("2024-01-01T00:05:00.000000Z", "2024-01-01T00:05:30.000000Z", 40.0)], run, 300) == (0, 1)
+    assert s.upsert_findings([cand("2024-01-01T01:05:00.000000Z", "2024-01-01T01:05:30.000000Z")], run, 300) == (1, 0)
+    rows = s.findings(order="first_seen")
+    assert [(r["first_seen"][11:19], r["last_seen"][11:19], r["observed"]) for r in rows] == [
+        ("00:00:00", "00:05:30", 40.0), ("01:05:00", "01:05:30", 25.0)]
+
+
+def test_finish_run_records_counts_and_rejects(tmp_path):
+    s = Store(str(tmp_path / "f.db"))
+    run = s.start_run(["a.log"], "analyze", "t")
+    log = IngestLog()
+    log.records["conn"] = 10
+    log.reject("a.log", 7, "wrong number of fields (3, expected 21)", b"x\ty\tz")
+    s.finish_run(run, log, 1.5, 0, 0)
+    r = s.runs()[0]
+    assert (r["conn_records"], r["rejects"], r["status"]) == (10, 1, "ok")
+    assert list(s.db["rejects"].rows) == [{"run_id": run, "path": "a.log", "line": 7,
+                                           "reason": "wrong number of fields (3, expected 21)",
+                                           "raw": "x\ty\tz"}]
+
+
+def test_not_a_database_is_a_store_error(tmp_path):
+    p = tmp_path / "junk.db"
+    p.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=r"junk.db: cannot open as a zeekwatch database"):
+        Store(str(p))
+
+
+def test_wal_mode(tmp_path):
+    Store(str(tmp_path / "f.db")).close()
+    assert sqlite3.connect(tmp_path / "f.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
