@@ -61,3 +61,43 @@ def conn(ts, orig_h, resp_h, resp_p, proto="tcp", conn_state="SF", history=None,
                conn_state=conn_state, history=history)
     row.update(kw)
     return row
+
+
+CONN_FIELDS = [("ts", "time"), ("uid", "string"), ("id.orig_h", "addr"), ("id.orig_p", "port"),
+               ("id.resp_h", "addr"), ("id.resp_p", "port"), ("proto", "enum"),
+               ("service", "string"), ("duration", "interval"), ("orig_bytes", "count"),
+               ("resp_bytes", "count"), ("conn_state", "string"), ("local_orig", "bool"),
+               ("local_resp", "bool"), ("missed_bytes", "count"), ("history", "string"),
+               ("orig_pkts", "count"), ("orig_ip_bytes", "count"), ("resp_pkts", "count"),
+               ("resp_ip_bytes", "count"), ("tunnel_parents", "set[string]")]
+DNS_FIELDS = [("ts", "time"), ("uid", "string"), ("id.orig_h", "addr"), ("id.orig_p", "port"),
+              ("id.resp_h", "addr"), ("id.resp_p", "port"), ("proto", "enum"),
+              ("trans_id", "count"), ("query", "string"), ("qtype_name", "string"),
+              ("rcode_name", "string"), ("answers", "vector[string]")]
+
+
+def zeek_tsv(path, log_path: str, rows: list[dict], fields=None) -> str:
+    """Write ``rows`` (normalized names; ``ts`` epoch) as a Zeek TSV log the way Zeek does."""
+    fields = fields or {"conn": CONN_FIELDS, "dns": DNS_FIELDS}[log_path]
+
+    def cell(name, typ, row):
+        key = name[3:] if name.startswith("id.") else name
+        v = row.get(key)
+        if v is None:
+            return "(empty)" if typ.startswith(("set", "vector")) and key in row else "-"
+        if typ.startswith(("set", "vector")):
+            return ",".join(v) if v else "(empty)"
+        if typ == "time":
+            return f"{v:.6f}"
+        return str(v)
+
+    lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-",
+             f"#path\t{log_path}", "#open\t2024-01-01-00-00-00",
+             "#fields\t" + "\t".join(n for n, _ in fields),
+             "#types\t" + "\t".join(t for _, t in fields)]
+    for r in rows:
+        lines.append("\t".join(cell(n, t, r) for n, t in fields))
+    lines.append("#close\t2024-01-01-01-00-00")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return str(path)
