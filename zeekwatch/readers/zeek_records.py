@@ -1,0 +1,232 @@
+"""Zeek TSV data lines -> Arrow, columnar: a fast path and a checked path.
+
+``parse_fast`` hands a range of data lines to pyarrow's CSV reader with the layout's column
+types (multi-threaded, C++ all the way) and returns None at the first problem of any kind.
+``parse_checked`` is the fallback for such ranges only: it reads the selected columns as
+binary, single-threaded so pyarrow reports physical line numbers, validates every column with
+vectorised regular expressions, reports the bad lines and casts the rest. ``finish`` turns a
+parsed table into the normalized schema. No Python loop runs per good row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from .. import schema
+from .zeek_header import Layout
+
+BLOCK_SIZE = 1 << 20  # pyarrow's unit of parallel work
+TS_LIMIT = 1e11  # seconds; a larger "timestamp" is not one (year 5138)
+
+_ZEEK_NAMES = {pa.float64(): "number", pa.int64(): "count", pa.int32(): "port"}
+_PATTERNS = {
+    "ts": r"^-?\d{1,11}(\.\d*)?$",
+    pa.float64(): r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?$",
+    pa.int64(): r"^-?\d{1,18}$",
+    pa.int32(): r"^\d{1,9}$",
+}
+_MASKED = r"^X+\.X+$"  # BTest baselines mask timestamps as XXXXXXXXXX.XXXXXX
+
+
+def _parse_options(layout: Layout, handler=None) -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(
+        delimiter=layout.separator, quote_char=False, escape_char=False,
+        ignore_empty_lines=False, invalid_row_handler=handler)
+
+
+def _convert_options(layout: Layout, types: dict) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(
+        column_types=types, include_columns=layout.include, null_values=[layout.unset_field],
+        strings_can_be_null=True, quoted_strings_can_be_null=False)
+
+
+def parse_fast(data, layout: Layout) -> pa.Table | None:
+    """Parse data lines with the layout's types; None when any line is not perfect.
+
+    Blank lines are not ignored, so they fail the timestamp conversion: when this returns a
+    table, its row count is exactly the number of physical lines in ``data``.
+    """
+    if "ts" not in layout.include:
+        return None
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=layout.names, block_size=BLOCK_SIZE),
+            parse_options=_parse_options(layout),
+            convert_options=_convert_options(layout, layout.parse_types))
+    except pa.ArrowInvalid:
+        return None
+    if pc.all(pc.less_equal(pc.abs(table.column("ts")), TS_LIMIT)).as_py() is False:
+        return None
+    return table
+
+
+@dataclass
+class Checked:
+    """What ``parse_checked`` found: good rows, bad lines (1-based within the range)."""
+
+    table: pa.Table
+    lines: int
+    rejects: list[tuple[int | None, str, bytes]] = field(default_factory=list)
+    masked: int = 0
+
+
+def _line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    starts = np.concatenate([[0], newlines + 1])
+    ends = np.concatenate([newlines, [len(data)]])
+    if len(data) == 0 or data[-1:] == b"\n":
+        starts, ends = starts[:-1], ends[:-1]
+    return starts, ends
+
+
+def parse_checked(data: bytes, layout: Layout, at_eof: bool = False) -> Checked:
+    """Parse ``data`` line by line's rules, but columnar: bad lines are reported, not fatal."""
+    invalid = []
+
+    def handler(row):
+        invalid.append((row.number, row.actual_columns, row.text))
+        return "skip"
+
+    table = pacsv.read_csv(
+        pa.py_buffer(data),
+        read_options=pacsv.ReadOptions(
+            column_names=layout.names, use_threads=False, block_size=max(len(data) + 1, BLOCK_SIZE)),
+        parse_options=_parse_options(layout, handler),
+        convert_options=_convert_options(layout, {f: pa.binary() for f in layout.include}))
+    starts, ends = _line_spans(data)
+    out = Checked(table, len(starts))
+    truncated = at_eof and data[-1:] != b"\n"
+    for number, got, text in invalid:
+        last = truncated and number == out.lines
+        reason = (f"truncated record at end of data (no newline): {got} of {len(layout.names)} fields"
+                  if last else f"wrong number of fields: {got}, expected {len(layout.names)}")
+        out.rejects.append((number, reason, text.encode("utf-8", "replace")))
+    numbers = np.setdiff1d(np.arange(1, out.lines + 1), [n for n, _, _ in invalid])
+    if len(numbers) == table.num_rows:
+        blank = (ends - starts)[numbers - 1] == 0
+    else:  # cannot happen with '\n' line ends; stay safe anyway
+        numbers, blank = np.full(table.num_rows, -1), np.zeros(table.num_rows, bool)
+    _validate(out, layout, numbers, blank, data, starts, ends)
+    return out
+
+
+def _validate(out: Checked, layout: Layout, numbers, blank, data, starts, ends) -> None:
+    table = out.table
+    bad = np.zeros(table.num_rows, bool)
+    first_bad: dict[int, str] = {}
+    masked = None
+    for name in table.column_names:
+        col = table.column(name)
+        target = layout.parse_types[name]
+        if name == "ts":
+            masked = _true(pc.match_substring_regex(col, _MASKED))
+        ok = _valid(col, target, name)
+        if masked is not None and name == "ts":
+            ok |= masked
+        col_bad = ~ok & ~blank
+        for i in np.flatnonzero(col_bad & ~bad):
+            first_bad[int(i)] = name
+        bad |= col_bad
+    for i in np.flatnonzero(bad):
+        name = first_bad[int(i)]
+        value = table.column(name)[int(i)].as_py()
+        line = int(numbers[i])
+        raw = data[starts[line - 1]:ends[line - 1]] if line > 0 else value
+        out.rejects.append((line if line > 0 else None, _reason(name, layout, value), raw))
+    out.rejects.sort(key=lambda r: r[0] or 0)
+    keep = ~(bad | blank)
+    if masked is not None:
+        masked = masked[keep]
+        out.masked = int(np.count_nonzero(masked))
+    out.table = _cast(table.filter(pa.array(keep)), layout, masked)
+
+
+def _true(mask) -> np.ndarray:
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), bool)
+
+
+def _valid(col, target: pa.DataType, name: str) -> np.ndarray:
+    """True where the binary value is NULL or parses as ``target`` (vectorised)."""
+    if target in (pa.string(), pa.binary()):
+        try:
+            col.cast(pa.string())
+            return np.ones(len(col), bool)
+        except pa.ArrowInvalid:  # invalid UTF-8 somewhere: find it (rare, so a Python loop)
+            return np.array([v is None or _utf8(v) for v in col.to_pylist()], bool)
+    pattern = _PATTERNS["ts"] if name == "ts" else _PATTERNS[target]
+    ok = pc.match_substring_regex(col, pattern)
+    return _true(pc.or_kleene(ok, pc.is_null(col)))
+
+
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _reason(name: str, layout: Layout, value: bytes) -> str:
+    target = layout.parse_types[name]
+    if target in (pa.string(), pa.binary()):
+        return f"invalid UTF-8 in field '{name}'"
+    kind = "time" if name == "ts" else _ZEEK_NAMES[target]
+    return f"bad {kind} value {value.decode('utf-8', 'replace')[:80]!r} in field '{name}'"
+
+
+def _cast(table: pa.Table, layout: Layout, masked) -> pa.Table:
+    cols = []
+    for name in table.column_names:
+        col = table.column(name).cast(pa.string())
+        if name == "ts" and masked is not None and masked.any():
+            col = pc.if_else(pa.array(masked), pa.scalar(None, pa.string()), col)
+        target = layout.parse_types[name]
+        cols.append(col if target == pa.string() else col.cast(target))
+    return pa.Table.from_arrays(cols, names=table.column_names)
+
+
+# ---------------------------------------------------------------- to the normalized schema
+
+def _timestamps(col) -> pa.ChunkedArray:
+    micros = pc.round(pc.multiply(col, 1e6))
+    return micros.cast(pa.int64()).cast(schema.TS)
+
+
+def _lists(col, layout: Layout):
+    lists = pc.split_pattern(col, pattern=layout.set_separator)
+    empty = pc.equal(col, layout.empty_field)
+    if pc.any(empty).as_py():
+        lists = pc.if_else(empty, pa.scalar([], schema.STRLIST), lists)
+    return lists
+
+
+def _blank_empty(col, layout: Layout):
+    empty = pc.equal(col, layout.empty_field)
+    if pc.any(empty).as_py():
+        col = pc.if_else(empty, "", col)
+    return col
+
+
+def finish(table: pa.Table, layout: Layout, source: str) -> pa.Table:
+    """Rename, convert (ts, lists, ``(empty)``) and conform a parsed table."""
+    cols, names = [], []
+    for zeek in table.column_names:
+        name = layout.rename[zeek]
+        col = table.column(zeek)
+        if name == "ts":
+            col = _timestamps(col)
+        elif name in layout.lists:
+            col = _lists(col, layout)
+        elif name in layout.empty_to_blank:
+            col = _blank_empty(col, layout)
+        cols.append(col)
+        names.append(name)
+    cols.append(pa.chunked_array([pa.repeat(source, table.num_rows)], pa.string()))
+    names.append("source")
+    return schema.conform(layout.table, pa.Table.from_arrays(cols, names=names))
