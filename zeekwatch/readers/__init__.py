@@ -39,11 +39,13 @@ def _json_kind(data: bytes) -> str | None:
     text = data.lstrip()
     if text.startswith(b"["):
         return "eve"  # Zeek never writes JSON arrays; EVE exports sometimes do
-    first = text.split(b"\n", 1)[0]
-    try:
-        obj = orjson.loads(first)
-    except orjson.JSONDecodeError:
-        return None
+    obj = None
+    for line in text.split(b"\n", 20)[:20]:  # a malformed first line is the reader's reject
+        try:
+            obj = orjson.loads(line)
+            break
+        except orjson.JSONDecodeError:
+            continue
     if not isinstance(obj, dict):
         return None
     if "event_type" in obj:

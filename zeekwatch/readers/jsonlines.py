@@ -1,0 +1,203 @@
+"""What the JSON readers (Zeek JSON, Suricata EVE) share: line blocks, bad-line policy, timestamps.
+
+``iter_blocks`` cuts a (decompressed) file into bounded blocks of whole lines and tells each
+block's first physical line number; ``parse_lines`` turns a block into JSON objects with
+orjson, recording every line that does not parse as a reject (``log.reject``) so that its
+neighbours are kept; ``parse_ts`` turns a column of epoch numbers or ISO-8601 strings into
+UTC microsecond timestamps, vectorised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..schema import TS
+from .base import IngestLog
+
+BLOCK_SIZE = 8 << 20  # bytes of whole lines handed to a parser at a time
+
+# ISO-8601 strings that carry a zone: "...Z", "...+0000", "...-05:00", "...+01"
+_ZONE_RE = r"(Z|z|[+-]\d\d(:?\d\d)?)$"
+_NUMBER_RE = r"^\s*-?\d+(\.\d*)?([eE][-+]?\d+)?\s*$"
+_SPACE_LINE = re.compile(rb"\n[ \t\r]+\n")
+
+
+@dataclass
+class Block:
+    data: bytes  # whole lines; ends with b"\n" unless it is the end of a file without one
+    first_line: int  # 1-based physical line number of the first line in ``data``
+    at_eof: bool  # the last line of ``data`` is the file's last line
+
+
+def iter_blocks(f: BinaryIO, block_size: int | None = None) -> Iterator[Block]:
+    """Whole-line blocks of about ``block_size`` bytes; a longer line makes a longer block."""
+    block_size = block_size or BLOCK_SIZE
+    line = 1
+    tail = b""
+    while True:
+        data = f.read(block_size)
+        if not data:
+            if tail:
+                yield Block(tail, line, True)
+            return
+        data = tail + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            tail = data
+            continue
+        tail = data[cut + 1:]
+        block = data[:cut + 1]
+        yield Block(block, line, False)
+        line += block.count(b"\n")
+
+
+def reject_reason(exc: Exception, is_last_unterminated: bool) -> str:
+    msg = str(exc).split("\n", 1)[0]
+    if is_last_unterminated:
+        return f"truncated last line (no newline at end of file): {msg}"
+    return f"malformed JSON: {msg}"
+
+
+def parse_lines(block: Block, path: str, log: IngestLog) -> Iterator[tuple[int, bytes, dict]]:
+    """(line number, raw line, object) for every line of ``block`` that is a JSON object.
+
+    Blank lines are ignored; a line that is not JSON, or JSON that is not an object, is
+    recorded with ``log.reject`` and skipped. A last line without a newline at the end of the
+    file that does not parse is reported as truncated, not as malformed.
+    """
+    lines = block.data.split(b"\n")
+    unterminated = block.at_eof and not block.data.endswith(b"\n")
+    if not unterminated:
+        lines.pop()  # the empty string after the final newline
+    last = len(lines) - 1
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            log.reject(path, block.first_line + i, reject_reason(exc, unterminated and i == last), raw)
+            continue
+        if not isinstance(obj, dict):
+            log.reject(path, block.first_line + i, f"not a JSON object (a {type(obj).__name__})", raw)
+            continue
+        yield block.first_line + i, raw, obj
+
+
+def skip_records(block: Block, count: int) -> tuple[Block | None, int]:
+    """Drop the first ``count`` non-blank lines of ``block``; return the rest and what is left to skip."""
+    if count <= 0:
+        return block, 0
+    data = block.data
+    terminated = data.endswith(b"\n")
+    lines_in_block = data.count(b"\n") + (0 if terminated else 1)
+    last_blank = not terminated and not data[data.rfind(b"\n") + 1:].strip()
+    if lines_in_block <= count and not last_blank and not _has_blank_line(data):
+        return None, count - lines_in_block  # the common case: skip the block whole
+    lines = data.split(b"\n")
+    for i, raw in enumerate(lines):
+        if count == 0:
+            rest = b"\n".join(lines[i:])
+            return (Block(rest, block.first_line + i, block.at_eof) if rest else None), 0
+        if raw.strip():
+            count -= 1
+    return None, count
+
+
+def _has_blank_line(data: bytes) -> bool:
+    first = data[:data.find(b"\n") + 1]
+    return not first.strip() or b"\n\n" in data or _SPACE_LINE.search(data) is not None
+
+
+# --- timestamps -------------------------------------------------------------------------
+
+@dataclass
+class TsStats:
+    """What ``parse_ts`` saw, for the per-file notes."""
+
+    no_zone: int = 0  # ISO strings without a zone, read as UTC
+    bad: int = 0  # values that are not a timestamp (NULL)
+
+
+def _epoch_to_ts(arr: pa.Array) -> pa.Array:
+    us = pc.round(pc.multiply(arr.cast(pa.float64()), 1e6))
+    return us.cast(pa.int64()).cast(TS)
+
+
+def _iso_to_ts(arr: pa.Array, stats: TsStats) -> pa.Array:
+    zoned = pc.match_substring_regex(arr, _ZONE_RE)
+    if pc.all(zoned).as_py() is not False:
+        return arr.cast(TS)
+    naive = pc.invert(zoned)
+    stats.no_zone += pc.sum(naive).as_py() or 0
+    as_utc = pc.if_else(naive, pc.binary_join_element_wise(arr, "Z", ""), arr)
+    return as_utc.cast(TS)
+
+
+def _slow_ts(values: list, stats: TsStats) -> pa.Array:
+    out = []
+    for v in values:
+        out.append(_one_ts(v, stats))
+    return pa.array(out, type=pa.int64()).cast(TS)
+
+
+def _one_ts(v, stats: TsStats) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return round(v * 1e6)
+    text = str(v).strip()
+    if re.match(_NUMBER_RE, text):
+        return round(float(text) * 1e6)
+    try:
+        t = dt.datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        stats.bad += 1
+        return None
+    if t.tzinfo is None:
+        stats.no_zone += 1
+        t = t.replace(tzinfo=dt.timezone.utc)
+    delta = t - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def parse_ts(arr: pa.Array | pa.ChunkedArray, stats: TsStats) -> pa.Array:
+    """Epoch seconds (number or numeric string) or ISO-8601 text → UTC timestamps (µs).
+
+    ISO text without a zone is read as UTC and counted in ``stats.no_zone``; anything that is
+    not a timestamp becomes NULL and is counted in ``stats.bad``.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_timestamp(arr.type):
+        return arr.cast(TS)
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        return _epoch_to_ts(arr)
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), TS)
+    arr = arr.cast(pa.string())
+    try:
+        numeric = pc.match_substring_regex(arr, _NUMBER_RE)
+        if pc.all(numeric).as_py() is not False:
+            return _epoch_to_ts(arr.cast(pa.float64()))
+        if not pc.any(numeric).as_py():
+            return _iso_to_ts(arr, stats)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    return _slow_ts(arr.to_pylist(), stats)
+
+
+def ts_notes(path: str, stats: TsStats) -> list[str]:
+    notes = []
+    if stats.no_zone:
+        notes.append(f"{path}: {stats.no_zone} timestamps without a UTC offset, read as UTC")
+    if stats.bad:
+        notes.append(f"{path}: {stats.bad} timestamps that could not be parsed (NULL)")
+    return notes
