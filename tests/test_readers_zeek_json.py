@@ -226,14 +226,29 @@ def test_value_of_wrong_type_becomes_null(tmp_path):
 
 
 def test_no_row_lost_or_doubled_when_fast_path_stops(tmp_path, monkeypatch):
-    """DuckDB delivers batches, then fails; the robust path resumes right after them."""
-    monkeypatch.setattr(zeek_json, "BATCH_ROWS", 100)
+    """DuckDB delivers some batches, then fails; the robust path resumes right after them."""
+    real = zeek_json._duckdb_batches
+
+    def stops_after_1000(path, ts_type):
+        for raw in real(path, ts_type):
+            yield raw.slice(0, 1000)
+            raise OSError("Invalid Input Error: Malformed JSON (simulated)")
+
+    monkeypatch.setattr(zeek_json, "_duckdb_batches", stops_after_1000)
     monkeypatch.setattr(jsonlines, "BLOCK_SIZE", 4096)
-    records = [conn_record(i) for i in range(3000)]
     bad_at = {1500, 1501, 2222, 2999}
-    lines = ["{oops" if i in bad_at else r for i, r in enumerate(records)]
-    lines.insert(700, "")  # a blank line before the failure shifts line numbers, not records
+    lines = ["{oops" if i in bad_at else conn_record(i) for i in range(3000)]
+    lines[300:300] = ["", "  "]  # blank lines before the stop shift line numbers, not records
     tables, log = read_all(write_lines(tmp_path / "big.json", lines))
     uids = tables["conn"].column("uid").to_pylist()
     assert uids == [f"C{i:05d}" for i in range(3000) if i not in bad_at]
-    assert [r.line for r in log.rejects] == sorted(i + 2 for i in bad_at)
+    assert [r.line for r in log.rejects] == sorted(i + 3 for i in bad_at)
+
+
+def test_bad_lines_across_many_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(jsonlines, "BLOCK_SIZE", 4096)
+    bad_at = {0, 777, 1999}
+    lines = ["{oops" if i in bad_at else conn_record(i) for i in range(2000)]
+    tables, log = read_all(write_lines(tmp_path / "big.json", lines))
+    assert tables["conn"].num_rows == 1997
+    assert [r.line for r in log.rejects] == [1, 778, 2000]
