@@ -105,7 +105,8 @@ def _prepare(con, config: Config, nets, known_services: list[dict]) -> None:
                         [[r["host"], r["port"], r["proto"]] for r in known_services])
     v6 = con.execute(
         "SELECT DISTINCT a FROM (SELECT orig_h AS a FROM conn UNION ALL SELECT resp_h FROM conn "
-        "UNION ALL SELECT orig_h FROM alert UNION ALL SELECT resp_h FROM alert) x "
+        "UNION ALL SELECT orig_h FROM alert UNION ALL SELECT resp_h FROM alert "
+        "UNION ALL SELECT orig_h FROM dns) x "
         "WHERE a LIKE '%:%'").fetchall()
     rows = nets.addr6_rows(a for (a,) in v6)
     names = ["a"] + list(nets.classes)
@@ -146,13 +147,16 @@ BASE_COLUMNS = {"host", "peer", "key", "t_first", "t_last", "observed", "thresho
 
 
 def _candidate(det, params: dict, r: dict) -> dict:
-    """A query row as a finding candidate: contract columns, explanation, evidence."""
-    details = {k: v for k, v in r.items() if k not in BASE_COLUMNS}
+    """A query row as a finding candidate: contract columns, explanation, evidence.
+
+    An optional ``threat`` column overrides the detector's declared threat type per row
+    (ids_alert types each alert group by its category)."""
+    details = {k: v for k, v in r.items() if k not in BASE_COLUMNS and k != "threat"}
     values = [str(v) for v in (r.get("distinct_values") or []) if v is not None]
     peer = r.get("peer")
     key = r.get("key")
     f = {
-        "detector": det.id, "threat": det.threat, "title": det.title,
+        "detector": det.id, "threat": r.get("threat") or det.threat, "title": det.title,
         "host": r["host"], "peer": None if peer is None else str(peer),
         "key": None if key is None else str(key),
         "first_seen": iso(r["t_first"]), "last_seen": iso(r["t_last"]),

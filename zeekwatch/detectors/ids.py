@@ -1,0 +1,131 @@
+"""Suricata alerts as findings: grouped per (host, signature), typed by alert category.
+
+An IDS raises the same alert many times for one incident; zeekwatch turns a run of alerts of
+one signature on one host into one finding. The threat type (and so the urgency) comes from
+the alert category: a trojan's C2 weighs more than a policy violation.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .base import VALUES_LIMIT, Context, Detector, register
+
+# Suricata/ET classification descriptions (classification.config) -> zeekwatch threat type.
+# Matched case-insensitively; anything else gets ``default_threat``. Config key
+# ``category_threats`` adds entries or overrides these.
+CATEGORY_THREATS: dict[str, str] = {
+    "A Network Trojan was detected": "c2",
+    "Malware Command and Control Activity Detected": "c2",
+    "Domain Observed Used for C2 Detected": "c2",
+    "Attempted Information Leak": "recon",
+    "Information Leak": "recon",
+    "Detection of a Network Scan": "recon",
+    "Large Scale Information Leak": "exfiltration",
+    "Potential Corporate Privacy Violation": "policy",
+    "Potentially Bad Traffic": "policy",
+    "Not Suspicious Traffic": "policy",
+    "Possibly Unwanted Program Detected": "policy",
+    "Generic Protocol Command Decode": "policy",
+}
+
+
+def _lit(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def threat_case(col: str, p: dict) -> str:
+    """SQL: the threat type of the alert category in ``col`` (built-in map + params)."""
+    extra = p.get("category_threats") or {}
+    if not isinstance(extra, dict) or not all(isinstance(v, str) and v for v in extra.values()):
+        raise ConfigError("detectors.ids_alert.category_threats: expected a table of "
+                          "category = \"threat\" strings")
+    mapping = {k.lower(): v for k, v in CATEGORY_THREATS.items()}
+    mapping.update({k.lower(): v for k, v in extra.items()})
+    whens = " ".join(f"WHEN {_lit(k)} THEN {_lit(v)}" for k, v in sorted(mapping.items()))
+    return f"CASE lower({col}) {whens} ELSE {_lit(p['default_threat'])} END"
+
+
+def _alerts(ctx: Context) -> str:
+    """SQL: one row per alert with its host (internal side, else the source) and peer."""
+    src_is_host = f"({ctx.internal('a.orig_h')} OR NOT {ctx.internal('a.resp_h')})"
+    return f"""
+SELECT host, peer, t, sid, gid, signature, category, severity, uid FROM (
+  SELECT CASE WHEN {src_is_host} THEN a.orig_h ELSE a.resp_h END AS host,
+         CASE WHEN {src_is_host} THEN a.resp_h ELSE a.orig_h END AS peer,
+         {ctx.epoch('a.ts')} AS t, a.sid, a.gid, a.signature, a.category, a.severity,
+         coalesce(a.community_id, CAST(a.flow_id AS VARCHAR)) AS uid
+  FROM alert a WHERE a.ts IS NOT NULL AND a.sid IS NOT NULL) x
+WHERE host IS NOT NULL"""
+
+
+def _ids_query(p: dict, ctx: Context) -> str:
+    """Suricata alerts (table alert), one finding per (host, signature id) and group: alerts
+    of one sid on one host whose consecutive gaps are ≤ ``group_window`` (3600 s) are one
+    finding. host = the internal side (the source when both or neither are internal), peer =
+    the most frequent other side (earliest on ties), key = 'sid:<sid>'. observed = number of
+    alerts, threshold = 1, distinct values = peer addresses, uids = community ids (else
+    flow ids). Threat type from the category through ``CATEGORY_THREATS`` overlaid with
+    ``category_threats`` (default ``default_threat`` = 'ids'); details keep signature,
+    category, sid, gid and severity (the most severe: Suricata's 1 is the highest).
+    Needs alert: ts, orig_h, resp_h, sid, gid, signature, category, severity, flow_id,
+    community_id.
+
+    False positives: those of the rule set (tune noisy signatures with suppressions and
+    `zeekwatch tune suricata`); policy and protocol-decode categories are scored low.
+    """
+    d, W = ctx.dialect, float(p["group_window"])
+    part = "PARTITION BY host, sid"
+    return f"""
+WITH al AS ({_alerts(ctx)}),
+gaps AS (
+  SELECT al.*, CASE WHEN t - lag(t) OVER ({part} ORDER BY t) <= {W} THEN 0 ELSE 1 END AS brk
+  FROM al),
+g AS (
+  SELECT gaps.*, sum(brk) OVER ({part} ORDER BY t
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS grp
+  FROM gaps),
+peers AS (
+  SELECT host, sid, grp, peer, row_number() OVER (
+           {part}, grp ORDER BY count(*) DESC, min(t), peer) AS rk
+  FROM g WHERE peer IS NOT NULL GROUP BY host, sid, grp, peer),
+agg AS (
+  SELECT host, sid, grp, min(t) AS t_first, max(t) AS t_last, count(*) AS n,
+         count(DISTINCT peer) AS distinct_total,
+         {d.distinct_list('peer', VALUES_LIMIT)} AS distinct_values,
+         {d.distinct_list('uid', VALUES_LIMIT)} AS uids,
+         max(signature) AS signature, max(category) AS category, max(gid) AS gid,
+         min(severity) AS severity
+  FROM g GROUP BY host, sid, grp)
+SELECT a.host, pr.peer, 'sid:' || CAST(a.sid AS VARCHAR) AS key, a.t_first, a.t_last,
+       a.n AS observed, 1 AS threshold, a.distinct_total, a.distinct_values, a.uids,
+       a.n AS evidence_total, {threat_case('a.category', p)} AS threat,
+       a.signature, a.category, a.sid, a.gid, a.severity
+FROM agg a LEFT JOIN peers pr
+  ON pr.host = a.host AND pr.sid = a.sid AND pr.grp = a.grp AND pr.rk = 1"""
+
+
+def _ids_summary(f: dict, p: dict) -> str:
+    n = int(f["observed"])
+    text = (f"{f['host']}: {n} alert{'s' if n != 1 else ''} \"{f.get('signature')}\" "
+            f"({f['key']}, {f.get('category') or 'no category'}, severity {f.get('severity')})")
+    if f.get("peer"):
+        text += f" with {f['peer']}"
+        others = int(f.get("distinct_total") or 0) - 1
+        if others > 0:
+            text += f" and {others} other peer{'s' if others != 1 else ''}"
+    return text
+
+
+register(Detector(
+    id="ids_alert",
+    title="Suricata alert",
+    threat="ids",
+    needs=("alert",),
+    defaults={"group_window": 3600, "default_threat": "ids", "category_threats": {}},
+    false_positives="Whatever the rule set raises wrongly: noisy or outdated signatures "
+                    "(suppress them; `zeekwatch tune suricata` writes threshold.config lines), "
+                    "policy and protocol-decode alerts (scored low as 'policy').",
+    query=_ids_query,
+    summary=_ids_summary,
+    doc=_ids_query.__doc__,
+))
