@@ -76,7 +76,8 @@ WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
     SELECT 1 FROM conn f
     WHERE f.orig_h = c.orig_h AND f.resp_h = c.resp_h AND f.proto = 'tcp'
       AND {in_list('f.resp_p', p['control_ports'])} AND c.resp_p >= 1024
-      AND f.ts <= c.ts + INTERVAL 1 HOUR)"""
+      AND NOT ({failed('f')})
+      AND f.ts <= c.ts AND {ctx.epoch('f.ts')} + coalesce(f.duration, 0) + 60 >= {ctx.epoch('c.ts')})"""
     eps = distinct_window(events, ["host", "peer"], p["window"], p["min_ports"], ctx.dialect)
     return (f"SELECT host, peer, NULL AS key, t_first, t_last, observed, {p['min_ports']} AS threshold, "
             f"distinct_total, distinct_values, uids, evidence_total FROM ({eps}) x")

@@ -1,0 +1,51 @@
+"""Detectors on real sensor output from ../shared/data (skipped when the folder is absent)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import shared_file
+from zeekwatch.config import Config, from_dict
+from zeekwatch.engine import Engine
+from zeekwatch.readers import plan
+from zeekwatch.readers.base import IngestLog
+
+
+def findings(paths, config=None, only=None):
+    log = IngestLog()
+    eng = Engine(config or Config())
+    try:
+        eng.ingest(plan(paths, log), log)
+        return eng.detect(only=only)
+    finally:
+        eng.close()
+
+
+def test_slips_horizontal_scan():
+    found = findings([shared_file("slips/port-scans/horizontal/conn.log")],
+                     only=["horizontal_scan", "vertical_scan"])
+    assert [(f["detector"], f["host"], f["key"]) for f in found] == [
+        ("horizontal_scan", "10.0.2.112", "tcp/80")]
+    assert found[0]["observed"] >= 20
+
+
+def test_slips_vertical_scan():
+    found = findings([shared_file("slips/port-scans/vertical/conn.log")],
+                     only=["horizontal_scan", "vertical_scan"])
+    assert [(f["detector"], f["host"], f["peer"]) for f in found] == [
+        ("vertical_scan", "192.168.1.9", "45.33.32.156")]
+    assert found[0]["observed"] >= 40
+
+
+def test_proxy_clients_raise_no_scan():
+    found = findings([shared_file("rita/proxy/conn.log"), shared_file("rita/proxy/dns.log")],
+                     only=["horizontal_scan", "vertical_scan", "ping_sweep", "mass_mailer"])
+    assert found == []
+
+
+@pytest.mark.parametrize("rel", ["perf/rita_missing_host_conn_72h.multi.log.gz"])
+def test_internet_facing_sensor_has_no_internal_scanner(rel):
+    # 64.225.56.201 is a public address: inbound scanning of it is not an infected host
+    cfg = from_dict({"detectors": {"vertical_scan": {"internal_only": True}}})
+    assert findings([shared_file(rel)], config=cfg,
+                    only=["horizontal_scan", "vertical_scan", "ping_sweep"]) == []
