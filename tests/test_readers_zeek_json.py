@@ -169,6 +169,17 @@ def test_type_from_shape_without_path(tmp_path, record, table):
     assert list(tables) == [table] and not log.skipped
 
 
+def test_records_with_and_without_path_in_one_file(tmp_path):
+    dns = {"ts": 2.0, "uid": "C2", "proto": "udp", "query": "a.example", "qtype_name": "A"}
+    weird = {"ts": 3.0, "uid": "C3", "name": "bad_checksum"}
+    path = write_lines(tmp_path / "mixed.json", [
+        conn_record(1, _path="conn"), dns, {**weird, "_path": "weird"}, weird, conn_record(5)])
+    tables, log = read_all(path)
+    assert sorted(tables["conn"].column("uid").to_pylist()) == ["C00001", "C00005"]
+    assert tables["dns"].column("query").to_pylist() == ["a.example"]
+    assert log.notes == [f"{path}: 2 records not used: unknown shape (1), weird (1)"]
+
+
 def test_unsupported_log_is_skipped_with_reason(tmp_path):
     notice = {"ts": 1.0, "uid": "C1", "proto": "tcp", "note": "Scan::Port_Scan", "msg": "x"}
     path = write_lines(tmp_path / "notice.json", [notice])

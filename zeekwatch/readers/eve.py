@@ -37,8 +37,8 @@ import pyarrow.compute as pc
 from .. import schema
 from ..errors import InputError
 from .base import Chunk, IngestLog, head, open_binary
-from .eve_dns import DnsMerger
-from .eve_flow import conn_row
+from .eve_dns import DNS_COLUMNS, DnsMerger
+from .eve_flow import CONN_COLUMNS, Common, conn_row
 from .eve_values import as_int, as_str, as_str_list, mailbox
 from .jsonlines import TsStats, iter_blocks, parse_lines, parse_ts, ts_notes
 
@@ -47,7 +47,13 @@ ICMP_PROTOS = {"icmp", "ipv6-icmp", "icmpv6", "icmp6"}
 USED = ("alert", "flow", "dns", "http", "tls", "smtp")
 
 
+_PROTOS = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "IPv6-ICMP": "icmp", "IPV6-ICMP": "icmp"}
+
+
 def _proto(v) -> str | None:
+    fast = _PROTOS.get(v) if type(v) is str else None
+    if fast is not None:
+        return fast
     p = as_str(v)
     if p is None:
         return None
@@ -55,70 +61,70 @@ def _proto(v) -> str | None:
     return "icmp" if p in ICMP_PROTOS else p
 
 
-def _common(e: dict) -> dict:
+def _int(v):
+    return v if type(v) is int else as_int(v)
+
+
+def _str(v):
+    return v if v is None or type(v) is str else as_str(v)
+
+
+def _common(e: dict) -> Common:
     proto = _proto(e.get("proto"))
-    flow_id = as_int(e.get("flow_id"))
+    flow_id = _int(e.get("flow_id"))
     if proto == "icmp":
-        sport, dport = as_int(e.get("icmp_type")), as_int(e.get("icmp_code"))
+        sport, dport = _int(e.get("icmp_type")), _int(e.get("icmp_code"))
     else:
-        sport, dport = as_int(e.get("src_port")), as_int(e.get("dest_port"))
-    return {
-        "ts": e.get("timestamp"), "uid": None if flow_id is None else str(flow_id),
-        "flow_id": flow_id, "src_ip": as_str(e.get("src_ip")), "src_port": sport,
-        "dest_ip": as_str(e.get("dest_ip")), "dest_port": dport, "proto": proto,
-        "community_id": as_str(e.get("community_id")),
-    }
+        sport, dport = _int(e.get("src_port")), _int(e.get("dest_port"))
+    return Common(e.get("timestamp"), None if flow_id is None else str(flow_id), flow_id,
+                  _str(e.get("src_ip")), sport, _str(e.get("dest_ip")), dport, proto,
+                  _str(e.get("community_id")))
 
 
-def _alert_row(e: dict, c: dict) -> dict | None:
+def _alert_row(e: dict, c: Common) -> tuple | None:
     a = e.get("alert")
     if not isinstance(a, dict):
         return None
-    return {
-        "ts": c["ts"], "orig_h": c["src_ip"], "orig_p": c["src_port"], "resp_h": c["dest_ip"],
-        "resp_p": c["dest_port"], "proto": c["proto"], "gid": as_int(a.get("gid")),
-        "sid": as_int(a.get("signature_id")), "rev": as_int(a.get("rev")),
-        "signature": as_str(a.get("signature")), "category": as_str(a.get("category")),
-        "severity": as_int(a.get("severity")), "action": as_str(a.get("action")),
-        "app_proto": as_str(e.get("app_proto")), "flow_id": c["flow_id"],
-        "community_id": c["community_id"],
-    }
+    return (c.ts, c.src_ip, c.src_port, c.dest_ip, c.dest_port, c.proto, _int(a.get("gid")),
+            _int(a.get("signature_id")), _int(a.get("rev")), _str(a.get("signature")),
+            _str(a.get("category")), _int(a.get("severity")), _str(a.get("action")),
+            _str(e.get("app_proto")), c.flow_id, c.community_id)
 
 
-def _app_base(c: dict) -> dict:
-    return {"ts": c["ts"], "uid": c["uid"], "orig_h": c["src_ip"], "resp_h": c["dest_ip"],
-            "resp_p": c["dest_port"]}
-
-
-def _http_row(e: dict, c: dict) -> dict | None:
+def _http_row(e: dict, c: Common) -> tuple | None:
     h = e.get("http")
     if not isinstance(h, dict):
         return None
-    return _app_base(c) | {
-        "host": as_str(h.get("hostname")), "uri": as_str(h.get("url")),
-        "user_agent": as_str(h.get("http_user_agent")), "method": as_str(h.get("http_method")),
-        "status": as_int(h.get("status")),
-    }
+    return (c.ts, c.uid, c.src_ip, c.dest_ip, c.dest_port, _str(h.get("hostname")),
+            _str(h.get("url")), _str(h.get("http_user_agent")), _str(h.get("http_method")),
+            _int(h.get("status")))
 
 
-def _tls_row(e: dict, c: dict) -> dict | None:
+def _tls_row(e: dict, c: Common) -> tuple | None:
     t = e.get("tls")
     if not isinstance(t, dict):
         return None
-    return _app_base(c) | {"server_name": as_str(t.get("sni"))}
+    return (c.ts, c.uid, c.src_ip, c.dest_ip, c.dest_port, _str(t.get("sni")))
 
 
-def _smtp_row(e: dict, c: dict) -> dict | None:
+def _smtp_row(e: dict, c: Common) -> tuple | None:
     s = e.get("smtp")
     if not isinstance(s, dict):
         return None
     rcpt = as_str_list(s.get("rcpt_to"))
-    return _app_base(c) | {
-        "helo": as_str(s.get("helo")), "mail_from": mailbox(s.get("mail_from")),
-        "rcpt_to": None if rcpt is None else [mailbox(r) for r in rcpt],
-    }
+    return (c.ts, c.uid, c.src_ip, c.dest_ip, c.dest_port, _str(s.get("helo")),
+            mailbox(s.get("mail_from")), None if rcpt is None else [mailbox(r) for r in rcpt])
 
 
+_APP = ("ts", "uid", "orig_h", "resp_h", "resp_p")
+COLUMNS = {  # the order of the row tuples each event type gives
+    "alert": ("ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "gid", "sid", "rev",
+              "signature", "category", "severity", "action", "app_proto", "flow_id", "community_id"),
+    "conn": CONN_COLUMNS, "dns": DNS_COLUMNS,
+    "http": _APP + ("host", "uri", "user_agent", "method", "status"),
+    "tls": _APP + ("server_name",),
+    "smtp": _APP + ("helo", "mail_from", "rcpt_to"),
+}
 ROWS = {"alert": ("alert", _alert_row), "flow": ("conn", conn_row), "http": ("http", _http_row),
         "tls": ("tls", _tls_row), "smtp": ("smtp", _smtp_row)}
 
@@ -129,7 +135,7 @@ class _Builder:
     def __init__(self, path: str, log: IngestLog):
         self.path = path
         self.log = log
-        self.rows: dict[str, list[dict]] = {t: [] for t in schema.TABLES}
+        self.rows: dict[str, list] = {t: [] for t in schema.TABLES}
         self.dns = DnsMerger()
         self.pending = 0
         self.unused: Counter = Counter()
@@ -157,11 +163,10 @@ class _Builder:
                 yield table, self._table(table, rows)
                 self.rows[table] = []
 
-    def _table(self, table: str, rows: list[dict]) -> pa.Table:
+    def _table(self, table: str, rows: list) -> pa.Table:
         sch = schema.TABLES[table]
         cols = {}
-        for name in rows[0]:
-            values = [r[name] for r in rows]
+        for name, values in zip(COLUMNS[table], zip(*rows)):
             if name in ("ts", "end"):
                 cols[name] = parse_ts(pa.array(values, type=pa.string()), self.ts)
             else:

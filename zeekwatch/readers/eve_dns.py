@@ -27,12 +27,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .eve_values import as_int, as_str
+from .eve_values import Common, as_int, as_str
 
 PENDING_EVENTS = 20_000  # events read before a pending query row is written out
 PENDING_MAX = 100_000  # pending transactions held at most
 DNS_PORTS = (53, 5353, 5355)
 
+DNS_COLUMNS = ("ts", "uid", "orig_h", "resp_h", "query", "qtype_name", "rcode_name", "answers",
+               "community_id")  # the order of a row list
+RCODE, ANSWERS = 6, 7
 REQUESTS = ("query", "request")
 RESPONSES = ("answer", "response")
 
@@ -64,16 +67,15 @@ class DnsMerger:
     def __init__(self):
         self.pending: OrderedDict = OrderedDict()  # key -> [event number, rows]
         self.events = 0
-        self.done: list[dict] = []
+        self.done: list[list] = []
 
-    def add(self, event: dict, common: dict) -> None:
-        """``common``: ts, uid, src/dest ip and port, community_id of the event."""
+    def add(self, event: dict, common: Common) -> None:
         self.events += 1
         d = event.get("dns")
         if not isinstance(d, dict):
             return
         kind = d.get("type")
-        key = (common["uid"] or _endpoints(common), as_int(d.get("id")))
+        key = (common.uid or _endpoints(common), as_int(d.get("id")))
         if kind in REQUESTS:
             self._request(key, d, common)
         elif kind in RESPONSES:
@@ -82,7 +84,7 @@ class DnsMerger:
     def _request(self, key, d: dict, common: dict) -> None:
         if key in self.pending:
             self.done.extend(self.pending.pop(key)[1])
-        rows = [_row(common, common["src_ip"], common["dest_ip"], q) for q in _questions(d)]
+        rows = [_row(common, common.src_ip, common.dest_ip, q) for q in _questions(d)]
         self.pending[key] = [self.events, rows]
         self._bound()
 
@@ -97,15 +99,15 @@ class DnsMerger:
         answers = _answers(d)
         for row in entry[1]:
             if rcode is not None:
-                row["rcode_name"] = rcode
+                row[RCODE] = rcode
             if answers:
-                row["answers"] = (row["answers"] or []) + answers
+                row[ANSWERS] = (row[ANSWERS] or []) + answers
 
     def _bound(self) -> None:
         while len(self.pending) > PENDING_MAX:
             self.done.extend(self.pending.popitem(last=False)[1][1])
 
-    def take(self, final: bool = False) -> list[dict]:
+    def take(self, final: bool = False) -> list[list]:
         """Rows that are finished: aged-out pending ones too, or every one when ``final``."""
         horizon = self.events - PENDING_EVENTS
         while self.pending:
@@ -118,26 +120,18 @@ class DnsMerger:
         return out
 
 
-def _endpoints(common: dict) -> tuple:
-    a = (common["src_ip"], common["src_port"])
-    b = (common["dest_ip"], common["dest_port"])
-    return tuple(sorted((a, b), key=repr))
+def _endpoints(c: Common) -> tuple:
+    return tuple(sorted(((c.src_ip, c.src_port), (c.dest_ip, c.dest_port)), key=repr))
 
 
-def _client_server(d: dict, common: dict) -> tuple:
+def _client_server(d: dict, c: Common) -> tuple:
     """(client, server) of a response event whose request was not seen."""
-    src, dst = common["src_ip"], common["dest_ip"]
-    sport, dport = common["src_port"], common["dest_port"]
     if as_int(d.get("version")) == 3:
-        return dst, src  # v3 responses are logged from the responder
-    if sport in DNS_PORTS and dport not in DNS_PORTS:
-        return dst, src
-    return src, dst
+        return c.dest_ip, c.src_ip  # v3 responses are logged from the responder
+    if c.src_port in DNS_PORTS and c.dest_port not in DNS_PORTS:
+        return c.dest_ip, c.src_ip
+    return c.src_ip, c.dest_ip
 
 
-def _row(common: dict, orig, resp, question) -> dict:
-    return {
-        "ts": common["ts"], "uid": common["uid"], "orig_h": orig, "resp_h": resp,
-        "query": question[0], "qtype_name": question[1], "rcode_name": None, "answers": None,
-        "community_id": common["community_id"],
-    }
+def _row(c: Common, orig, resp, question) -> list:
+    return [c.ts, c.uid, orig, resp, question[0], question[1], None, None, c.community_id]

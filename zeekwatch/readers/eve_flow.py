@@ -18,9 +18,12 @@ Differences from Zeek's conn.log that a reader of the table should know:
 
 from __future__ import annotations
 
-from .eve_values import as_int, as_str
+from .eve_values import Common, as_int, as_str
 
 FIN, SYN, RST = 0x01, 0x02, 0x04
+CONN_COLUMNS = ("ts", "end", "uid", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "service",
+                "orig_bytes", "resp_bytes", "conn_state", "orig_pkts", "resp_pkts", "community_id",
+                "sensor")  # the order of ``conn_row``'s tuple; "end" becomes duration
 SERVICE_NAMES = {"tls": "ssl", "dcerpc": "dce_rpc", "krb5": "krb", "failed": None, "unknown": None}
 
 
@@ -85,19 +88,14 @@ def conn_state(proto: str | None, flow: dict, tcp: dict | None, pkts_ts, pkts_tc
     return "SHR" if pkts_tc else None
 
 
-def conn_row(event: dict, common: dict) -> dict:
+def conn_row(event: dict, c: Common) -> tuple:
     flow = event.get("flow")
     flow = flow if isinstance(flow, dict) else {}
     pkts_ts, pkts_tc = as_int(flow.get("pkts_toserver")), as_int(flow.get("pkts_toclient"))
-    proto = common["proto"]
-    return {
-        "ts": flow.get("start") or common["ts"], "end": flow.get("end"), "uid": common["uid"],
-        "orig_h": common["src_ip"], "orig_p": common["src_port"],
-        "resp_h": common["dest_ip"], "resp_p": common["dest_port"], "proto": proto,
-        "service": service(event.get("app_proto")),
-        "orig_bytes": as_int(flow.get("bytes_toserver")),
-        "resp_bytes": as_int(flow.get("bytes_toclient")),
-        "conn_state": conn_state(proto, flow, event.get("tcp"), pkts_ts, pkts_tc),
-        "orig_pkts": pkts_ts, "resp_pkts": pkts_tc,
-        "community_id": common["community_id"], "sensor": as_str(event.get("host")),
-    }
+    return (
+        flow.get("start") or c.ts, flow.get("end"), c.uid, c.src_ip, c.src_port, c.dest_ip,
+        c.dest_port, c.proto, service(event.get("app_proto")),
+        as_int(flow.get("bytes_toserver")), as_int(flow.get("bytes_toclient")),
+        conn_state(c.proto, flow, event.get("tcp"), pkts_ts, pkts_tc), pkts_ts, pkts_tc,
+        c.community_id, as_str(event.get("host")),
+    )

@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+
+class Common(NamedTuple):
+    """The fields every EVE event has, already converted (ICMP type/code in the port slots)."""
+
+    ts: str | None
+    uid: str | None  # flow_id as text
+    flow_id: int | None
+    src_ip: str | None
+    src_port: int | None
+    dest_ip: str | None
+    dest_port: int | None
+    proto: str | None
+    community_id: str | None
+
 
 def as_int(v) -> int | None:
     if isinstance(v, int) and not isinstance(v, bool):

@@ -97,47 +97,35 @@ class _Normalizer:
         self.earliest = None
 
     def chunks(self, raw: pa.Table) -> Iterator[Chunk]:
-        for table, mask in self._split(raw):
-            part = raw if mask is None else raw.filter(mask)
-            if part.num_rows:
-                self.used += part.num_rows
-                yield table, self._normalize(table, part)
-
-    def _split(self, raw: pa.Table):
-        kinds = self._kinds(raw)
-        if len(kinds) == 1 and kinds[0][1] is None:
-            return kinds
-        return [(t, m) for t, m in kinds if t in schema.TABLES]
-
-    def _kinds(self, raw: pa.Table) -> list[tuple[str, pa.Array | None]]:
-        """(table, mask) per record type in ``raw``; mask None means every row."""
         path = raw.column("_path")
-        paths = pc.unique(path).to_pylist()
-        if None not in paths:
-            return self._by_path(path, paths, raw.num_rows)
-        shapes = self._by_shape(raw)
-        with_path = pc.is_valid(path)
-        if not pc.any(with_path).as_py():
-            return shapes
-        out = [(t, pc.and_(m, pc.invert(with_path)) if m is not None else pc.invert(with_path))
-               for t, m in shapes]
-        named = self._by_path(path, [p for p in paths if p is not None], raw.num_rows)
-        return out + [(t, pc.and_(m, with_path) if m is not None else with_path) for t, m in named]
+        if 0 < path.null_count < raw.num_rows:  # some records name their type, some do not
+            named = pc.is_valid(path)
+            yield from self.chunks(raw.filter(named))
+            yield from self.chunks(raw.filter(pc.invert(named)))
+            return
+        kinds = self._by_shape(raw) if path.null_count else self._by_path(path)
+        for table, mask in kinds:
+            part = raw if mask is None else raw.filter(mask)
+            self.used += part.num_rows
+            yield table, self._normalize(table, part)
 
-    def _by_path(self, path, paths, n) -> list[tuple[str, pa.Array | None]]:
+    def _by_path(self, path: pa.ChunkedArray) -> list[tuple[str, pa.Array | None]]:
+        """(table, mask) per supported ``_path`` value; mask None means every row."""
         tables: dict[str, list[str]] = {}
-        for p in paths:
-            table = schema.ZEEK_PATHS.get(p)
+        counts = pc.value_counts(path).to_pylist()
+        for item in counts:
+            table = schema.ZEEK_PATHS.get(item["values"])
             if table is None:
-                self.unused[p] += pc.sum(pc.equal(path, p)).as_py() or 0
+                self.unused[item["values"]] += item["counts"]
             else:
-                tables.setdefault(table, []).append(p)
-        if len(tables) == 1 and len(paths) == len(next(iter(tables.values()))):
+                tables.setdefault(table, []).append(item["values"])
+        if len(tables) == 1 and len(counts) == len(next(iter(tables.values()))):
             return [(next(iter(tables)), None)]
         return [(t, pc.fill_null(pc.is_in(path, value_set=pa.array(ps)), False))
                 for t, ps in tables.items()]
 
     def _by_shape(self, raw: pa.Table) -> list[tuple[str, pa.Array | None]]:
+        """(table, mask) per record shape (``SHAPES``, in order); others counted as unused."""
         taken = pa.repeat(False, raw.num_rows)
         out = []
         for table, keys in SHAPES + [("conn", None)]:
