@@ -170,8 +170,8 @@ def test_type_from_shape_without_path(tmp_path, record, table):
 
 
 def test_records_with_and_without_path_in_one_file(tmp_path):
-    dns = {"ts": 2.0, "uid": "C2", "proto": "udp", "query": "a.example", "qtype_name": "A"}
-    weird = {"ts": 3.0, "uid": "C3", "name": "bad_checksum"}
+    dns = {"ts": 1600000002.0, "uid": "C2", "proto": "udp", "query": "a.example", "qtype_name": "A"}
+    weird = {"ts": 1600000003.0, "uid": "C3", "name": "bad_checksum"}
     path = write_lines(tmp_path / "mixed.json", [
         conn_record(1, _path="conn"), dns, {**weird, "_path": "weird"}, weird, conn_record(5)])
     tables, log = read_all(path)
