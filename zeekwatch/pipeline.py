@@ -1,4 +1,4 @@
-"""One analysis run, end to end: plan -> read -> detect -> score -> store.
+"""One analysis run, end to end: plan -> read -> detect -> app usage -> suppress -> score -> store.
 
 This is the library entry point behind ``zeekwatch analyze`` (and the bench script). It never
 prints or exits; progress is reported through a callback.
@@ -15,7 +15,7 @@ from .config import Config
 from .engine import Engine
 from .readers import plan
 from .readers.base import IngestLog, file_size
-from .score import Scorer
+from .triage import TriageStage
 from .store import Store
 
 
@@ -44,7 +44,7 @@ def analyze(paths: list[str], config: Config, db_path: str,
     todo = plan(paths, log)
     if on_plan is not None:
         on_plan(sum(file_size(p) for p, _ in todo))
-    scorer = Scorer(config)
+    triage = TriageStage(config)  # validates [scoring] and [suppress] before any write
     store = Store(db_path)
     run_id = store.start_run([str(p) for p in paths], "analyze", __version__)
     engine = Engine(config)
@@ -53,10 +53,10 @@ def analyze(paths: list[str], config: Config, db_path: str,
     try:
         engine.ingest(todo, log)
         candidates = engine.detect(only=only, known_services=store.known_services())
-        for f in candidates:
-            scorer.score(f)
+        triage.run(engine, store, candidates, run_id)  # app usage -> suppress -> score
         result.new, result.updated = store.upsert_findings(candidates, run_id,
                                                            config.store.merge_gap)
+        triage.settle(store, candidates)
         result.findings = candidates
         store.learn_services(engine.learned_services(only=only))
         status = "ok"
