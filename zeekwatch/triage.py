@@ -44,6 +44,7 @@ class TriageStage:
         self.settings = suppress.Settings.from_config(config)
         self.scorer = Scorer(config)
         self.usage: list[dict] = []
+        self.neighbours: list[dict] = []  # stored findings near this run's (corroboration)
 
     def run(self, engine, store: Store, candidates: list[dict], run_id: int) -> None:
         ts = TriageStore(store)
@@ -55,7 +56,8 @@ class TriageStage:
         hosts = {f["host"] for f in candidates}
         suppress.apply(candidates, ts.app_usage(hosts), ts.suppressions(), self.settings, now_iso())
         self.scorer.load_inventory(ts.assets())
-        self.scorer.score_all(candidates, self._stored_neighbours(ts, candidates))
+        self.neighbours = self._stored_neighbours(ts, candidates)
+        self.scorer.score_all(candidates, self.neighbours)
 
     def _stored_neighbours(self, ts: TriageStore, candidates: list[dict]) -> list[dict]:
         if not candidates:
@@ -66,8 +68,16 @@ class TriageStage:
         return ts.nearby_findings({f["host"] for f in candidates}, lo, hi)
 
     def settle(self, store: Store, candidates: list[dict]) -> None:
-        """After the upsert: record suppressions, refresh scores of continued findings."""
+        """After the upsert: record suppressions, refresh the scores of continued findings and
+        of stored findings that this run's findings now corroborate."""
         ts = TriageStore(store)
+        ids = {f.get("id") for f in candidates}
+        pool = candidates + self.neighbours
+        for g in self.neighbours:
+            if g["id"] not in ids:
+                g = dict(g)
+                self.scorer.score(g, self.scorer.modifiers(g, [o for o in pool if o["host"] == g["host"]]))
+                ts.update_score(g["id"], g)
         for f in candidates:
             fid = f.get("id")
             if fid is None:

@@ -265,7 +265,7 @@ class TriageStore:
         if not hosts:
             return []
         return list(self.db.query(
-            "SELECT id, detector, host, first_seen, last_seen, status FROM findings "
+            "SELECT * FROM findings "
             f"WHERE host IN ({', '.join('?' * len(hosts))}) AND first_seen <= ? AND last_seen >= ?",
             hosts + [hi, lo]))
 
