@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 
 import pyarrow as pa
@@ -177,6 +178,23 @@ def test_other_event_types_are_counted_in_one_note(tmp_path):
 def test_timestamps_to_utc(tmp_path, stamp, expect):
     e = event("alert", ts=stamp, alert={"signature_id": 1})
     assert rows(write_events(tmp_path / "eve.json", [e]), "alert")[0]["ts"] == expect
+
+
+def test_unreadable_timestamp_is_null_with_a_note(tmp_path):
+    events = [event("alert", ts="yesterday", alert={"signature_id": 1}),
+              event("alert", ts="2024-05-01T10:00:00Z", alert={"signature_id": 2}),
+              event("alert", ts="2024-05-01T10:00:00", alert={"signature_id": 3})]
+    path = write_events(tmp_path / "eve.json", events)
+    tables, log = read_all(path)
+    assert tables["alert"].column("ts").to_pylist() == [None] + [dt.datetime(2024, 5, 1, 10, tzinfo=UTC)] * 2
+    assert log.notes == [f"{path}: 1 timestamps without a UTC offset, read as UTC",
+                         f"{path}: 1 timestamps that could not be parsed (NULL)"]
+
+
+def test_gzip_eve(tmp_path):
+    path = tmp_path / "eve.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(event("alert", alert={"signature_id": 7})).encode() + b"\n"))
+    assert rows(path, "alert")[0]["sid"] == 7
 
 
 # --- dns ---------------------------------------------------------------------------------

@@ -131,14 +131,14 @@ def _epoch_to_ts(arr: pa.Array) -> pa.Array:
     return us.cast(pa.int64()).cast(TS)
 
 
-def _iso_to_ts(arr: pa.Array, stats: TsStats) -> pa.Array:
+def _iso_to_ts(arr: pa.Array) -> tuple[pa.Array, int]:
+    """(timestamps, how many had no zone); raises ArrowInvalid when a value is not ISO-8601."""
     zoned = pc.match_substring_regex(arr, _ZONE_RE)
     if pc.all(zoned).as_py() is not False:
-        return arr.cast(TS)
+        return arr.cast(TS), 0
     naive = pc.invert(zoned)
-    stats.no_zone += pc.sum(naive).as_py() or 0
     as_utc = pc.if_else(naive, pc.binary_join_element_wise(arr, "Z", ""), arr)
-    return as_utc.cast(TS)
+    return as_utc.cast(TS), pc.sum(naive).as_py() or 0
 
 
 def _slow_ts(values: list, stats: TsStats) -> pa.Array:
@@ -188,7 +188,9 @@ def parse_ts(arr: pa.Array | pa.ChunkedArray, stats: TsStats) -> pa.Array:
         if pc.all(numeric).as_py() is not False:
             return _epoch_to_ts(arr.cast(pa.float64()))
         if not pc.any(numeric).as_py():
-            return _iso_to_ts(arr, stats)
+            out, no_zone = _iso_to_ts(arr)
+            stats.no_zone += no_zone
+            return out
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     return _slow_ts(arr.to_pylist(), stats)
