@@ -207,3 +207,6 @@ def main(argv=None) -> None:
 def register(command) -> None:
     """Attach a command defined in another module (findings, suppress, follow...)."""
     cli.add_command(command)
+
+
+from . import cli_triage  # noqa: E402,F401  (findings, suppress, assets, tune)
