@@ -315,3 +315,12 @@ def test_array_element_that_is_not_an_event_is_rejected(tmp_path):
     assert tables["alert"].num_rows == 1
     assert [(r.line, r.reason) for r in log.rejects] == [
         (None, "array element 1 is not an EVE event"), (None, "array element 2 is not an EVE event")]
+
+
+def test_values_of_the_wrong_type_become_null(tmp_path):
+    e = event("flow", proto="TCP", src=("10.0.0.5", 10**12), dst=({"ip": 1}, "80"),
+              flow={"start": 1714557600.5, "end": "later", "pkts_toserver": "x", "bytes_toserver": 3.0})
+    row = rows(write_events(tmp_path / "eve.json", [e]), "conn")[0]
+    assert (row["orig_p"], row["resp_h"], row["resp_p"]) == (None, None, 80)
+    assert row["ts"] == dt.datetime(2024, 5, 1, 10, 0, 0, 500000, tzinfo=UTC)
+    assert (row["duration"], row["orig_pkts"], row["orig_bytes"]) == (None, None, 3)

@@ -76,7 +76,7 @@ def _common(e: dict) -> Common:
         sport, dport = _int(e.get("icmp_type")), _int(e.get("icmp_code"))
     else:
         sport, dport = _int(e.get("src_port")), _int(e.get("dest_port"))
-    return Common(e.get("timestamp"), None if flow_id is None else str(flow_id), flow_id,
+    return Common(_str(e.get("timestamp")), None if flow_id is None else str(flow_id), flow_id,
                   _str(e.get("src_ip")), sport, _str(e.get("dest_ip")), dport, proto,
                   _str(e.get("community_id")))
 
@@ -170,7 +170,7 @@ class _Builder:
             if name in ("ts", "end"):
                 cols[name] = parse_ts(pa.array(values, type=pa.string()), self.ts)
             else:
-                cols[name] = pa.array(values, type=sch.field(name).type)
+                cols[name] = _array(values, sch.field(name).type)
         if "end" in cols:
             cols["duration"] = _seconds_between(cols["ts"], cols.pop("end"))
         cols["source"] = pa.repeat(self.path, len(rows))
@@ -182,6 +182,21 @@ class _Builder:
         if self.unused:
             kinds = ", ".join(f"{k} ({n})" for k, n in sorted(self.unused.items()))
             self.log.note(f"{self.path}: {sum(self.unused.values())} events of types not used: {kinds}")
+
+
+def _array(values, typ: pa.DataType) -> pa.Array:
+    """``values`` as an Arrow array; one that does not fit ``typ`` (a port of 10**10) is NULL."""
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([_fits(v, typ) for v in values], type=typ)
+
+
+def _fits(value, typ: pa.DataType):
+    try:
+        return pa.scalar(value, type=typ).as_py()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
 
 
 def _seconds_between(start: pa.Array, end: pa.Array) -> pa.Array:

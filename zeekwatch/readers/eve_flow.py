@@ -93,7 +93,7 @@ def conn_row(event: dict, c: Common) -> tuple:
     flow = flow if isinstance(flow, dict) else {}
     pkts_ts, pkts_tc = as_int(flow.get("pkts_toserver")), as_int(flow.get("pkts_toclient"))
     return (
-        flow.get("start") or c.ts, flow.get("end"), c.uid, c.src_ip, c.src_port, c.dest_ip,
+        as_str(flow.get("start")) or c.ts, as_str(flow.get("end")), c.uid, c.src_ip, c.src_port, c.dest_ip,
         c.dest_port, c.proto, service(event.get("app_proto")),
         as_int(flow.get("bytes_toserver")), as_int(flow.get("bytes_toclient")),
         conn_state(c.proto, flow, event.get("tcp"), pkts_ts, pkts_tc), pkts_ts, pkts_tc,
