@@ -263,3 +263,10 @@ def test_bad_lines_across_many_blocks(tmp_path, monkeypatch):
     tables, log = read_all(write_lines(tmp_path / "big.json", lines))
     assert tables["conn"].num_rows == 1997
     assert [r.line for r in log.rejects] == [1, 778, 2000]
+
+
+def test_file_name_with_glob_characters(tmp_path):
+    (tmp_path / "conn1.json").write_text(json.dumps(conn_record(9)) + "\n")
+    path = write_lines(tmp_path / "conn?.json", [conn_record(1), "{bad"])
+    tables, log = read_all(path)
+    assert tables["conn"].column("uid").to_pylist() == ["C00001"] and [r.line for r in log.rejects] == [2]

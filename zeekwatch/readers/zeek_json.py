@@ -69,6 +69,7 @@ CONN_HINTS = ("duration", "history", "orig_pkts", "orig_bytes")
 _DUCK_TYPES = {S: "VARCHAR", I32: "INTEGER", I64: "BIGINT", F64: "DOUBLE", B: "BOOLEAN", SL: "VARCHAR[]"}
 RELATIVE_BEFORE = 946684800  # 2000-01-01: earlier epoch times are offsets from a capture start
 BATCH_ROWS = 122_880
+GLOB_CHARS = set("*?[")  # DuckDB would expand these in a file name: such files take the robust path
 READ_OPTIONS = pj.ReadOptions(use_threads=True, block_size=1 << 20)  # 1 MB: blocks in parallel
 
 
@@ -185,16 +186,28 @@ def read(path: str, log: IngestLog) -> Iterator[Chunk]:
     path = str(path)
     norm = _Normalizer(path, log)
     ts_type = _ts_type(path)
-    delivered = 0
-    try:
-        for raw in _duckdb_batches(path, ts_type):
-            delivered += raw.num_rows
-            yield from norm.chunks(raw)
-    except (duckdb.Error, OSError, pa.ArrowException):  # DuckDB errors surface via Arrow too
-        yield from _robust(path, log, norm, ts_type, skip=delivered)
+    if set(path) & GLOB_CHARS:
+        yield from _robust(path, log, norm, ts_type, skip=0)
     else:
-        log.advance(file_size(path))
+        yield from _fast(path, log, norm, ts_type)
     norm.finish()
+
+
+def _fast(path: str, log: IngestLog, norm: _Normalizer, ts_type) -> Iterator[Chunk]:
+    """DuckDB; at the first line it cannot read, the robust path resumes after the rows delivered."""
+    batches = _duckdb_batches(path, ts_type)
+    delivered = 0
+    while True:
+        try:
+            raw = next(batches, None)
+        except (duckdb.Error, OSError, pa.ArrowException):  # DuckDB errors surface via Arrow too
+            yield from _robust(path, log, norm, ts_type, skip=delivered)
+            return
+        if raw is None:
+            log.advance(file_size(path))
+            return
+        delivered += raw.num_rows
+        yield from norm.chunks(raw)
 
 
 def _schema(ts_type: pa.DataType) -> pa.Schema:
