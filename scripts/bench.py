@@ -1,0 +1,468 @@
+#!/usr/bin/env python3
+"""Benchmarks of zeekwatch, side by side in one run.
+
+    python scripts/bench.py [load] [analyze] [--data DIR] [--repeat 3] [--small] [--json OUT]
+    python scripts/bench.py --list
+
+The machine is shared and noisy, so a suite runs all of its steps in the same run, round-robin
+(repeat 1: a b c, repeat 2: b c a, ...), and judges *ratios within the run* and medians of
+``--repeat`` runs. Every step runs in a fresh process, and its peak RSS is that process's own
+(``os.wait4``; for a Python step that runs a command, the larger of the two).
+
+Data: scripts/gen_logs.py output (conn.log, conn.json, dns.log, truth.json, zeekwatch.toml),
+generated into ``bench-data/c<conn>-d<dns>-s<seed>/`` beside the repository if absent.
+
+Adding a suite (pcap, follow, ...): write its steps -- ``Step(name, label, py=func)`` for
+Python work timed inside a fresh interpreter (``func(ctx) -> {"rows": n, "seconds": s}``, imports
+before the clock starts), or ``Step(name, label, cmd=func)`` for a command timed as a whole
+process (``func(ctx) -> argv``) -- and a ``targets(ctx, results) -> [Target]`` function, then
+``register(Suite(...))``. ``ctx.data`` is the dataset directory, ``ctx.tmp`` a scratch directory
+that lives for the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+GEN = ROOT / "scripts" / "gen_logs.py"
+MB = 1024 * 1024
+
+# Targets (DESIGN.md "Measured facts"; change here, they are printed with every run)
+LOAD_ROWS_PER_S = 1_500_000
+LOAD_VS_ZAT = 3.0
+LOAD_RSS_MB = 1024
+ANALYZE_VS_ZAT = 0.5  # analyze's time at most this fraction of zat's parse-only time
+ANALYZE_RSS_MB = 1536
+MIN_RECALL = 1.0
+MIN_PRECISION = 0.9
+
+
+@dataclass
+class Ctx:
+    data: Path
+    tmp: Path
+    meta: dict
+
+
+@dataclass
+class Step:
+    name: str
+    label: str
+    py: Callable[[Ctx], dict] | None = None
+    cmd: Callable[[Ctx], list[str]] | None = None
+    rows: Callable[[Ctx], int] | None = None  # rows it handles (default: from the step's result)
+    input: str = ""  # records it handles; ratios are shown only between steps with the same input
+
+
+@dataclass
+class Target:
+    what: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Suite:
+    name: str
+    doc: str
+    steps: list[Step]
+    targets: Callable[[Ctx, dict], list[Target]]
+    baseline: str = ""  # step whose time the "vs baseline" column divides
+    floor: str = ""  # step whose time the "x floor" column divides by
+
+
+@dataclass
+class Result:
+    step: Step
+    seconds: list[float] = field(default_factory=list)
+    rss_kb: list[int] = field(default_factory=list)
+    rows: int = 0
+    extra: dict = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.rss_kb) / 1024 if self.rss_kb else float("nan")
+
+
+SUITES: dict[str, Suite] = {}
+
+
+def register(suite: Suite) -> Suite:
+    SUITES[suite.name] = suite
+    return suite
+
+
+# -- step bodies (run in the child) --------------------------------------------------------------
+
+def zat_dataframe(path: str) -> Callable[[Ctx], dict]:
+    def run(ctx: Ctx) -> dict:
+        from zat.log_to_dataframe import LogToDataFrame
+
+        t0 = time.perf_counter()
+        df = LogToDataFrame().create_dataframe(str(ctx.data / path))
+        return {"rows": len(df), "seconds": time.perf_counter() - t0}
+    return run
+
+
+def zeekwatch_load(path: str, table: str) -> Callable[[Ctx], dict]:
+    def run(ctx: Ctx) -> dict:
+        from zeekwatch.config import Config
+        from zeekwatch.engine import Engine
+        from zeekwatch.readers import plan
+        from zeekwatch.readers.base import IngestLog
+
+        t0 = time.perf_counter()
+        log = IngestLog()
+        eng = Engine(Config())
+        eng.ingest(plan([str(ctx.data / path)], log), log)
+        rows = eng.count(table)
+        seconds = time.perf_counter() - t0
+        eng.close()
+        return {"rows": rows, "seconds": seconds, "rejects": log.reject_count}
+    return run
+
+
+def meta_rows(key: str) -> Callable[[Ctx], int]:
+    return lambda ctx: ctx.meta[key]
+
+
+def zeekwatch_cmd() -> list[str]:
+    exe = Path(sys.executable).parent / "zeekwatch"
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "import sys; from zeekwatch.cli import main; sys.exit(main())"]
+
+
+# -- the load suite -----------------------------------------------------------------------------
+
+def load_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
+    out = []
+    tsv, zat = res["zw-conn-tsv"], res["zat-df"]
+    if tsv.seconds:
+        rate = tsv.rows / tsv.median
+        out.append(Target(f"conn.log load >= {LOAD_ROWS_PER_S / 1e6:.1f} M rows/s", rate >= LOAD_ROWS_PER_S,
+                          f"{rate / 1e6:.2f} M rows/s"))
+        if zat.seconds:
+            ratio = zat.median / tsv.median
+            out.append(Target(f"conn.log load >= {LOAD_VS_ZAT:g}x zat LogToDataFrame", ratio >= LOAD_VS_ZAT,
+                              f"{ratio:.1f}x"))
+    for name in ("zw-conn-tsv", "zw-conn-json", "zw-dns-tsv"):
+        r = res[name]
+        if r.seconds:
+            out.append(Target(f"{r.step.label}: peak RSS <= {LOAD_RSS_MB} MB", r.peak_mb <= LOAD_RSS_MB,
+                              f"{r.peak_mb:.0f} MB"))
+            want = ctx.meta["dns_rows" if "dns" in name else "conn_rows"]
+            out.append(Target(f"{r.step.label}: all {want:,} rows, no rejects",
+                              r.rows == want and not r.extra.get("rejects"),
+                              f"{r.rows:,} rows, {r.extra.get('rejects', 0)} rejects"))
+    return out
+
+
+register(Suite(
+    name="load",
+    doc="read conn.log / conn.json / dns.log into the normalized tables, against wc -l and zat",
+    steps=[
+        Step("wc", "wc -l conn.log", cmd=lambda c: ["wc", "-l", str(c.data / "conn.log")], rows=meta_rows("conn_rows"),
+             input="conn"),
+        Step("zat-df", "zat LogToDataFrame conn.log", py=zat_dataframe("conn.log"), input="conn"),
+        Step("zw-conn-tsv", "zeekwatch load conn.log", py=zeekwatch_load("conn.log", "conn"), input="conn"),
+        Step("zw-conn-json", "zeekwatch load conn.json", py=zeekwatch_load("conn.json", "conn"), input="conn"),
+        Step("zw-dns-tsv", "zeekwatch load dns.log", py=zeekwatch_load("dns.log", "dns"), input="dns"),
+    ],
+    targets=load_targets, baseline="zat-df", floor="wc",
+))
+
+
+# -- the analyze suite ----------------------------------------------------------------------------
+
+def zat_parse_both(ctx: Ctx) -> list[str]:
+    code = ("import sys; from zat.log_to_dataframe import LogToDataFrame as L; "
+            "print(sum(len(L().create_dataframe(p)) for p in sys.argv[1:]))")
+    return [sys.executable, "-c", code, str(ctx.data / "conn.log"), str(ctx.data / "dns.log")]
+
+
+def analyze_cmd(ctx: Ctx) -> list[str]:
+    db = ctx.tmp / "analyze.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    return zeekwatch_cmd() + ["--config", str(ctx.data / "zeekwatch.toml"), "analyze", "-q", "--db", str(db),
+                              str(ctx.data / "conn.log"), str(ctx.data / "dns.log")]
+
+
+def both_rows(ctx: Ctx) -> int:
+    return ctx.meta["conn_rows"] + ctx.meta["dns_rows"]
+
+
+def score_truth(truth: list[dict], findings: list[dict]) -> dict:
+    """Recall over planted behaviours; precision over all open findings; decoys hit."""
+    def match(e, f):
+        return e["detector"] == f["detector"] and e["host"] in ("*", f["host"])
+
+    planted = [e for e in truth if e["expected"] and not e["secondary"]]
+    good = [e for e in truth if e["expected"]]
+    decoys = [e for e in truth if not e["expected"]]
+    live = [f for f in findings if f.get("status") != "suppressed"]
+    found = [e for e in planted if any(match(e, f) for f in live)]
+    right = [f for f in live if any(match(e, f) for e in good)]
+    wrong = [f for f in live if f not in right]
+    decoy_hits = [e for e in decoys if any(match(e, f) for f in wrong)]
+    return {
+        "recall": len(found) / len(planted) if planted else 1.0,
+        "precision": len(right) / len(live) if live else 1.0,
+        "missed": [f"{e['detector']} {e['host']} ({e['peer_or_key']})" for e in planted if e not in found],
+        "false_positives": [f"{f['detector']} {f['host']} {f.get('peer') or ''} {f.get('key') or ''}".strip() for f in wrong],
+        "decoys_flagged": [f"{e['detector']} {e['host']}: {e['note']}" for e in decoy_hits],
+        "findings": len(live),
+    }
+
+
+def read_findings(db: Path) -> list[dict]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute("SELECT * FROM findings")]
+    finally:
+        con.close()
+
+
+def analyze_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
+    out = []
+    an, zat = res["zw-analyze"], res["zat-parse"]
+    if an.seconds and zat.seconds:
+        ratio = an.median / zat.median
+        out.append(Target(f"analyze time <= {ANALYZE_VS_ZAT:g}x zat parse-only", ratio <= ANALYZE_VS_ZAT, f"{ratio:.2f}x"))
+    if an.seconds:
+        out.append(Target(f"analyze peak RSS <= {ANALYZE_RSS_MB} MB", an.peak_mb <= ANALYZE_RSS_MB, f"{an.peak_mb:.0f} MB"))
+        db = ctx.tmp / "analyze.db"
+        truth = json.loads((ctx.data / "truth.json").read_text())["entries"]
+        try:
+            s = score_truth(truth, read_findings(db))
+        except sqlite3.Error as exc:
+            return out + [Target("findings table readable", False, f"{db}: {exc}")]
+        an.extra["truth"] = s
+        out.append(Target(f"recall >= {MIN_RECALL:g} (planted behaviours found)", s["recall"] >= MIN_RECALL,
+                          f"{s['recall']:.2f}" + (f"; missed: {', '.join(s['missed'])}" if s["missed"] else "")))
+        out.append(Target(f"precision >= {MIN_PRECISION:g}", s["precision"] >= MIN_PRECISION,
+                          f"{s['precision']:.2f} of {s['findings']} findings" +
+                          (f"; unexpected: {', '.join(s['false_positives'][:8])}" if s["false_positives"] else "")))
+        out.append(Target("no decoy flagged", not s["decoys_flagged"],
+                          "; ".join(s["decoys_flagged"]) or "none of the benign look-alikes"))
+    return out
+
+
+register(Suite(
+    name="analyze",
+    doc="full `zeekwatch analyze` of conn.log + dns.log into a fresh DB, against zat parsing both; "
+        "findings checked against truth.json",
+    steps=[
+        Step("zat-parse", "zat LogToDataFrame conn+dns (whole process)", cmd=zat_parse_both, rows=both_rows),
+        Step("zw-analyze", "zeekwatch analyze conn+dns (whole process)", cmd=analyze_cmd, rows=both_rows),
+    ],
+    targets=analyze_targets, baseline="zat-parse",
+))
+
+
+# -- running steps ------------------------------------------------------------------------------
+
+def run_child(suite: str, step: str, data: str, tmp: str, out: str) -> int:
+    """Child side of a Python step: run it and write its result as JSON."""
+    ctx = make_ctx(Path(data), Path(tmp))
+    st = next(s for s in SUITES[suite].steps if s.name == step)
+    result = st.py(ctx)
+    Path(out).write_text(json.dumps(result))
+    return 0
+
+
+def make_ctx(data: Path, tmp: Path) -> Ctx:
+    meta = json.loads((data / "truth.json").read_text())["meta"]
+    return Ctx(data=data, tmp=tmp, meta=meta)
+
+
+def spawn(argv: list[str], tmp: Path, tag: str) -> tuple[float, int, int, str]:
+    """Run argv to completion: (wall seconds, exit code, peak RSS KB of it and its children, stderr tail)."""
+    err_path = tmp / f"{tag}.stderr"
+    with open(tmp / f"{tag}.stdout", "wb") as out, open(err_path, "wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, proc.returncode, usage.ru_maxrss, err_path.read_text(errors="replace")[-2000:]
+
+
+def run_step(suite: Suite, st: Step, ctx: Ctx, res: Result, i: int) -> None:
+    tag = f"{suite.name}-{st.name}-{i}"
+    if st.cmd is not None:
+        wall, code, rss, err = spawn(st.cmd(ctx), ctx.tmp, tag)
+        result = {"seconds": wall}
+    else:
+        out = ctx.tmp / f"{tag}.json"
+        argv = [sys.executable, __file__, "--child", suite.name, st.name, str(ctx.data), str(ctx.tmp), str(out)]
+        wall, code, rss, err = spawn(argv, ctx.tmp, tag)
+        result = json.loads(out.read_text()) if code == 0 and out.exists() else {}
+    if code != 0 or not result:
+        res.error = f"exit {code}: " + (err.strip().splitlines() or ["(no stderr)"])[-1][:300]
+        return
+    res.seconds.append(result.pop("seconds"))
+    res.rss_kb.append(rss)
+    res.rows = st.rows(ctx) if st.rows else result.pop("rows", 0)
+    res.extra.update(result)
+
+
+def run_suite(suite: Suite, ctx: Ctx, repeat: int, quiet: bool) -> dict[str, Result]:
+    res = {st.name: Result(st) for st in suite.steps}
+    steps = suite.steps
+    for i in range(repeat):
+        k = i % len(steps)
+        for st in steps[k:] + steps[:k]:  # round-robin: drift on a shared machine hits every step alike
+            if res[st.name].error:
+                continue
+            if not quiet:
+                print(f"  [{suite.name} {i + 1}/{repeat}] {st.label} ...", file=sys.stderr, flush=True)
+            run_step(suite, st, ctx, res[st.name], i)
+    return res
+
+
+# -- reporting ----------------------------------------------------------------------------------
+
+def comparable(ref: Result | None, r: Result) -> bool:
+    return bool(ref and ref.seconds and ref.step.input == r.step.input)
+
+
+def table(suite: Suite, res: dict[str, Result]) -> str:
+    base, floor = res.get(suite.baseline), res.get(suite.floor)
+    head = ["step", "rows", "median s", "rows/s", f"x {suite.baseline} speed", f"x {suite.floor} time",
+            "peak RSS MB", "runs (s)"]
+    rows = []
+    for r in res.values():
+        if r.error:
+            rows.append([r.step.label, "-", "FAILED", r.error, "", "", "", ""])
+            continue
+        m = r.median
+        rows.append([
+            r.step.label, f"{r.rows:,}", f"{m:.3f}", f"{r.rows / m / 1e6:.2f} M" if m else "-",
+            f"{base.median / m:.2f}" if comparable(base, r) else "-",
+            f"{m / floor.median:.1f}" if comparable(floor, r) else "-",
+            f"{r.peak_mb:.0f}", " ".join(f"{s:.2f}" for s in r.seconds)])
+    keep = [j for j in range(len(head)) if (j != 4 or suite.baseline) and (j != 5 or suite.floor)]
+    head, rows = [head[j] for j in keep], [[x[j] for j in keep] for x in rows]
+    width = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
+    left = (0, len(head) - 1)
+    line = lambda cells: "  ".join(str(c).ljust(w) if j in left else str(c).rjust(w)  # noqa: E731
+                                   for j, (c, w) in enumerate(zip(cells, width)))
+    return "\n".join([line(head), line(["-" * w for w in width])] + [line(x) for x in rows])
+
+
+def report(suite: Suite, res: dict[str, Result], ctx: Ctx) -> tuple[str, list[Target]]:
+    targets = suite.targets(ctx, res)
+    text = [f"== {suite.name}: {suite.doc}", table(suite, res), ""]
+    text += [f"{'PASS' if t.ok else 'FAIL'}  {t.what}: {t.detail}" for t in targets]
+    return "\n".join(text), targets
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+def ensure_data(args) -> Path:
+    want = {"conn_rows": args.conn_rows, "dns_rows": args.dns_rows, "seed": args.seed}
+    data = Path(args.data) if args.data else ROOT / "bench-data" / f"c{args.conn_rows}-d{args.dns_rows}-s{args.seed}"
+    truth = data / "truth.json"
+    if truth.exists() and not args.regen:
+        meta = json.loads(truth.read_text())["meta"]
+        current = meta.get("args") == want and meta.get("generator_sha256") == generator_digest()
+        if current or args.data:
+            if not current:
+                print(f"note: {data} was not made by this gen_logs.py with these sizes (kept: --data given)",
+                      file=sys.stderr)
+            return data
+    print(f"generating {data} ({args.conn_rows:,} conn / {args.dns_rows:,} dns rows, seed {args.seed}) ...",
+          file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, str(GEN), str(data), "--conn-rows", str(args.conn_rows),
+                    "--dns-rows", str(args.dns_rows), "--seed", str(args.seed)], check=True)
+    return data
+
+
+def generator_digest() -> str:
+    return hashlib.sha256(GEN.read_bytes()).hexdigest()[:16]
+
+
+def environment(ctx: Ctx) -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
+    size = sum(f.stat().st_size for f in ctx.data.iterdir() if f.is_file()) / MB
+    return (f"data {ctx.data} ({ctx.meta['conn_rows']:,} conn / {ctx.meta['dns_rows']:,} dns rows, {size:.0f} MB); "
+            f"{os.cpu_count()} CPUs, load {' '.join(f'{x:.1f}' for x in load)}; Python {platform.python_version()}")
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("suites", nargs="*", default=["load"], help=f"suites to run (default load; known: {', '.join(SUITES)})")
+    ap.add_argument("--data", help="dataset directory (default: bench-data/c<conn>-d<dns>-s<seed>/, generated if absent)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per step; medians are reported (default 3)")
+    ap.add_argument("--conn-rows", type=int, default=2_000_000)
+    ap.add_argument("--dns-rows", type=int, default=500_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--small", action="store_true", help="20k conn / 5k dns rows (a quick check of the harness)")
+    ap.add_argument("--regen", action="store_true", help="regenerate the dataset even if present")
+    ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    ap.add_argument("--list", action="store_true", help="list the suites and their steps")
+    ap.add_argument("--quiet", "-q", action="store_true")
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.small:
+        a.conn_rows, a.dns_rows = 20_000, 5_000
+    unknown = [s for s in a.suites if s not in SUITES]
+    if unknown:
+        ap.error(f"unknown suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}")
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    if a.child:
+        return run_child(*a.child)
+    if a.list:
+        for s in SUITES.values():
+            print(f"{s.name}: {s.doc}\n" + "".join(f"  {st.name:14} {st.label}\n" for st in s.steps))
+        return 0
+    data = ensure_data(a)
+    failed = False
+    summary = {}
+    with tempfile.TemporaryDirectory(prefix="zeekwatch-bench-") as tmp:
+        ctx = make_ctx(data, Path(tmp))
+        print(environment(ctx) + f"; repeat {a.repeat}\n")
+        for name in a.suites:
+            suite = SUITES[name]
+            res = run_suite(suite, ctx, a.repeat, a.quiet)
+            text, targets = report(suite, res, ctx)
+            print(text + "\n", flush=True)
+            failed |= any(not t.ok for t in targets) or any(r.error for r in res.values())
+            summary[name] = {"steps": {k: {"label": r.step.label, "rows": r.rows, "seconds": r.seconds,
+                                           "median": r.median if r.seconds else None, "peak_rss_mb": r.peak_mb
+                                           if r.rss_kb else None, "error": r.error, **r.extra}
+                                       for k, r in res.items()},
+                             "targets": [t.__dict__ for t in targets]}
+    if a.json:
+        Path(a.json).write_text(json.dumps({"data": str(data), "meta": ctx.meta, "suites": summary}, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
