@@ -119,11 +119,16 @@ def test_conn_service_lists_and_pcap_dissector_names():
 
 def test_p2p_responder_is_a_peer_when_internal():
     rows = usage(conn=[conn(T0, "198.51.100.7", "10.0.0.5", 51413, service="bittorrent"),
+                       conn(T0, "2001:db8::7", "fd00::5", 51413, service="bittorrent"),
+                       conn(T0, "10.0.0.8", "2001:db8::9", 51413, service="bittorrent"),
                        conn(T0, "10.0.0.8", "10.0.0.9", 5222, service="xmpp")])
     assert brief(rows) == [
         ("10.0.0.5", "bittorrent", "conn", "conn service bittorrent", 1),   # internal responder
+        ("10.0.0.8", "bittorrent", "conn", "conn service bittorrent", 1),   # external peer: not recorded
         ("10.0.0.8", "xmpp", "conn", "conn service xmpp", 1),               # im: client only
         ("198.51.100.7", "bittorrent", "conn", "conn service bittorrent", 1),
+        ("2001:db8::7", "bittorrent", "conn", "conn service bittorrent", 1),
+        ("fd00::5", "bittorrent", "conn", "conn service bittorrent", 1),    # internal IPv6 responder
     ]
 
 

@@ -369,3 +369,30 @@ def test_the_documented_config_block_is_valid():
     stage = TriageStage(from_dict(tomllib.loads(block)))
     assert stage.scorer.asset_class("10.0.1.5") == ("core_server", "scoring.assets")
     assert ("exact", "slack.example-proxy.net", "slack.example-proxy.net", "slack") in stage.settings.rules.domains
+
+
+@pytest.mark.shared
+def test_end_to_end_real_suricata_alerts_to_threshold_config(tmp_path):
+    import importlib.util
+
+    from conftest import shared_file
+
+    from zeekwatch.detectors import REGISTRY
+
+    if importlib.util.find_spec("zeekwatch.readers.eve") is None or "ids_alert" not in REGISTRY:
+        pytest.skip("the EVE reader or the ids_alert detector is not there yet")
+    eve = shared_file("frank-suricata/wrccdc-2018/alerts-only.eve.ndjson")
+    db = str(tmp_path / "f.db")
+    r = run("analyze", eve, "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    queue = run("findings", "--db", db, "--detector", "ids_alert", "--host", "10.47.1.10").output
+    fid = queue.splitlines()[1].split()[0]
+    assert "ETERNALBLUE MS17-010 Echo Response" in queue
+    run("findings", "set-status", fid, "false_positive", "--note", "lab replay", "--db", db)
+    # app usage of the IRC clients is stored, and explains nothing by itself
+    s = Store(db)
+    assert {(u["host"], u["app"]) for u in s.db["app_usage"].rows} == {
+        ("10.128.0.215", "irc"), ("10.47.7.152", "irc")}
+    s.close()
+    lines = parse_threshold_config(run("tune", "suricata", "--db", db).output)
+    assert lines == [{"gid": "1", "sid": "2024218", "track": "by_src", "ip": "10.47.1.10"}]

@@ -42,6 +42,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from .errors import ConfigError
 from .store import iso
 
@@ -253,24 +255,28 @@ class AppRules:
 
 
 # -- SQL ---------------------------------------------------------------------------------------------
+def temp_table(con, name: str, columns: dict, rows: list) -> None:
+    """A small DuckDB temp table from Python rows (rule data, candidate keys: never traffic),
+    through Arrow in one statement."""
+    data = pa.table({c: pa.array([r[i] for r in rows], type=t) for i, (c, t) in enumerate(columns.items())})
+    con.register("_zw_rows", data)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _zw_rows")
+    finally:
+        con.unregister("_zw_rows")
+
+
 def _load_rules(con, rules: AppRules) -> None:
-    """The rule lists as small DuckDB tables (rule data, not traffic)."""
-    specs = {
-        "au_apps": ("app VARCHAR, category VARCHAR", sorted(rules.apps.items())),
-        "au_sigs": ("ord INTEGER, fld VARCHAR, pattern VARCHAR, sid BIGINT, app VARCHAR",
-                    [(i, s.get("field", "signature"), s.get("pattern"), s.get("sid"), s["app"])
-                     for i, s in enumerate(rules.signatures)]),
-        "au_services": ("service VARCHAR, app VARCHAR", sorted(rules.services.items())),
-        "au_domains": ("kind VARCHAR, value VARCHAR, pattern VARCHAR, app VARCHAR", rules.domains),
-        "au_http": ("ord INTEGER, fld VARCHAR, pattern VARCHAR, name VARCHAR, app VARCHAR",
-                    [(i, h["field"], h["pattern"], h["name"], h["app"])
-                     for i, h in enumerate(rules.http)]),
-    }
-    for name, (cols, rows) in specs.items():
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({cols})")
-        if rows:
-            con.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * (cols.count(',') + 1))})",
-                            [list(r) for r in rows])
+    """The rule lists as small DuckDB tables."""
+    S, I = pa.string(), pa.int64()
+    temp_table(con, "au_apps", {"app": S, "category": S}, sorted(rules.apps.items()))
+    temp_table(con, "au_sigs", {"ord": I, "fld": S, "pattern": S, "sid": I, "app": S},
+               [(i, s.get("field", "signature"), s.get("pattern"), s.get("sid"), s["app"])
+                for i, s in enumerate(rules.signatures)])
+    temp_table(con, "au_services", {"service": S, "app": S}, sorted(rules.services.items()))
+    temp_table(con, "au_domains", {"kind": S, "value": S, "pattern": S, "app": S}, rules.domains)
+    temp_table(con, "au_http", {"ord": I, "fld": S, "pattern": S, "name": S, "app": S},
+               [(i, h["field"], h["pattern"], h["name"], h["app"]) for i, h in enumerate(rules.http)])
 
 
 def _ensure_addr6(con, nets) -> None:
@@ -281,14 +287,12 @@ def _ensure_addr6(con, nets) -> None:
     if have:
         return
     names = list(nets.classes)
-    con.execute("CREATE TABLE addr6 (a VARCHAR, " + ", ".join(f"{n} BOOLEAN" for n in names) + ")")
     v6 = con.execute("SELECT DISTINCT a FROM (SELECT orig_h AS a FROM conn UNION ALL "
                      "SELECT resp_h FROM conn UNION ALL SELECT orig_h FROM alert UNION ALL "
                      "SELECT resp_h FROM alert) x WHERE a LIKE '%:%'").fetchall()
     rows = nets.addr6_rows(a for (a,) in v6)
-    if rows:
-        con.executemany(f"INSERT INTO addr6 VALUES ({', '.join('?' * (len(names) + 1))})",
-                        [[r["a"]] + [r[n] for n in names] for r in rows])
+    temp_table(con, "addr6", {"a": pa.string(), **{n: pa.bool_() for n in names}},
+               [[r["a"]] + [r[n] for n in names] for r in rows])
 
 
 EVENTS_SQL = """
@@ -420,8 +424,7 @@ def peer_names(con, addrs: list[str]) -> dict[str, list[str]]:
     addrs = sorted({a for a in addrs if a})
     if not addrs:
         return {}
-    con.execute("CREATE OR REPLACE TEMP TABLE au_addrs (a VARCHAR)")
-    con.executemany("INSERT INTO au_addrs VALUES (?)", [[a] for a in addrs])
+    temp_table(con, "au_addrs", {"a": pa.string()}, [(a,) for a in addrs])
     rows = con.execute(
         "SELECT x.addr, list_slice(list_sort(list_distinct(list(x.name))), 1, 10) FROM ("
         "  SELECT rtrim(lower(query), '.') AS name, unnest(answers) AS addr FROM dns "

@@ -170,7 +170,8 @@ def _explain(ts: TriageStore, f: dict) -> list[str]:
               f"summary     {f['summary'] or ''}", "", "score"]
     lines += _score_lines(f, terms)
     ev = ts.evidence(f["id"])
-    lines += ["", f"evidence ({f['evidence_total'] or 0} events)"]
+    n = f["evidence_total"] or 0
+    lines += ["", f"evidence ({n} event{'s' if n != 1 else ''})"]
     for kind in sorted({e["kind"] for e in ev}):
         lines.append(f"  {kind:<6} {', '.join(e['value'] for e in ev if e['kind'] == kind)}")
     details = json.loads(f["details"] or "{}")

@@ -19,6 +19,8 @@ import ipaddress
 import json
 import re
 
+import pyarrow as pa
+
 from . import appusage, suppress
 from .config import Config
 from .score import Scorer
@@ -120,10 +122,10 @@ def _alert_roles(con, findings: list[dict]) -> dict[tuple, str]:
             and (f.get("key") or "").startswith("sid:")]
     if not todo:
         return {}
-    con.execute("CREATE OR REPLACE TEMP TABLE tr_ids (host VARCHAR, k VARCHAR, sid BIGINT, "
-                "lo TIMESTAMPTZ, hi TIMESTAMPTZ)")
-    con.executemany("INSERT INTO tr_ids VALUES (?, ?, ?, ?, ?)", [
-        [f["host"], f["key"], int(f["key"][4:]), parse_iso(f["first_seen"]), parse_iso(f["last_seen"])]
+    ts = pa.timestamp("us", tz="UTC")
+    appusage.temp_table(con, "tr_ids", {"host": pa.string(), "k": pa.string(), "sid": pa.int64(),
+                                        "lo": ts, "hi": ts}, [
+        (f["host"], f["key"], int(f["key"][4:]), parse_iso(f["first_seen"]), parse_iso(f["last_seen"]))
         for f in todo if f["key"][4:].isdigit()])
     rows = con.execute(
         "SELECT t.host, t.k, t.lo, sum(CASE WHEN a.orig_h = t.host THEN 1 ELSE 0 END), "
