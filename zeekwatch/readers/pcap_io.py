@@ -125,8 +125,9 @@ class Capture:
             more = b""
         return buf[pos:] + more, bool(more)
 
-    def _stop(self, offset: int, truncated: bool, detail: str) -> None:
-        self.damage = Damage(self.count + 1, offset, truncated, detail)
+    def _stop(self, offset: int, truncated: bool, detail: str, pending: int = 0) -> None:
+        """Record where reading stopped; ``pending``: packets read but not yet counted."""
+        self.damage = Damage(self.count + pending + 1, offset, truncated, detail)
 
     def _pcap_batches(self) -> Iterator[Batch]:
         reader = self._reader
@@ -144,7 +145,8 @@ class Capture:
             while pos + 16 <= size:
                 sec, frac, caplen, _ = header(buf, pos)
                 if caplen > MAX_RECORD:
-                    self._stop(base + pos, False, f"record claims {caplen} captured bytes (limit {MAX_RECORD})")
+                    self._stop(base + pos, False, f"record claims {caplen} captured bytes (limit {MAX_RECORD})",
+                               len(packets))
                     more = False
                     break
                 end = pos + 16 + caplen
@@ -192,19 +194,23 @@ class Capture:
             if btype == PCAPNG_SHB:
                 blen = ng.section(buf, pos)
             if blen < 12 or blen > MAX_BLOCK:
-                self._stop(base + pos, False, f"block length {blen} is impossible")
+                self._stop(base + pos, False, f"block length {blen} is impossible", _pending(out))
                 break
             if pos + blen > size:
                 break
             if ng.unpack("I", buf, pos + blen - 4)[0] != blen:
-                self._stop(base + pos, False, "block trailer does not repeat the block length")
+                self._stop(base + pos, False, "block trailer does not repeat the block length", _pending(out))
                 break
             problem = ng.block(btype, buf, pos, blen, out)
             if problem:
-                self._stop(base + pos, False, problem)
+                self._stop(base + pos, False, problem, _pending(out))
                 break
             pos += blen
         return pos, out
+
+
+def _pending(batches: list[Batch]) -> int:
+    return sum(len(batch[2]) for batch in batches)
 
 
 class _NgState:
