@@ -26,9 +26,10 @@ tshark:
 	  || echo "warning: tshark could not be installed; tshark-based tests will be skipped"
 
 demo: install
-	$(BIN)/zeekwatch analyze pcaps/ --db $(DB)
+	$(BIN)/zeekwatch --config pcaps/zeekwatch.toml analyze pcaps/*.pcap --db $(DB)
+	$(BIN)/zeekwatch findings --db $(DB)
 	@echo
-	@echo "Findings are in $(DB). Try: $(BIN)/zeekwatch findings --db $(DB)"
+	@echo "Findings are in $(DB). Next: $(BIN)/zeekwatch findings show ID --db $(DB)"
 
 test: install tshark
 	$(BIN)/python -m pytest -q
