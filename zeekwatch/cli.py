@@ -210,3 +210,4 @@ def register(command) -> None:
 
 
 from . import cli_triage  # noqa: E402,F401  (findings, suppress, assets, tune)
+from . import cli_follow  # noqa: E402,F401  (follow)

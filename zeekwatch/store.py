@@ -151,17 +151,23 @@ class Store:
 
         A candidate carries the contract columns plus ``values`` (distinct values) and
         ``uids`` (evidence). Analyst-owned columns (status, notes) of stored findings are
-        never overwritten; an identical re-run changes nothing.
+        never overwritten; an identical re-run changes nothing. Each candidate is marked
+        ``stored`` = "new", "updated" or "same". Nests inside a caller's ``db.atomic()``
+        (follow mode commits its checkpoints in the same transaction).
         """
         new = updated = 0
-        with self.db.conn:
+        with self.db.atomic():
             for cand in candidates:
                 old = self._neighbour(cand, gap)
                 if old is None:
                     self._insert(cand, run_id)
                     new += 1
+                    cand["stored"] = "new"
                 elif self._extend(old, cand, run_id):
                     updated += 1
+                    cand["stored"] = "updated"
+                else:
+                    cand["stored"] = "same"
         return new, updated
 
     def _insert(self, cand: dict, run_id: int) -> None:

@@ -1,0 +1,113 @@
+"""``zeekwatch follow``: tail live sensor logs into the findings database.
+
+Attached to the ``zeekwatch`` group by ``cli.register``. Library errors propagate to
+``cli.main``, which turns them into messages and exit codes. stdout carries only the JSON
+lines of ``--jsonl`` (one per new or grown finding); the status line and the final summary go
+to stderr, the status line only on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import click
+from rich.live import Live
+from rich.text import Text
+
+from .cli import DB_HELP, err, load_config, register
+
+JSONL_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
+                 "observed", "threshold", "urgency", "tier", "due_at", "status", "summary",
+                 "suppressed_reason")
+
+
+def _jsonl(row: dict) -> str:
+    out = {k: row.get(k) for k in JSONL_COLUMNS}
+    out["change"] = row.get("change")  # "new" or "updated" (the finding grew)
+    return json.dumps(out, sort_keys=False, default=str)
+
+
+def _status(report, total: dict) -> Text:
+    rows = sum(total["records"].values())
+    lag = "-" if report.lag is None else f"{report.lag:,.1f} s"
+    return Text.from_markup(
+        f"[bold]following[/] {report.files} file(s) · {rows:,} rows · look-back "
+        f"{report.lookback_rows:,} rows · findings {total['new']} new / {total['updated']} "
+        f"updated · data lag {lag} · batch {report.seconds:.2f} s")
+
+
+@click.command("follow")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--db", default="findings.db", show_default=True, help=DB_HELP)
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds between micro-batches.")
+@click.option("--lookback", default=300.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds of data time kept for windows that cross batches and late rows.")
+@click.option("--once", is_flag=True, help="Process what is there now (rotated files to their "
+              "end), then exit.")
+@click.option("--jsonl", is_flag=True, help="Print each new or grown finding as one JSON line "
+              "on stdout (for a SIEM).")
+@click.option("--population-interval", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between runs of the whole-data detectors (unusual_port, "
+              "rare_destination, new_listener, off_hours) over the look-back; 0: never.")
+@click.option("--detector", "detectors", multiple=True, help="Run only this detector (repeatable).")
+@click.option("--internal", multiple=True, help="Internal network CIDR (repeatable; "
+              "overrides networks.internal).")
+@click.option("--mail-server", multiple=True, help="Address/CIDR of a legitimate mail server "
+              "(repeatable; overrides networks.mail_servers).")
+@click.option("--dns-server", multiple=True, help="Address/CIDR of a DNS server (repeatable).")
+@click.option("--timezone", help="Time zone for off-hours (overrides time.timezone).")
+@click.option("--memory-limit", help="Engine memory limit, e.g. 1GB (overrides engine.memory_limit).")
+@click.option("-q", "--quiet", is_flag=True, help="No status line and no summary.")
+@click.pass_obj
+def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval, detectors,
+           quiet, **overrides):
+    """Follow live Zeek logs and Suricata EVE files into DB, detecting in micro-batches.
+
+    PATHS are Zeek's current log directory or log files (TSV or JSON) and/or Suricata's
+    eve.json; a file may not exist yet. Files are tailed by inode and offset through
+    rotation and copytruncate; checkpoints are committed with the findings they produced,
+    so a restart (even after kill -9) resumes without losing or doubling a line. SIGINT or
+    SIGTERM finishes the current batch, commits it and exits 0. See docs/follow.md.
+    """
+    from .follow import Follower, FollowOptions
+
+    cfg = load_config(obj, None, overrides)
+    options = FollowOptions(interval=interval, lookback=lookback, once=once,
+                            population_interval=population_interval,
+                            only=list(detectors) or None)
+    total = {"records": {}, "new": 0, "updated": 0}
+    live = Live(console=err, transient=True, auto_refresh=False) \
+        if not quiet and err.is_terminal else None
+
+    def on_batch(report) -> None:
+        for k, v in report.records.items():
+            total["records"][k] = total["records"].get(k, 0) + v
+        total["new"] += report.new
+        total["updated"] += report.updated
+        if jsonl:
+            for row in report.changed:
+                click.echo(_jsonl(row))
+        if live is not None:
+            live.update(_status(report, total), refresh=True)
+
+    follower = Follower(list(paths), cfg, db, options, on_batch=on_batch)
+    previous = {s: signal.signal(s, lambda *_: follower.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
+    if live is not None:
+        live.start()
+    try:
+        result = follower.run()
+    finally:
+        if live is not None:
+            live.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if not quiet:
+        records = ", ".join(f"{t} {n:,}" for t, n in sorted(result.records.items())) or "no rows"
+        err.print(f"follow run {result.run_id}: {result.batches} batch(es), {records}, "
+                  f"findings {result.new} new / {result.updated} updated in {db}",
+                  highlight=False)
+
+
+register(follow)

@@ -1,0 +1,213 @@
+"""The engine's tables in follow mode: a bounded look-back, and the slice each batch detects on.
+
+The look-back holds the rows of the last ``lookback`` seconds of *data* time (behind the
+newest timestamp read), in segment tables of about ``lookback / 8`` seconds each; a segment is
+dropped whole once all its rows are older than the look-back, so memory follows the window
+(DuckDB frees a dropped table at once, where deleted rows would linger).
+
+What the detectors see in one micro-batch (the normalized table names of ``schema.TABLES``):
+
+- ``conn``: the *slice* — the batch's new rows and the look-back rows a window touching them
+  can need. Exact sliding windows of ``window`` seconds (DESIGN.md) are exact for every window
+  that contains a new row when the slice reaches ``window`` seconds before the oldest new row.
+  Rows arrive roughly in time order (Zeek writes a connection when it ends), so the slice is
+  ``[oldest recent new row - window, ∞)`` — rows at most ``LATE`` seconds older than the newest
+  count as recent — plus, per originating host, ``[its oldest late row - window, ∞)`` for
+  the few rows that arrive later than that. Windows never touched by a new row were computed
+  exactly in an earlier batch, so every window is evaluated exactly at least once.
+- ``dns``, ``alert``, ``http``, ``tls``, ``smtp``: the whole look-back (views), so DNS
+  resolutions, MX lookups and app usage of the last ``lookback`` seconds are known.
+
+``full()`` turns ``conn`` into the whole look-back too, for the detectors that rank over
+all the data (prevalence).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import schema
+from ..config import Config
+from ..engine import Engine
+
+SLICED = ("conn",)
+LATE = 10.0  # seconds: new rows older than the newest new row minus this are "late"
+SEGMENT_ROWS = 2_000_000
+FUTURE = 86400.0  # timestamps further ahead of the wall clock do not move the look-back
+
+
+@dataclass
+class Segment:
+    name: str
+    rows: int = 0
+    min_ts: float | None = None
+    max_ts: float | None = None
+
+
+def max_epoch(table: pa.Table) -> float | None:
+    if table.num_rows == 0:
+        return None
+    m = pc.max(table.column("ts")).as_py()
+    return None if m is None else m.timestamp()
+
+
+class Lookback:
+    """Owns the ``Engine`` of a follow session and lays out its tables per batch."""
+
+    def __init__(self, config: Config, lookback: float, window: float):
+        self.engine = Engine(config)
+        self.con = self.engine.con
+        self.lookback, self.window = float(lookback), float(window)
+        self.span = max(self.lookback / 8, 1.0)
+        self.segments: dict[str, list[Segment]] = {t: [] for t in schema.TABLES}
+        self.max_ts: float | None = None
+        self._seq = 0
+        self._kind: dict[str, str] = {}
+        for t in schema.TABLES:
+            self.con.execute(f"ALTER TABLE {t} RENAME TO zw_empty_{t}")
+            self.con.execute(f"CREATE TABLE zw_extra_{t} AS SELECT * FROM zw_empty_{t}")
+        for t in schema.TABLES:
+            self._layout(t, sliced=False)
+
+    # -- time -------------------------------------------------------------------------------
+    @property
+    def horizon(self) -> float | None:
+        return None if self.max_ts is None else self.max_ts - self.lookback
+
+    def advance(self, new: dict[str, pa.Table]) -> None:
+        """Move the data clock to the newest timestamp of ``new`` (bounded by the wall clock)."""
+        limit = time.time() + FUTURE
+        for table in new.values():
+            m = max_epoch(table)
+            if m is not None and m <= limit and (self.max_ts is None or m > self.max_ts):
+                self.max_ts = m
+
+    # -- batches ----------------------------------------------------------------------------
+    def replay(self, new: dict[str, pa.Table]) -> None:
+        """Rows re-read after a restart: into the look-back only, never detected again."""
+        self.advance(new)
+        for t, table in new.items():
+            self._append(t, table)
+        for t in schema.TABLES:
+            self._layout(t, sliced=False)
+
+    def stage(self, new: dict[str, pa.Table]) -> None:
+        """Lay out the tables for detecting on a batch of ``new`` rows (see the module doc)."""
+        self.advance(new)
+        conn = new.get("conn")
+        self.con.register("zw_new", conn if conn is not None else schema.empty("conn"))
+        try:
+            self._slice()
+        finally:
+            self.con.unregister("zw_new")
+        for t, table in new.items():
+            self._append(t, table, extra=t not in SLICED)
+        for t in schema.TABLES:
+            if t not in SLICED:
+                self._layout(t, sliced=False)
+        for t in set(schema.TABLES) - set(new):
+            self.con.execute(f"DELETE FROM zw_extra_{t}")
+
+    def full(self) -> None:
+        """``conn`` = the whole look-back (for the prevalence detectors)."""
+        self._layout("conn", sliced=False)
+
+    def evict(self) -> int:
+        """Drop segments whose rows are all older than the look-back; returns rows dropped."""
+        h, dropped = self.horizon, 0
+        if h is None:
+            return 0
+        for t, segs in self.segments.items():
+            keep = []
+            for s in segs:
+                if s.max_ts is not None and s.max_ts < h and s is not segs[-1]:
+                    self.con.execute(f"DROP TABLE {s.name}")
+                    dropped += s.rows
+                else:
+                    keep.append(s)
+            if len(keep) != len(segs):
+                self.segments[t] = keep
+                if t not in SLICED or self._kind.get(t) == "view":
+                    self._layout(t, sliced=False)
+        return dropped
+
+    def rows(self) -> int:
+        return sum(s.rows for segs in self.segments.values() for s in segs)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    # -- layout -----------------------------------------------------------------------------
+    def _slice(self) -> None:
+        """``conn`` = the look-back rows the new rows' windows need, plus the new rows."""
+        W, con = self.window, self.con
+        newest = con.execute("SELECT max(epoch(ts)) FROM zw_new").fetchone()[0]
+        if newest is None:  # no timed rows: only the new rows (per-connection detectors)
+            self._replace("conn", "table", "SELECT * FROM zw_new")
+            return
+        start = con.execute(f"SELECT min(epoch(ts)) FROM zw_new WHERE epoch(ts) >= {newest - LATE!r}").fetchone()[0] - W
+        con.execute(f"CREATE OR REPLACE TEMP TABLE zw_late AS SELECT orig_h AS host, min(epoch(ts)) - {W!r} AS lo "
+                    f"FROM zw_new WHERE epoch(ts) < {newest - LATE!r} AND orig_h IS NOT NULL GROUP BY orig_h")
+        lowest = con.execute("SELECT min(lo) FROM zw_late").fetchone()[0]
+        floor = start if lowest is None else min(start, lowest)
+        segs = [s for s in self.segments["conn"] if s.max_ts is not None and s.max_ts >= floor]
+        cond = f"c.ts >= to_timestamp({start!r})"
+        if lowest is not None:
+            cond += (" OR EXISTS (SELECT 1 FROM zw_late l WHERE l.host = c.orig_h "
+                     "AND epoch(c.ts) >= l.lo)")
+        parts = [f"SELECT * FROM {s.name} c WHERE {cond}" for s in segs]
+        self._replace("conn", "table", " UNION ALL ".join(parts + ["SELECT * FROM zw_new"]))
+
+    def _append(self, table: str, rows: pa.Table, extra: bool = False) -> None:
+        """Rows inside the look-back go to the newest segment; with ``extra`` the rest (no
+        timestamp, or older than the look-back) is visible for this batch only."""
+        h = self.horizon
+        if h is not None:
+            keep = pc.fill_null(pc.greater_equal(rows.column("ts"), pa.scalar(
+                int(h * 1e6), pa.int64()).cast(schema.TS)), False)
+        else:
+            keep = pc.is_valid(rows.column("ts"))
+        inside, outside = rows.filter(keep), rows.filter(pc.invert(keep))
+        if extra:
+            self.con.execute(f"DELETE FROM zw_extra_{table}")
+            if outside.num_rows:
+                self.con.execute(f"INSERT INTO zw_extra_{table} SELECT * FROM outside")
+        if not inside.num_rows:
+            return
+        seg = self._current(table, inside)
+        self.con.execute(f"INSERT INTO {seg.name} SELECT * FROM inside")
+        lo, hi = pc.min(inside.column("ts")).as_py(), pc.max(inside.column("ts")).as_py()
+        seg.rows += inside.num_rows
+        seg.min_ts = lo.timestamp() if seg.min_ts is None else min(seg.min_ts, lo.timestamp())
+        seg.max_ts = hi.timestamp() if seg.max_ts is None else max(seg.max_ts, hi.timestamp())
+
+    def _current(self, table: str, rows: pa.Table) -> Segment:
+        segs = self.segments[table]
+        if segs:
+            s = segs[-1]
+            hi = max_epoch(rows) or s.max_ts
+            if s.rows + rows.num_rows <= SEGMENT_ROWS and (s.min_ts is None or hi - s.min_ts < self.span):
+                return s
+        self._seq += 1
+        s = Segment(f"zw_seg_{table}_{self._seq}")
+        self.con.execute(f"CREATE TABLE {s.name} AS SELECT * FROM zw_empty_{table}")
+        segs.append(s)
+        return s
+
+    def _layout(self, table: str, sliced: bool) -> None:
+        """``table`` as a view over its whole look-back (and this batch's extra rows)."""
+        del sliced
+        parts = [f"SELECT * FROM {s.name}" for s in self.segments[table]]
+        parts.append(f"SELECT * FROM zw_extra_{table}")
+        self._replace(table, "view", " UNION ALL ".join(parts))
+
+    def _replace(self, name: str, kind: str, sql: str) -> None:
+        old = self._kind.get(name)
+        if old is not None and old != kind:
+            self.con.execute(f"DROP {old.upper()} {name}")
+        self.con.execute(f"CREATE OR REPLACE {kind.upper()} {name} AS {sql}")
+        self._kind[name] = kind
