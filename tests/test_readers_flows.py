@@ -280,3 +280,10 @@ def test_dns_rows_pair_queries_and_answers(tmp_path):
         ("x.example", "MX", None), ("x.example", "MX", "NXDOMAIN")]
     conn = tables["conn"].to_pylist()[0]
     assert conn["service"] == "dns" and {r["uid"] for r in rows} == {conn["uid"]}
+
+
+def test_non_dns_traffic_on_a_dns_port_stops_being_parsed(tmp_path):
+    packets = [udp(CLIENT, SERVER, 4444, 53, b"\xff" * 30) for _ in range(20)]
+    tables, log = read_tables(write(tmp_path / "t.pcap", timed(packets)))
+    assert "dns" not in tables and log.reject_count == 0
+    assert tables["conn"].to_pylist()[0]["service"] is None

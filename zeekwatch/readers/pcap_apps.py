@@ -26,6 +26,7 @@ SMTP_MAIL = re.compile(rb"(?mi)^MAIL FROM:[ \t]*(\S+)")
 SMTP_RCPT = re.compile(rb"(?mi)^RCPT TO:[ \t]*(\S+)")
 DEEP = {"http": 16, "smtp": 24}  # services whose rows need more than the first packets
 MAX_PENDING = 1000  # unanswered DNS queries kept per flow
+MAX_NOT_DNS = 8  # payloads on a DNS port that are no DNS before the flow is treated as non-DNS
 
 
 
@@ -172,6 +173,10 @@ def finish(table, f) -> None:
 def _dns(table, f, d: int, payload: bytes, ts: int) -> None:
     parsed = pcap_dns.parse(payload)
     if parsed is None:
+        state = _state(f)
+        state["not_dns"] = state.get("not_dns", 0) + 1
+        if state["not_dns"] >= MAX_NOT_DNS:
+            f.dns = False  # something else on a DNS port: stop paying for DNS parsing
         return
     if f.service is None:
         f.service = "dns"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from scapy.error import Scapy_Exception
-from scapy.utils import RawPcapNgReader, RawPcapReader
+from scapy.utils import RawPcapNgReader
 
 from ..errors import InputError
 from .base import IngestLog, open_binary
@@ -186,26 +186,42 @@ class Capture:
             self._stop(base + pos, True, self._cut_detail(need, have))
 
     def _pcapng_scan(self, buf: bytes, base: int) -> tuple[int, list[Batch]]:
-        """Walk the complete blocks in ``buf``; returns where the first incomplete one starts."""
+        """Walk the complete blocks in ``buf``; returns where the first incomplete one starts.
+
+        Enhanced packet blocks (nearly all of a file) are decoded inline; the other blocks go
+        through ``_NgState.block``."""
         ng, pos, size = self._ng, 0, len(buf)
         out: list[Batch] = []
         while pos + 12 <= size:
-            btype, blen = ng.unpack("II", buf, pos)
+            btype, blen = ng.head(buf, pos)
             if btype == PCAPNG_SHB:
                 blen = ng.section(buf, pos)
+            problem = None
             if blen < 12 or blen > MAX_BLOCK:
-                self._stop(base + pos, False, f"block length {blen} is impossible", _pending(out))
+                problem = f"block length {blen} is impossible"
+            elif pos + blen > size:
                 break
-            if pos + blen > size:
-                break
-            if ng.unpack("I", buf, pos + blen - 4)[0] != blen:
-                self._stop(base + pos, False, "block trailer does not repeat the block length", _pending(out))
-                break
-            problem = ng.block(btype, buf, pos, blen, out)
+            elif ng.tail(buf, pos + blen - 4)[0] != blen:
+                problem = "block trailer does not repeat the block length"
+            elif btype == 6 and blen >= 32:
+                intid, high, low, caplen, _ = ng.epb(buf, pos + 8)
+                if caplen > blen - 32 or intid >= len(ng.interfaces):
+                    problem = ng.block(btype, buf, pos, blen, out)
+                else:
+                    linktype, _, resol = ng.interfaces[intid]
+                    stamp = (high << 32) | low
+                    if not out or out[-1][0] != linktype:
+                        out.append((linktype, [], []))
+                    out[-1][1].append(stamp if resol == 1_000_000 else stamp * 1_000_000 // resol)
+                    out[-1][2].append(buf[pos + 28:pos + 28 + caplen])
+            else:
+                problem = ng.block(btype, buf, pos, blen, out)
             if problem:
                 self._stop(base + pos, False, problem, _pending(out))
                 break
             pos += blen
+        if out:
+            ng.last_ts = out[-1][1][-1]
         return pos, out
 
 
@@ -218,7 +234,7 @@ class _NgState:
 
     def __init__(self, reader: RawPcapNgReader):
         self.reader = reader
-        self.endian = reader.endian
+        self._set_endian(reader.endian)
         self.interfaces: list[tuple[int, int, int]] = [self._iface(i) for i in reader.interfaces]
         self.last_ts = 0
 
@@ -227,13 +243,19 @@ class _NgState:
         linktype, snaplen, options = idb
         return linktype, snaplen, int(options.get("tsresol", 1_000_000)) or 1_000_000
 
+    def _set_endian(self, endian: str) -> None:
+        self.endian = endian
+        self.head = struct.Struct(endian + "II").unpack_from
+        self.tail = struct.Struct(endian + "I").unpack_from
+        self.epb = struct.Struct(endian + "5I").unpack_from
+
     def unpack(self, fmt: str, buf: bytes, pos: int):
         return struct.unpack_from(self.endian + fmt, buf, pos)
 
     def section(self, buf: bytes, pos: int) -> int:
         """A new section header: byte order and interfaces start afresh. Returns its length."""
         bom = buf[pos + 8:pos + 12]
-        self.endian = ">" if bom == b"\x1a\x2b\x3c\x4d" else "<"
+        self._set_endian(">" if bom == b"\x1a\x2b\x3c\x4d" else "<")
         self.reader.endian = self.endian
         self.reader.interfaces = []
         self.interfaces = []
@@ -263,8 +285,8 @@ class _NgState:
         if intid >= len(self.interfaces):
             return f"packet names interface {intid}, but only {len(self.interfaces)} are described"
         linktype, _, resol = self.interfaces[intid]
-        if stamp is None:
-            ts = self.last_ts
+        if stamp is None:  # simple packet blocks carry no time: the previous packet's
+            ts = out[-1][1][-1] if out else self.last_ts
         elif resol == 1_000_000:
             ts = stamp
         else:
