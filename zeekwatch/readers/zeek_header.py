@@ -166,6 +166,8 @@ def compile_layout(header: Header, table: str) -> Layout:
         raise Refused(f"unsupported #separator {header.separator!r} (one character expected)")
     types = dict(zip(fields, header.types or []))
     mapping = {f: c for f, c in field_map(table).items() if f in fields}
+    if not mapping:
+        raise Refused(f"#fields names none of the fields of a Zeek {table} log; header block refused")
     target = schema.TABLES[table]
     parse_types, blanks, lists = {}, [], []
     for zeek, col in mapping.items():

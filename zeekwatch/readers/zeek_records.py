@@ -85,8 +85,55 @@ def _line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
+def _empty(layout: Layout) -> pa.Table:
+    return pa.schema([(f, layout.parse_types[f]) for f in layout.include]).empty_table()
+
+
+def _count_reason(got: int, layout: Layout, last_cut: bool) -> str:
+    if last_cut:
+        return f"truncated record at end of data (no newline): {got} of {len(layout.names)} fields"
+    return f"wrong number of fields: {got}, expected {len(layout.names)}"
+
+
+def _clean_utf8(data: bytes, layout: Layout, at_eof: bool, rejects: list) -> bytes:
+    """Reject the lines holding invalid UTF-8 where it matters and blank them (line numbers stay).
+
+    pyarrow decodes the text of invalid rows as UTF-8, and string columns must be valid, so
+    this runs before parsing; a Python loop, but only over a range known to be damaged.
+    """
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError:
+        pass
+    sep, wanted = layout.separator.encode(), set(layout.include)
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        try:
+            line.decode("utf-8")
+            continue
+        except UnicodeDecodeError as exc:
+            field_no = line.count(sep, 0, exc.start)
+        got = line.count(sep) + 1
+        name = layout.names[field_no] if field_no < len(layout.names) else None
+        if got != len(layout.names):
+            reason = _count_reason(got, layout, at_eof and i == len(lines) - 1 and line != b"")
+        elif name in wanted:
+            reason = f"invalid UTF-8 in field '{name}'"
+        else:  # in a column we do not keep: the record is fine
+            lines[i] = line.decode("utf-8", "replace").encode()
+            continue
+        rejects.append((i + 1, reason, line))
+        lines[i] = b""
+    return b"\n".join(lines)
+
+
 def parse_checked(data: bytes, layout: Layout, at_eof: bool = False) -> Checked:
-    """Parse ``data`` line by line's rules, but columnar: bad lines are reported, not fatal."""
+    """Parse ``data`` by the line rules, but columnar: bad lines are reported, not fatal."""
+    rejects: list = []
+    data = _clean_utf8(data, layout, at_eof, rejects)
+    if not data.strip(b"\n"):  # blank lines only (pyarrow calls that an empty CSV file)
+        return Checked(_empty(layout), data.count(b"\n") + (data[-1:] != b"\n"), rejects)
     invalid = []
 
     def handler(row):
@@ -98,15 +145,13 @@ def parse_checked(data: bytes, layout: Layout, at_eof: bool = False) -> Checked:
         read_options=pacsv.ReadOptions(
             column_names=layout.names, use_threads=False, block_size=max(len(data) + 1, BLOCK_SIZE)),
         parse_options=_parse_options(layout, handler),
-        convert_options=_convert_options(layout, {f: pa.binary() for f in layout.include}))
+        convert_options=_convert_options(layout, {f: pa.string() for f in layout.include}))
     starts, ends = _line_spans(data)
-    out = Checked(table, len(starts))
-    truncated = at_eof and data[-1:] != b"\n"
+    out = Checked(table, len(starts), rejects)
+    cut = at_eof and data[-1:] != b"\n"
     for number, got, text in invalid:
-        last = truncated and number == out.lines
-        reason = (f"truncated record at end of data (no newline): {got} of {len(layout.names)} fields"
-                  if last else f"wrong number of fields: {got}, expected {len(layout.names)}")
-        out.rejects.append((number, reason, text.encode("utf-8", "replace")))
+        reason = _count_reason(got, layout, cut and number == out.lines)
+        out.rejects.append((number, reason, text.encode()))
     numbers = np.setdiff1d(np.arange(1, out.lines + 1), [n for n, _, _ in invalid])
     if len(numbers) == table.num_rows:
         blank = (ends - starts)[numbers - 1] == 0
@@ -117,17 +162,16 @@ def parse_checked(data: bytes, layout: Layout, at_eof: bool = False) -> Checked:
 
 
 def _validate(out: Checked, layout: Layout, numbers, blank, data, starts, ends) -> None:
+    """Reject rows whose values do not parse as their column's type; cast the rest."""
     table = out.table
     bad = np.zeros(table.num_rows, bool)
     first_bad: dict[int, str] = {}
     masked = None
     for name in table.column_names:
         col = table.column(name)
-        target = layout.parse_types[name]
+        ok = _valid(col, layout.parse_types[name], name)
         if name == "ts":
             masked = _true(pc.match_substring_regex(col, _MASKED))
-        ok = _valid(col, target, name)
-        if masked is not None and name == "ts":
             ok |= masked
         col_bad = ~ok & ~blank
         for i in np.flatnonzero(col_bad & ~bad):
@@ -152,38 +196,23 @@ def _true(mask) -> np.ndarray:
 
 
 def _valid(col, target: pa.DataType, name: str) -> np.ndarray:
-    """True where the binary value is NULL or parses as ``target`` (vectorised)."""
-    if target in (pa.string(), pa.binary()):
-        try:
-            col.cast(pa.string())
-            return np.ones(len(col), bool)
-        except pa.ArrowInvalid:  # invalid UTF-8 somewhere: find it (rare, so a Python loop)
-            return np.array([v is None or _utf8(v) for v in col.to_pylist()], bool)
+    """True where the text value is NULL or parses as ``target`` (vectorised)."""
+    if target == pa.string():
+        return np.ones(len(col), bool)
     pattern = _PATTERNS["ts"] if name == "ts" else _PATTERNS[target]
     ok = pc.match_substring_regex(col, pattern)
     return _true(pc.or_kleene(ok, pc.is_null(col)))
 
 
-def _utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return False
-
-
-def _reason(name: str, layout: Layout, value: bytes) -> str:
-    target = layout.parse_types[name]
-    if target in (pa.string(), pa.binary()):
-        return f"invalid UTF-8 in field '{name}'"
-    kind = "time" if name == "ts" else _ZEEK_NAMES[target]
-    return f"bad {kind} value {value.decode('utf-8', 'replace')[:80]!r} in field '{name}'"
+def _reason(name: str, layout: Layout, value: str) -> str:
+    kind = "time" if name == "ts" else _ZEEK_NAMES[layout.parse_types[name]]
+    return f"bad {kind} value {value[:80]!r} in field '{name}'"
 
 
 def _cast(table: pa.Table, layout: Layout, masked) -> pa.Table:
     cols = []
     for name in table.column_names:
-        col = table.column(name).cast(pa.string())
+        col = table.column(name)
         if name == "ts" and masked is not None and masked.any():
             col = pc.if_else(pa.array(masked), pa.scalar(None, pa.string()), col)
         target = layout.parse_types[name]

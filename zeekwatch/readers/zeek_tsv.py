@@ -71,14 +71,16 @@ def _stream(path: str, log: IngestLog, size: int):
                 filled, offset, skipping = filled - drop, offset + drop, nl < 0
                 if not eof:
                     continue
-            cut = filled if eof else buf.rfind(b"\n", 0, filled) + 1
+            if eof:
+                if filled:
+                    yield "lines", buf, filled, True
+                break
+            cut = buf.rfind(b"\n", 0, filled) + 1
             if cut == 0:
                 yield "overlong", bytes(buf[:RAW_LIMIT])
                 filled, offset, skipping = 0, offset + filled, True
                 continue
-            yield "lines", buf, cut, eof
-            if eof:
-                break
+            yield "lines", buf, cut, False
             buf[:filled - cut] = buf[cut:filled]
             filled, offset = filled - cut, offset + cut
     if error:
@@ -125,6 +127,7 @@ class ZeekTsvReader:
         self.seen_header = False
         self.masked = 0
         self.skipped_types: set[str] = set()
+        self.cut_line = False  # the data ended inside a line (no final newline)
 
     def chunks(self) -> Iterator[Chunk]:
         for kind, *args in _stream(self.path, self.log, self.piece_size):
@@ -134,13 +137,14 @@ class ZeekTsvReader:
                 self.log.reject(self.path, self.line,
                                 f"line longer than {self.piece_size} bytes; skipped", args[0])
                 self.line += 1
-            else:
+            else:  # the stream broke: name the line it broke in, if it broke inside one
                 self.log.note(f"{self.path}: {args[0]}; kept the lines before it")
-                self.log.reject(self.path, self.line, args[0])
+                self.log.reject(self.path, self.line - 1 if self.cut_line else None, args[0])
         if self.masked:
             self.log.note(f"{self.path}: {self.masked} masked timestamps (ts NULL)")
 
     def _piece(self, buf, end: int, eof: bool) -> Iterator[Chunk]:
+        self.cut_line = eof and buf[end - 1] != _NL
         if buf.find(b"\r", 0, end) >= 0:
             buf = _without_cr(buf, end)
             end = len(buf)
@@ -169,7 +173,7 @@ class ZeekTsvReader:
         elif isinstance(layout, Refused):
             self._refuse(buf, start, stop, layout)
         elif at_eof and buf[stop - 1] != _NL:  # the last line has no newline: maybe cut short
-            tail = buf.rfind(b"\n", start, stop) + 1
+            tail = buf.rfind(b"\n", start, stop) + 1 or start
             if tail > start:
                 yield from self._parse(buf, start, tail, layout)
             yield from self._parse(buf, tail, stop, layout, at_eof=True)
