@@ -63,6 +63,26 @@ class Dialect:
     def date_local(self, ts_col: str, tz: str) -> str:
         return f"CAST(timezone('{tz}', {ts_col}) AS DATE)"
 
+    def date_local_shift(self, ts_col: str, tz: str, minutes: int) -> str:
+        """Local calendar date of the local wall-clock time minus ``minutes`` (the shift is
+        applied to wall-clock time, so a day that starts at 06:00 local stays right across
+        DST changes)."""
+        return f"CAST(timezone('{tz}', {ts_col}) - INTERVAL {int(minutes)} MINUTE AS DATE)"
+
+    def dow_local_shift(self, ts_col: str, tz: str, minutes: int) -> str:
+        """ISO day of week (1 = Monday .. 7 = Sunday) of ``date_local_shift``."""
+        return f"isodow({self.date_local_shift(ts_col, tz, minutes)})"
+
+    def ordered_list(self, expr: str, order_by: str, limit: int) -> str:
+        """Aggregate: the first ``limit`` values of ``expr`` ordered by ``order_by`` (a SQL
+        ORDER BY list, e.g. ``"n, v"``)."""
+        return f"list_slice(list({expr} ORDER BY {order_by}), 1, {limit})"
+
+    def iso_utc(self, ts_col: str) -> str:
+        """A UTC timestamp as ISO-8601 text with microseconds and ``Z`` (``store.iso``'s
+        format, so stored times compare as text)."""
+        return f"strftime(timezone('UTC', {ts_col}), '%Y-%m-%dT%H:%M:%S.%fZ')"
+
 
 @dataclass
 class Context:

@@ -1,0 +1,381 @@
+"""Backdoors, tunnels and policy: long connections, off-hours activity, new listeners.
+
+- ``long_connection``: an outbound connection held open for hours (a tunnel, a reverse shell,
+  a C2 channel that keeps one session open).
+- ``off_hours``: a workstation that starts connections at night or on a weekend.
+- ``new_listener``: an internal host answering on a (port, proto) outside its baseline of
+  known services (a bind shell, a planted service).
+
+Plain SQL over ``conn`` (plus the engine's ``known_services`` and ``addr6`` tables); every
+engine-specific function goes through the ``Dialect`` hooks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from ..errors import ConfigError
+from ..nets import NetClass, ipv4_int
+from .base import (UIDS_LIMIT, VALUES_LIMIT, Context, Detector, register, sql_list)
+from .scan import not_backscatter
+
+# -- address ranges given as detector parameters (IPv4 and IPv6 CIDRs) ---------------------
+
+
+def ipv6_hex(col: str) -> str:
+    """SQL: the IPv6 text address in ``col`` as 32 lowercase hex digits (fixed width, so
+    text order is numeric order). Expands ``::`` with plain string functions that DuckDB and
+    Spark share; meaningless for IPv4 or IPv4-embedded forms (callers guard)."""
+    a = f"lower({col})"
+    b = f"(CASE WHEN {a} LIKE '::%' THEN '0' || {a} ELSE {a} END)"
+    b = f"(CASE WHEN {b} LIKE '%::' THEN {b} || '0' ELSE {b} END)"
+    colons = f"(length({b}) - length(replace({b}, ':', '')))"
+    full = f"replace({b}, '::', ':' || repeat('0:', 8 - {colons}))"
+    return "(" + " || ".join(f"lpad(split_part({full}, ':', {i}), 4, '0')" for i in range(1, 9)) + ")"
+
+
+def cidr_match(col: str, cidrs, where: str) -> str:
+    """SQL boolean (never NULL): the address in ``col`` lies in one of ``cidrs``."""
+    try:
+        net = NetClass.from_cidrs("param", cidrs)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    terms = []
+    if net.v4:
+        n = ipv4_int(col)
+        terms.append("(" + " OR ".join(f"{n} BETWEEN {lo} AND {hi}" for lo, hi in net.v4) + ")")
+    if net.v6:
+        h = ipv6_hex(col)
+        ranges = " OR ".join(f"{h} BETWEEN '{int(n.network_address):032x}' "
+                             f"AND '{int(n.broadcast_address):032x}'" for n in net.v6)
+        terms.append(f"({col} LIKE '%:%' AND {col} NOT LIKE '%.%' AND ({ranges}))")
+    if not terms:
+        return "FALSE"
+    return "coalesce(" + " OR ".join(terms) + ", FALSE)"
+
+
+def _hours(h: float) -> str:
+    return f"{float(h):g} h"
+
+
+# -- long_connection --------------------------------------------------------------------------
+
+
+def _long_query(p: dict, ctx: Context) -> str:
+    """An internal host holds a connection to an external host (not a configured VPN gateway,
+    ``networks.vpn_gateways``) open for ≥ ``min_hours`` (1). Zeek logs a long-lived connection
+    several times (open_conn / conn_long while it lasts, conn when it ends), all with one uid:
+    per uid the longest duration and the earliest ts count, so one connection is one piece of
+    evidence. One finding per (host, peer, proto/resp_p); ``observed`` is the longest duration
+    in hours, ``tier`` (details, summary) the highest of ``tiers`` [1, 4, 8, 12] (or
+    ``min_hours``) it reached. Needs conn: ts, uid, orig_h, resp_h, resp_p, proto, duration.
+
+    False positives: VPN clients to an unlisted gateway, remote-desktop and SSH sessions,
+    long downloads and streams, chat/push/telemetry channels that keep one TLS session open.
+    """
+    d, ep = ctx.dialect, ctx.epoch("c.ts")
+    min_s = float(p["min_hours"]) * 3600
+    levels = sorted({float(t) for t in p["tiers"] if float(t) >= float(p["min_hours"])}
+                    | {float(p["min_hours"])}, reverse=True)
+    tier = ("CASE " + " ".join(f"WHEN max(dur) >= {t * 3600!r} THEN CAST({t!r} AS DOUBLE)"
+                               for t in levels) + " END")
+    cid = (f"coalesce(c.uid, concat_ws('|', c.orig_h, CAST(c.orig_p AS VARCHAR), c.resp_h, "
+           f"CAST(c.resp_p AS VARCHAR), c.proto, CAST({ep} AS VARCHAR)))")
+    return f"""
+WITH per_conn AS (
+  SELECT cid, orig_h, resp_h, resp_p, proto, min(t0) AS t0, max(duration) AS dur,
+         max(service) AS service, max(orig_bytes) AS orig_bytes, max(resp_bytes) AS resp_bytes
+  FROM (SELECT {cid} AS cid, c.orig_h, c.resp_h, c.resp_p, c.proto, {ep} AS t0, c.duration,
+               c.service, c.orig_bytes, c.resp_bytes
+        FROM conn c
+        WHERE c.ts IS NOT NULL AND c.duration IS NOT NULL AND c.resp_h IS NOT NULL
+          AND {ctx.internal('c.orig_h')} AND NOT {ctx.internal('c.resp_h')}
+          AND NOT {ctx.member('c.resp_h', 'vpngw')}) x
+  GROUP BY cid, orig_h, resp_h, resp_p, proto)
+SELECT orig_h AS host, resp_h AS peer,
+       proto || '/' || coalesce(CAST(resp_p AS VARCHAR), '-') AS key,
+       min(t0) AS t_first, max(t0 + dur) AS t_last, max(dur) / 3600.0 AS observed,
+       CAST({float(p['min_hours'])!r} AS DOUBLE) AS threshold,
+       count(*) AS distinct_total, {d.distinct_list('cid', VALUES_LIMIT)} AS distinct_values,
+       {d.first_list('cid', UIDS_LIMIT)} AS uids, count(*) AS evidence_total,
+       {tier} AS tier, count(*) AS connections, max(service) AS service,
+       sum(orig_bytes) AS orig_bytes, sum(resp_bytes) AS resp_bytes
+FROM per_conn
+WHERE dur >= {min_s!r}
+GROUP BY orig_h, resp_h, proto, resp_p"""
+
+
+def _long_summary(f: dict, p: dict) -> str:
+    n = int(f.get("connections") or 1)
+    more = f" ({n} connections)" if n > 1 else ""
+    return (f"{f['host']} kept {f['key']} to {f['peer']} open for {f['observed']:.2f} h{more}: "
+            f"tier {_hours(f['tier'])} (threshold {_hours(f['threshold'])}); possible tunnel")
+
+
+register(Detector(
+    id="long_connection",
+    title="Long outbound connection",
+    threat="tunnel",
+    needs=("conn",),
+    defaults={"min_hours": 1, "tiers": [1, 4, 8, 12]},
+    false_positives="VPN clients (list the gateways in networks.vpn_gateways), remote desktop "
+                    "and SSH sessions, long downloads and media streams, push/chat/telemetry "
+                    "channels that keep one TLS session open.",
+    query=_long_query,
+    summary=_long_summary,
+    doc=_long_query.__doc__ or "",
+))
+
+
+# -- off_hours --------------------------------------------------------------------------------
+
+MULTICAST = "224.0.0.0/4"
+
+
+def _minutes(hhmm: str) -> int:
+    h, m = str(hhmm).split(":")
+    return int(h) * 60 + int(m)
+
+
+def _off_query(p: dict, ctx: Context) -> str:
+    """An internal host outside the VPN/RAS segments (``networks.vpn``) and outside
+    ``exclude_hosts`` starts ≥ ``min_connections`` (5) connections during one off-hours period
+    (``time.business_end`` to ``time.business_start`` local time, default 22:00–06:00, plus
+    whole weekend days when ``time.weekends_off``; zone ``time.timezone``). Connections to
+    ``ignore_ports`` (tcp/udp; default 53, 123), to internal DNS servers
+    (``networks.dns_servers``) and, with ``ignore_multicast``, to multicast/broadcast
+    addresses do not count. A period is named by the local date it starts: a night is
+    ``'2024-04-19 night'`` (22:00 on the 19th to 06:00 on the 20th), a weekend day
+    ``'2024-04-20 weekend'`` (06:00 to 06:00). Details list ``rare_destinations``: the
+    destinations, rarest first (fewest internal hosts contacting them in all the data).
+    Needs conn: ts, uid, orig_h, resp_h, resp_p, proto (conn_state, history to skip backscatter).
+
+    False positives: servers and always-on machines (exclude_hosts), scheduled backups, patch
+    and antivirus updates, cloud sync clients, machines left on with open browsers (tabs that
+    refresh), shift workers, hosts in other time zones.
+    """
+    d, ep = ctx.dialect, ctx.epoch("c.ts")
+    tm = ctx.config.time
+    tz = tm.timezone
+    start, end = _minutes(tm.business_start), _minutes(tm.business_end)
+    anchor = start if start < end else end  # a period's day runs anchor..anchor (local)
+    m = d.minute_of_day_local("c.ts", tz)
+    if start < end:
+        night = f"({m} >= {end} OR {m} < {start})"
+    elif start > end:
+        night = f"({m} >= {end} AND {m} < {start})"
+    else:
+        night = "FALSE"  # business_start == business_end: no weekday off-hours
+    weekend = (f"{d.dow_local_shift('c.ts', tz, anchor)} IN (6, 7)" if tm.weekends_off else "FALSE")
+    skip = [f"NOT {ctx.member('c.resp_h', 'dns')}", f"coalesce({not_backscatter()}, TRUE)",
+            f"NOT (c.proto IN ('tcp', 'udp') AND coalesce(c.resp_p, -1) IN {sql_list(p['ignore_ports'])})"
+            if p["ignore_ports"] else "TRUE"]
+    if p["ignore_multicast"]:
+        skip.append(f"NOT {cidr_match('c.resp_h', [MULTICAST, '255.255.255.255/32'], 'multicast')}")
+        skip.append("c.resp_h NOT LIKE 'ff%:%'")
+    if p["exclude_hosts"]:
+        skip.append(f"NOT {cidr_match('c.orig_h', p['exclude_hosts'], 'detectors.off_hours.exclude_hosts')}")
+    return f"""
+WITH off AS (
+  SELECT c.orig_h AS host, c.resp_h AS dest, c.uid, {ep} AS t,
+         CAST({d.date_local_shift('c.ts', tz, anchor)} AS VARCHAR) || ' ' ||
+           CASE WHEN {weekend} THEN 'weekend' ELSE 'night' END AS period
+  FROM conn c
+  WHERE c.ts IS NOT NULL AND c.resp_h IS NOT NULL
+    AND {ctx.internal('c.orig_h')} AND NOT {ctx.member('c.orig_h', 'vpn')}
+    AND {' AND '.join(skip)}
+    AND ({night} OR {weekend})),
+prevalence AS (
+  SELECT c.resp_h AS dest, count(DISTINCT c.orig_h) AS hosts
+  FROM conn c WHERE {ctx.internal('c.orig_h')} GROUP BY c.resp_h),
+dests AS (
+  SELECT o.host, o.period, o.dest, coalesce(max(p.hosts), 0) AS hosts
+  FROM off o LEFT JOIN prevalence p ON p.dest = o.dest
+  GROUP BY o.host, o.period, o.dest),
+rare AS (
+  SELECT host, period, min(hosts) AS rarest_prevalence,
+         {d.ordered_list("dest || ' (' || CAST(hosts AS VARCHAR) || CASE WHEN hosts = 1 THEN ' host)' ELSE ' hosts)' END",
+                         'hosts, dest', VALUES_LIMIT)} AS rare_destinations
+  FROM dests GROUP BY host, period),
+agg AS (
+  SELECT host, period, min(t) AS t_first, max(t) AS t_last, count(*) AS connections,
+         count(DISTINCT dest) AS distinct_total,
+         {d.distinct_list('dest', VALUES_LIMIT)} AS distinct_values,
+         {d.first_list('uid', UIDS_LIMIT)} AS uids
+  FROM off GROUP BY host, period
+  HAVING count(*) >= {int(p['min_connections'])})
+SELECT a.host, NULL AS peer, a.period AS key, a.t_first, a.t_last,
+       CAST(a.connections AS DOUBLE) AS observed,
+       CAST({int(p['min_connections'])} AS DOUBLE) AS threshold,
+       a.distinct_total, a.distinct_values, a.uids, a.connections AS evidence_total,
+       r.rare_destinations, r.rarest_prevalence
+FROM agg a JOIN rare r ON r.host = a.host AND r.period = a.period"""
+
+
+def _off_summary(f: dict, p: dict) -> str:
+    rare = list(f.get("rare_destinations") or [])
+    more = f", ... ({f['distinct_total']} in all)" if f["distinct_total"] > 3 else ""
+    return (f"{f['host']} started {int(f['observed'])} connections to {f['distinct_total']} "
+            f"destination(s) during off-hours ({f['key']}; threshold {int(f['threshold'])}); "
+            f"rarest first: {', '.join(rare[:3])}{more}")
+
+
+register(Detector(
+    id="off_hours",
+    title="Activity outside business hours",
+    threat="policy",
+    needs=("conn",),
+    defaults={"min_connections": 5, "ignore_ports": [53, 123], "ignore_multicast": True,
+              "exclude_hosts": []},
+    false_positives="Servers and always-on machines (list them in exclude_hosts), backups, "
+                    "patch and antivirus updates, cloud sync, machines left on with open "
+                    "browsers, shift workers, users in other time zones.",
+    query=_off_query,
+    summary=_off_summary,
+    doc=_off_query.__doc__ or "",
+))
+
+
+# -- new_listener -----------------------------------------------------------------------------
+
+# Zeek conn_state values of a connection the responder answered (SYN-ACK seen or data both ways)
+ANSWERED_STATES = ("SF", "S1", "S2", "S3", "RSTO", "RSTR")
+KNOWN_RE = re.compile(r"\s*(?:\[(?P<h6>[^\]]+)\]|(?P<h>[^\s]+)):(?P<port>\d+)/(?P<proto>tcp|udp)\s*",
+                      re.IGNORECASE)
+
+
+def parse_known(entries) -> list[tuple[str, int, str]]:
+    """``known`` entries "host:port/proto" (host: address, CIDR, [IPv6] or *) as tuples."""
+    out = []
+    for e in entries:
+        mt = KNOWN_RE.fullmatch(str(e))
+        host = mt and (mt.group("h6") or mt.group("h"))
+        try:
+            if not mt or not 0 <= int(mt.group("port")) <= 65535:
+                raise ValueError("expected host:port/proto, e.g. 10.0.0.5:22/tcp or *:443/tcp")
+            if host != "*":
+                ipaddress.ip_network(host, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"detectors.new_listener.known: {e!r}: {exc}") from None
+        out.append((host, int(mt.group("port")), mt.group("proto").lower()))
+    return out
+
+
+def _ftp_control(client: str, server: str, p: dict, ctx: Context) -> str:
+    """SQL: an FTP control connection client -> server open around the outer row ``c``."""
+    ep = ctx.epoch("c.ts")
+    return f"""EXISTS (
+    SELECT 1 FROM conn f
+    WHERE f.orig_h = {client} AND f.resp_h = {server} AND f.proto = 'tcp'
+      AND f.resp_p IN {sql_list(p['ftp_control_ports'])}
+      AND {ctx.epoch('f.ts')} <= {ep} + 1
+      AND {ctx.epoch('f.ts')} + coalesce(f.duration, 0) + 3600 >= {ep})"""
+
+
+def _answered_events(p: dict, ctx: Context) -> str:
+    """SQL: connections an internal host answered on a port below max_port, FTP data and
+    (with ignore_udp_replies) misoriented UDP replies excluded (host, port, proto, client,
+    uid, ts, t, service)."""
+    udp_reply = ("NOT (c.proto = 'udp' AND coalesce(c.orig_p, 1024) < 1024 AND c.resp_p >= 1024)"
+                 if p["ignore_udp_replies"] else "TRUE")
+    # passive FTP: client -> server's data port; active FTP: server (port 20) -> client
+    ftp = (f"NOT (c.proto = 'tcp' AND c.resp_p >= 1024 AND "
+           f"({_ftp_control('c.orig_h', 'c.resp_h', p, ctx)} OR "
+           f"{_ftp_control('c.resp_h', 'c.orig_h', p, ctx)}))")
+    return f"""
+SELECT c.resp_h AS host, c.resp_p AS port, c.proto, c.orig_h AS client, c.uid, c.ts,
+       {ctx.epoch('c.ts')} AS t, c.service
+FROM conn c
+WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
+  AND c.resp_p < {int(p['max_port'])} AND {ctx.internal('c.resp_h')}
+  AND (c.conn_state IN {sql_list(ANSWERED_STATES)} OR coalesce(c.history, '') LIKE '%h%')
+  AND coalesce(c.service, '') NOT LIKE '%ftp-data%' AND {udp_reply}
+  AND {ftp}"""
+
+
+def _known_predicate(p: dict, alias: str) -> str:
+    terms = []
+    for host, port, proto in parse_known(p["known"]):
+        where = "detectors.new_listener.known"
+        hmatch = "TRUE" if host == "*" else cidr_match(f"{alias}.host", [host], where)
+        terms.append(f"({alias}.port = {port} AND {alias}.proto = '{proto}' AND {hmatch})")
+    return "(" + " OR ".join(terms) + ")" if terms else "FALSE"
+
+
+def _listener_query(p: dict, ctx: Context) -> str:
+    """An internal host answers connections (it is the responder and the connection was
+    established: conn_state SF/S1/S2/S3/RSTO/RSTR, or a SYN-ACK 'h' in the history) on a
+    (port, proto) outside its baseline. Baseline: the stored known services (learned by
+    earlier runs into the database) plus ``known`` ("host:port/proto"; host an address, a
+    CIDR or *). With an empty stored baseline (a fresh database) the run learns: services
+    first answered within the first ``learn_hours`` (24) of the data are the baseline, later
+    ones are new. Ports ≥ ``max_port`` (49152, the IANA dynamic range) are ignored, and so are
+    FTP data channels (service ftp-data, or a control connection on ``ftp_control_ports``
+    between the same hosts) and, with ``ignore_udp_replies``, UDP from a port < 1024 to a port
+    ≥ 1024 (a reply Zeek took for a new flow after its UDP timeout). Each run stores every
+    answered service in the baseline (``extra['learn']``), so a new listener is reported once.
+    observed = connections answered; distinct values = the clients. Needs conn: ts, uid,
+    orig_h, orig_p, resp_h, resp_p, proto, conn_state, history, service, duration.
+
+    False positives: newly installed or moved servers, software updates that open ports,
+    P2P/VoIP/RPC services on dynamic ports below max_port, hosts whose baseline was learned
+    while they were off.
+    """
+    d = ctx.dialect
+    learn_s = float(p["learn_hours"]) * 3600
+    return f"""
+WITH ev AS ({_answered_events(p, ctx)}),
+svc AS (
+  SELECT host, port, proto, min(t) AS t_first, max(t) AS t_last, count(*) AS answered,
+         count(DISTINCT client) AS distinct_total,
+         {d.distinct_list('client', VALUES_LIMIT)} AS distinct_values,
+         {d.first_list('uid', UIDS_LIMIT)} AS uids,
+         {d.distinct_list('service', VALUES_LIMIT)} AS services
+  FROM ev GROUP BY host, port, proto),
+mode AS (
+  SELECT (SELECT count(*) FROM known_services) = 0 AS learning,
+         (SELECT min({ctx.epoch('ts')}) FROM conn WHERE ts IS NOT NULL) + {learn_s!r} AS learn_until)
+SELECT s.host, NULL AS peer, s.proto || '/' || CAST(s.port AS VARCHAR) AS key,
+       s.t_first, s.t_last, CAST(s.answered AS DOUBLE) AS observed, CAST(1 AS DOUBLE) AS threshold,
+       s.distinct_total, s.distinct_values, s.uids, s.answered AS evidence_total, s.services,
+       CASE WHEN m.learning THEN 'learning' ELSE 'stored' END AS baseline
+FROM svc s CROSS JOIN mode m
+LEFT JOIN known_services k ON k.host = s.host AND k.port = s.port AND k.proto = s.proto
+WHERE k.host IS NULL AND NOT {_known_predicate(p, 's')}
+  AND NOT (m.learning AND s.t_first < m.learn_until)"""
+
+
+def _learn_query(p: dict, ctx: Context) -> str:
+    """Every service answered in this run, for the stored baseline (Store.learn_services)."""
+    return f"""
+SELECT host, port, proto, {ctx.dialect.iso_utc('min(ts)')} AS first_seen,
+       {ctx.dialect.iso_utc('max(ts)')} AS last_seen, 'learned' AS origin
+FROM ({_answered_events(p, ctx)}) e
+GROUP BY host, port, proto"""
+
+
+def _listener_summary(f: dict, p: dict) -> str:
+    services = [s for s in (f.get("services") or []) if s]
+    svc = f" ({', '.join(services)})" if services else ""
+    how = ("not answered in the first " + _hours(p["learn_hours"]) + " of the data"
+           if f.get("baseline") == "learning" else "not in its known-services baseline")
+    return (f"{f['host']} answered {int(f['observed'])} connection(s) from "
+            f"{f['distinct_total']} client(s) on {f['key']}{svc}, {how}")
+
+
+register(Detector(
+    id="new_listener",
+    title="New listening service",
+    threat="backdoor",
+    needs=("conn",),
+    defaults={"learn_hours": 24, "known": [], "max_port": 49152, "ignore_udp_replies": True,
+              "ftp_control_ports": [21, 2121]},
+    false_positives="Newly installed or moved servers, updates that open ports, P2P/VoIP/RPC "
+                    "on dynamic ports below max_port, hosts that were off while the baseline "
+                    "was learned.",
+    query=_listener_query,
+    summary=_listener_summary,
+    doc=_listener_query.__doc__ or "",
+    extra={"learn": _learn_query},
+))
