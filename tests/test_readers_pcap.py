@@ -183,12 +183,27 @@ def test_unusable_capture_header_is_an_input_error(tmp_path, content):
         assert not tables  # a header and nothing else: a capture without packets
 
 
+def _as_pcapng(path, out) -> bytes:
+    import scapy.layers.l2  # noqa: F401  (registers Ethernet for rdpcap)
+    from scapy.utils import PcapNgWriter, rdpcap
+
+    with PcapNgWriter(str(out)) as writer:
+        for pkt in rdpcap(str(path)):
+            writer.write(pkt)
+    return out.read_bytes()
+
+
+def test_pcapng_reads_like_pcap(tmp_path):
+    _as_pcapng(PCAPS / "office.pcap", tmp_path / "office.pcapng")
+    assert conn_rows(tmp_path / "office.pcapng") == conn_rows(PCAPS / "office.pcap")
+
+
 def test_garbage_never_crashes_the_reader(tmp_path):
-    """Seeded mutations of a scenario capture: results or InputError, never another exception."""
-    original = (PCAPS / "office.pcap").read_bytes()
+    """Seeded mutations of a capture (pcap and pcapng): results or InputError, nothing else."""
+    originals = [(PCAPS / "office.pcap").read_bytes(), _as_pcapng(PCAPS / "office.pcap", tmp_path / "o.pcapng")]
     rnd = random.Random(7)
-    for i in range(150):
-        data = bytearray(original)
+    for i in range(300):
+        data = bytearray(originals[i % 2])
         for _ in range(rnd.randrange(1, 40)):
             data[rnd.randrange(len(data))] = rnd.randrange(256)
         if i % 3 == 0:

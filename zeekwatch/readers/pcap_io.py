@@ -32,6 +32,7 @@ from .base import IngestLog, open_binary
 BLOCK = 1 << 20
 MAX_RECORD = 262_144  # Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD: larger captured lengths are garbage
 MAX_BLOCK = 16 << 20
+MAX_TS = 7_258_118_400 * 1_000_000  # 2200-01-01 in µs: a later packet time is a corrupt block
 PCAPNG_SHB = 0x0A0D0D0A
 READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile)
 
@@ -210,10 +211,15 @@ class Capture:
                 else:
                     linktype, _, resol = ng.interfaces[intid]
                     stamp = (high << 32) | low
-                    if not out or out[-1][0] != linktype:
-                        out.append((linktype, [], []))
-                    out[-1][1].append(stamp if resol == 1_000_000 else stamp * 1_000_000 // resol)
-                    out[-1][2].append(buf[pos + 28:pos + 28 + caplen])
+                    if resol != 1_000_000:
+                        stamp = stamp * 1_000_000 // resol
+                    if stamp > MAX_TS:
+                        problem = f"packet time {stamp} µs after the epoch is past the year 2200"
+                    else:
+                        if not out or out[-1][0] != linktype:
+                            out.append((linktype, [], []))
+                        out[-1][1].append(stamp)
+                        out[-1][2].append(buf[pos + 28:pos + 28 + caplen])
             else:
                 problem = ng.block(btype, buf, pos, blen, out)
             if problem:
@@ -291,6 +297,8 @@ class _NgState:
             ts = stamp
         else:
             ts = stamp * 1_000_000 // resol
+        if ts > MAX_TS:
+            return f"packet time {ts} µs after the epoch is past the year 2200"
         self.last_ts = ts
         if not out or out[-1][0] != linktype:
             out.append((linktype, [], []))
