@@ -14,8 +14,9 @@ NETBIOS = {("udp", 137), ("udp", 138), ("tcp", 139)}
 
 def not_backscatter(alias: str = "c") -> str:
     """SQL: the originator really initiated (a TCP SYN is in the history, or no history)."""
-    return (f"NOT ({alias}.proto = 'tcp' AND ({alias}.conn_state IN {sql_list(BACKSCATTER_STATES)}"
-            f" OR ({alias}.history IS NOT NULL AND {alias}.history NOT LIKE '%S%')))")
+    return (f"NOT coalesce({alias}.proto = 'tcp' AND ({alias}.conn_state IN "
+            f"{sql_list(BACKSCATTER_STATES)} OR ({alias}.history IS NOT NULL AND "
+            f"{alias}.history NOT LIKE '%S%')), FALSE)")
 
 
 def failed(alias: str = "c") -> str:
