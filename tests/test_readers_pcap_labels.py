@@ -69,3 +69,17 @@ def test_unreadable_file_is_an_input_error(tmp_path):
     path.write_bytes(b"not a capture at all")
     with pytest.raises(InputError, match="tshark cannot read the capture"):
         label_flows(str(path))
+
+
+@needs_tshark
+def test_labelled_reader_is_a_drop_in_reader():
+    read = pcap.labelled_reader()
+    log = IngestLog()
+    conn = [c for n, c in read(str(PCAPS / "skype_stun.pcap"), log) if n == "conn"][0]
+    assert set(conn.column("service").to_pylist()) == {"stun"} and log.reject_count == 0
+
+
+def test_labelled_reader_fails_early_without_tshark(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolMissingError):
+        pcap.labelled_reader()

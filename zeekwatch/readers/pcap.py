@@ -8,7 +8,8 @@ bounded by the number of active flows. The pieces:
 - ``pcap_decode``: link, IP and transport headers with ``struct``-level indexing;
 - ``flows``: flows with Zeek's meaning (uid, conn_state, history, timeouts);
 - ``pcap_apps``: service hints and application rows from the first payload bytes, DNS by scapy;
-- ``pcap_labels``: optional Wireshark dissector labels via tshark (``--pcap-labels``).
+- ``pcap_labels``: optional Wireshark dissector labels via tshark (``--pcap-labels``,
+  ``labelled_reader()``).
 
 A damaged or truncated capture keeps every packet before the damage; the cut is recorded as a
 reject (packet number, byte offset) and a note. Packets too short for their own headers are
@@ -23,7 +24,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from ..schema import TABLES, conform
-from .base import Chunk, IngestLog
+from .base import Chunk, IngestLog, Reader
 from .flows import FlowTable
 from .pcap_decode import Decoder
 from .pcap_io import Capture, open_capture
@@ -59,6 +60,20 @@ def read(path: str, log: IngestLog, labels: dict[str, str] | None = None) -> Ite
         flows.close_all()
         yield from drain(flows, 1)
     report(str(path), log, capture, decoder)
+
+
+def labelled_reader(tshark: str | None = None) -> Reader:
+    """A ``read(path, log)`` that first labels the capture's flows with Wireshark's dissectors
+    (``pcap_labels.label_flows``; ``ToolMissingError`` without tshark) — what
+    ``--pcap-labels`` plugs in for the ``pcap`` kind instead of ``read``."""
+    from .pcap_labels import find_tshark, label_flows
+
+    exe = find_tshark(tshark)  # fail before reading anything
+
+    def read_labelled(path: str, log: IngestLog) -> Iterator[Chunk]:
+        return read(path, log, labels=label_flows(path, exe))
+
+    return read_labelled
 
 
 def drain(flows: FlowTable, at_least: int) -> Iterator[Chunk]:
