@@ -164,10 +164,11 @@ def test_http_tls_smtp(tmp_path):
 def test_other_event_types_are_counted_in_one_note(tmp_path):
     path = write_events(tmp_path / "eve.json", [
         {"timestamp": T0, "event_type": "stats", "stats": {}}, event("fileinfo"), event("anomaly"),
-        event("fileinfo"), event("alert", alert={"signature_id": 1})])
+        event("fileinfo"), event("alert", alert={"signature_id": 1}), event("http")])
     tables, log = read_all(path)
     assert tables["alert"].num_rows == 1
-    assert log.notes == [f"{path}: 4 events of types not used: anomaly (1), fileinfo (2), stats (1)"]
+    assert log.notes == [f"{path}: 5 events of types not used: anomaly (1), fileinfo (2), "
+                         f"http without an 'http' object (1), stats (1)"]
 
 
 @pytest.mark.parametrize("stamp, expect", [

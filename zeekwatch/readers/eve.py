@@ -152,7 +152,9 @@ class _Builder:
             self.unused[str(kind)] += 1
             return
         row = target[1](e, _common(e))
-        if row is not None:
+        if row is None:
+            self.unused[f"{kind} without an '{kind}' object"] += 1
+        else:
             self.rows[target[0]].append(row)
 
     def flush(self, final: bool = False) -> Iterator[Chunk]:
