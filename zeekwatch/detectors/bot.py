@@ -1,0 +1,417 @@
+"""Bots and command-and-control channels: known C2 ports, unusual ports, rare destinations,
+and non-web traffic on web ports.
+
+None of these needs a time window: each is a property of the connections in the batch
+(a port, a peer, a service), aggregated per entity with t_first/t_last over the evidence.
+Timestamps may be NULL (masked or unset); the findings are still reported, with NULL times.
+
+Shared rules (docs/detectors/*.md repeat them per detector):
+- *Established*: ``conn_state`` SF, S1, S2, S3, RSTO, RSTR; or a TCP history with the
+  originator's SYN (``S``) and the responder's SYN-ACK (``h``); or, for records without a
+  state (flows from other sensors), responder payload (TCP) or responder packets (UDP).
+- *Port lists* take ``443`` or ``"6660-6669"`` (TCP) and ``"udp/500"`` / ``"tcp/7000-7001"``.
+- *Services* are matched as tokens of the comma-separated ``service`` field ("http,ssl"),
+  case-insensitively; a token never matches a longer one ("irc" is not "irc-dcc-data").
+- *Special addresses* (multicast, broadcast, link-local, loopback, unspecified) are never
+  an "external host".
+All SQL is plain (``instr``, ``replace``, ``lower``, ``||``) so Spark runs it unchanged.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..nets import ipv4_int
+from .base import (UIDS_LIMIT, VALUES_LIMIT, Context, Detector, in_list, register,
+                   sql_list)
+from .scan import not_backscatter
+
+ESTABLISHED_STATES = ("SF", "S1", "S2", "S3", "RSTO", "RSTR")
+# IPv4 ranges that are never a host on the Internet: this-network, loopback, link-local,
+# multicast, reserved + limited broadcast.
+SPECIAL_V4 = [(0, 0x00FFFFFF), (0x7F000000, 0x7FFFFFFF), (0xA9FE0000, 0xA9FEFFFF),
+              (0xE0000000, 0xFFFFFFFF)]
+# A passive FTP data connection follows its control connection within the control's
+# duration plus this slack (seconds); control connections still open have no duration.
+FTP_SLACK = 3600
+
+
+# -- shared SQL building blocks ------------------------------------------------------------
+
+def established(a: str = "c") -> str:
+    """SQL: the connection was answered (see the module docstring)."""
+    return (f"coalesce({a}.conn_state IN {sql_list(ESTABLISHED_STATES)}"
+            f" OR ({a}.proto = 'tcp' AND {a}.history LIKE '%S%' AND {a}.history LIKE '%h%')"
+            f" OR ({a}.conn_state IS NULL AND (coalesce({a}.resp_bytes, 0) > 0"
+            f" OR ({a}.proto <> 'tcp' AND coalesce({a}.resp_pkts, 0) > 0))), FALSE)")
+
+
+def special_address(col: str) -> str:
+    """SQL boolean: multicast, broadcast, link-local, loopback or unspecified (never NULL)."""
+    n = ipv4_int(col)
+    v4 = " OR ".join(f"{n} BETWEEN {lo} AND {hi}" for lo, hi in SPECIAL_V4)
+    low = f"lower({col})"
+    v6 = (f"{low} LIKE 'ff__:%' OR {low} LIKE 'fe8_:%' OR {low} LIKE 'fe9_:%' "
+          f"OR {low} LIKE 'fea_:%' OR {low} LIKE 'feb_:%' OR {col} IN ('::', '::1')")
+    return f"coalesce(({v4}) OR {v6}, FALSE)"
+
+
+def port_specs(values, where: str) -> list[tuple[str, int, int]]:
+    """Parse a port list (443, "6660-6669", "udp/500") into (proto, lo, hi) ranges."""
+    out = []
+    for v in values:
+        text = str(v).strip().lower()
+        proto, _, rng = text.rpartition("/")
+        lo, _, hi = rng.partition("-")
+        try:
+            if isinstance(v, bool):
+                raise ValueError
+            lo_i = int(lo)
+            hi_i = int(hi) if hi else lo_i
+        except ValueError:
+            lo_i = hi_i = -1
+        if (proto or "tcp") not in ("tcp", "udp") or not 0 <= lo_i <= hi_i <= 65535:
+            raise ConfigError(f"detectors.{where}: {v!r} is not a port (443), a range "
+                              f"(\"6660-6669\") or a proto/port (\"udp/500\")")
+        out.append((proto or "tcp", lo_i, hi_i))
+    return out
+
+
+def port_match(specs: list[tuple[str, int, int]], a: str = "c") -> str:
+    """SQL boolean: the destination port of ``a`` is in the parsed port list."""
+    terms = []
+    for proto, lo, hi in specs:
+        rng = f"{a}.resp_p = {lo}" if lo == hi else f"{a}.resp_p BETWEEN {lo} AND {hi}"
+        terms.append(f"({a}.proto = '{proto}' AND {rng})")
+    return "(" + " OR ".join(terms) + ")" if terms else "FALSE"
+
+
+def _tokens(col: str) -> str:
+    return f"(',' || replace(lower({col}), ' ', '') || ',')"
+
+
+def _lit(text: str) -> str:
+    return "'" + str(text).lower().replace("'", "''") + "'"
+
+
+def has_service(col: str, names) -> str:
+    """SQL boolean: one of the comma-separated tokens of ``col`` is in ``names``."""
+    names = list(names)
+    if not names:
+        return "FALSE"
+    toks = _tokens(col)
+    hits = " OR ".join(f"instr({toks}, ',' || {_lit(n)} || ',') > 0" for n in names)
+    return f"coalesce({hits}, FALSE)"
+
+
+def only_services(col: str, names) -> str:
+    """SQL boolean: every token of ``col`` is in ``names`` (``col`` must be non-empty)."""
+    expr = _tokens(col)
+    for _ in range(2):  # twice: a replace pass skips a token right after a replaced one
+        for n in names:
+            expr = f"replace({expr}, ',' || {_lit(n)} || ',', ',')"
+    return f"({expr} = ',')"
+
+
+def service_known(col: str) -> str:
+    return f"({col} IS NOT NULL AND trim({col}) NOT IN ('', '-'))"
+
+
+def _key(a: str = "c") -> str:
+    return f"{a}.proto || '/' || CAST({a}.resp_p AS VARCHAR)"
+
+
+def _outbound(ctx: Context, a: str = "c") -> str:
+    """SQL: an internal host initiated a TCP/UDP connection to an external (non-special) host."""
+    return (f"{a}.proto IN ('tcp', 'udp') AND {a}.resp_p IS NOT NULL AND {a}.resp_h IS NOT NULL"
+            f" AND {ctx.internal(f'{a}.orig_h')} AND NOT {ctx.internal(f'{a}.resp_h')}"
+            f" AND NOT {special_address(f'{a}.resp_h')} AND {not_backscatter(a)}")
+
+
+def _n(f: dict, k: str) -> int:
+    return int(f.get(k) or 0)
+
+
+# -- c2_port -------------------------------------------------------------------------------
+
+def _c2_failed(p: dict, ctx: Context) -> tuple[str, str]:
+    """CTEs of scan-like failed attempts, and the SQL condition under which a connection
+    ``c`` counts: established, or a failed attempt (``count_failed``) that is not part of a
+    scan (≥ ``scan_min`` distinct ports of that peer, or distinct peers on that port)."""
+    n = int(p["scan_min"])
+    ctes = f"""
+att AS (
+  SELECT c.orig_h, c.resp_h, c.proto, c.resp_p FROM conn c
+  WHERE c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL AND {ctx.internal('c.orig_h')}
+    AND {not_backscatter()} AND NOT {established()}),
+vscan AS (SELECT orig_h, resp_h FROM att GROUP BY orig_h, resp_h HAVING count(DISTINCT resp_p) >= {n}),
+hscan AS (SELECT orig_h, proto, resp_p FROM att GROUP BY orig_h, proto, resp_p
+          HAVING count(DISTINCT resp_h) >= {n}),"""
+    if not p["count_failed"]:
+        return ctes, established()
+    return ctes, f"""({established()} OR (
+      NOT EXISTS (SELECT 1 FROM vscan v WHERE v.orig_h = c.orig_h AND v.resp_h = c.resp_h)
+      AND NOT EXISTS (SELECT 1 FROM hscan h WHERE h.orig_h = c.orig_h AND h.proto = c.proto
+                                             AND h.resp_p = c.resp_p)))"""
+
+
+def _c2_query(p: dict, ctx: Context) -> str:
+    specs = port_specs(p["ports"], "c2_port.ports") + port_specs(p["extra_ports"], "c2_port.extra_ports")
+    by_port, irc = port_match(specs), has_service("c.service", ["irc"])
+    peer_ok = f"NOT {special_address('c.resp_h')}" + (
+        "" if p["include_internal_peers"] else f" AND NOT {ctx.internal('c.resp_h')}")
+    ctes, counts = _c2_failed(p, ctx)
+    d = ctx.dialect
+    return f"""
+WITH {ctes}
+ev AS (
+  SELECT c.orig_h AS host, c.resp_h AS peer, {_key()} AS key, {ctx.epoch('c.ts')} AS t, c.uid,
+         c.service, c.orig_bytes, c.resp_bytes,
+         CASE WHEN {by_port} THEN 1 ELSE 0 END AS by_port,
+         CASE WHEN {irc} THEN 1 ELSE 0 END AS by_service,
+         CASE WHEN {established()} THEN 1 ELSE 0 END AS est
+  FROM conn c
+  WHERE c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL AND c.resp_h IS NOT NULL
+    AND {ctx.internal('c.orig_h')} AND {not_backscatter()}
+    AND {counts}
+    AND (({by_port} AND {peer_ok}) OR {irc}))
+SELECT host, peer, key, min(t) AS t_first, max(t) AS t_last, count(*) AS observed,
+       1 AS threshold, count(DISTINCT key) AS distinct_total,
+       {d.distinct_list('key', VALUES_LIMIT)} AS distinct_values,
+       {d.first_list('uid', UIDS_LIMIT)} AS uids, count(*) AS evidence_total,
+       sum(est) AS established, max(by_port) AS known_port, max(by_service) AS irc_service,
+       {d.distinct_list('service', VALUES_LIMIT)} AS services,
+       sum(orig_bytes) AS bytes_out, sum(resp_bytes) AS bytes_in
+FROM ev GROUP BY host, peer, key"""
+
+
+def _c2_summary(f: dict, p: dict) -> str:
+    why = [w for w, k in (("known bot/C2 port", "known_port"), ("service identified as IRC",
+                                                                   "irc_service")) if _n(f, k)]
+    return (f"{f['host']} connected to {f['peer']} on {f['key']}: {int(f['observed'])} "
+            f"connection(s), {_n(f, 'established')} established ({', '.join(why)})")
+
+
+register(Detector(
+    id="c2_port",
+    title="Connection to a known bot/C2 port or to IRC",
+    threat="c2",
+    needs=("conn",),
+    defaults={"ports": ["6660-6669", 6697, 7000], "extra_ports": [],
+              "include_internal_peers": False, "count_failed": True, "scan_min": 5},
+    false_positives="People who really use IRC (chat, open-source projects); internal IRC "
+                    "servers linking to other servers; other software on tcp/7000 (e.g. some "
+                    "game and media services). The IRC service rule also catches internal peers.",
+    query=_c2_query,
+    summary=_c2_summary,
+    doc="An internal host connects to a destination port in `ports` + `extra_ports` of an "
+        "external host (internal peers too with include_internal_peers), or to any peer on "
+        "any port when the service is identified as IRC ('irc' token; 'irc-dcc-data' is not "
+        "IRC control). Destination port only. One finding per (host, peer, proto/port); "
+        "observed = connections (attempts too unless count_failed = false; not attempts "
+        "that belong to a scan, see scan_min). "
+        "Needs conn: ts, uid, orig_h, resp_h, resp_p, proto, service, conn_state, history.",
+))
+
+
+# -- unusual_port --------------------------------------------------------------------------
+
+def _ftp_data(p: dict, a: str, ctx: Context) -> str:
+    """SQL: ``a`` is an FTP data channel (labelled, or a high port after a control connection
+    between the same two hosts, either direction)."""
+    e, f = ctx.epoch(f"{a}.ts"), ctx.epoch("f.ts")
+    return f"""({has_service(f'{a}.service', ['ftp-data'])} OR ({a}.proto = 'tcp' AND {a}.resp_p >= 1024
+  AND EXISTS (SELECT 1 FROM conn f
+    WHERE f.proto = 'tcp'
+      AND ({in_list('f.resp_p', p['ftp_control_ports'])} OR {has_service('f.service', ['ftp'])})
+      AND ((f.orig_h = {a}.orig_h AND f.resp_h = {a}.resp_h)
+           OR (f.orig_h = {a}.resp_h AND f.resp_h = {a}.orig_h))
+      AND ({a}.ts IS NULL OR f.ts IS NULL
+           OR {e} BETWEEN {f} - 60 AND {f} + coalesce(f.duration, 0) + {FTP_SLACK}))))"""
+
+
+def _unusual_query(p: dict, ctx: Context) -> str:
+    common = port_match(port_specs(p["common_ports"], "unusual_port.common_ports"), "o")
+    p2p = has_service("x.service", p["p2p_services"])
+    d = ctx.dialect
+    return f"""
+WITH out AS (
+  SELECT c.orig_h, c.resp_h, c.resp_p, c.proto, c.service, c.uid, c.ts, {ctx.epoch('c.ts')} AS t,
+         c.orig_bytes, c.resp_bytes
+  FROM conn c WHERE {_outbound(ctx)} AND {established()}),
+prev AS (SELECT proto, resp_p, count(DISTINCT orig_h) AS prevalence FROM out GROUP BY proto, resp_p),
+p2p AS (SELECT x.orig_h AS h FROM conn x WHERE {p2p}
+        UNION SELECT x.resp_h AS h FROM conn x WHERE {p2p}),
+ev AS (
+  SELECT o.* FROM out o
+  WHERE NOT {common} AND NOT {has_service('o.service', p['common_services'])}
+    AND NOT {_ftp_data(p, 'o', ctx)}
+    AND NOT EXISTS (SELECT 1 FROM p2p WHERE p2p.h = o.orig_h))
+SELECT e.orig_h AS host, NULL AS peer, {_key('e')} AS key,
+       min(e.t) AS t_first, max(e.t) AS t_last, p.prevalence AS observed,
+       {int(p['max_hosts'])} AS threshold, count(DISTINCT e.resp_h) AS distinct_total,
+       {d.distinct_list('e.resp_h', VALUES_LIMIT)} AS distinct_values,
+       {d.first_list('e.uid', UIDS_LIMIT)} AS uids, count(*) AS evidence_total,
+       p.prevalence AS prevalence, {d.distinct_list('e.service', VALUES_LIMIT)} AS services,
+       sum(e.orig_bytes) AS bytes_out, sum(e.resp_bytes) AS bytes_in
+FROM ev e JOIN prev p ON p.proto = e.proto AND p.resp_p = e.resp_p
+WHERE p.prevalence <= {int(p['max_hosts'])}
+GROUP BY e.orig_h, e.proto, e.resp_p, p.prevalence"""
+
+
+def _unusual_summary(f: dict, p: dict) -> str:
+    peers = ", ".join(f["values"][:3]) + (", ..." if f["distinct_total"] > 3 else "")
+    return (f"{f['host']} talked to {f['distinct_total']} external host(s) on unusual port "
+            f"{f['key']} ({peers}; {f['evidence_total']} established connection(s)); "
+            f"{int(f['observed'])} internal host(s) use this port (at most {int(f['threshold'])})")
+
+
+register(Detector(
+    id="unusual_port",
+    title="Traffic to an external host on an unusual port",
+    threat="c2",
+    needs=("conn",),
+    defaults={"common_ports": [20, 21, 22, 25, 53, 80, 110, 123, 143, 443, 465, 587, 853, 993,
+                               995, 3389, 5223, 5228, 8080, 8443, "udp/53", "udp/123",
+                               "udp/443", "udp/500", "udp/4500"],
+              "common_services": [], "max_hosts": 2,
+              "p2p_services": ["bittorrent", "bittorrenttracker", "bittorrent-dht", "stun",
+                               "skype", "gnutella", "edonkey"],
+              "ftp_control_ports": [21, 2121]},
+    false_positives="Business applications on their own ports (VPN clients, games, trading "
+                    "and video software; Apple/Google push tcp/5223 and tcp/5228 are common); "
+                    "unlabelled P2P; small networks where every port is 'rare'.",
+    query=_unusual_query,
+    summary=_unusual_summary,
+    doc="An internal host has established connections to external hosts on a (proto, port) "
+        "outside `common_ports` whose service is not in `common_services`, and at most "
+        "`max_hosts` internal hosts use that (proto, port) at all (prevalence). FTP data "
+        "channels and hosts with a P2P/Skype service (`p2p_services`) are excluded. One "
+        "finding per (host, proto/port); observed = prevalence, threshold = max_hosts. "
+        "Needs conn: ts, uid, orig_h, resp_h, resp_p, proto, service, conn_state, history, duration.",
+))
+
+
+# -- rare_destination ----------------------------------------------------------------------
+
+def _rare_query(p: dict, ctx: Context) -> str:
+    d = ctx.dialect
+    svc = f"CASE WHEN {service_known('c.service')} THEN lower(c.service) ELSE {_key()} END"
+    ignored = (f"({port_match(port_specs(p['ignore_ports'], 'rare_destination.ignore_ports'), 'e')}"
+               f" OR {has_service('e.service', p['ignore_services'])}"
+               f" OR {ctx.member('e.resp_h', 'dns')})")
+    dns_ok = "(SELECT count(*) FROM dns) > 0" if p["require_dns"] else "TRUE"
+    return f"""
+WITH active AS (SELECT count(DISTINCT c.orig_h) AS n FROM conn c WHERE {ctx.internal('c.orig_h')}),
+out AS (
+  SELECT c.orig_h, c.resp_h, c.resp_p, c.proto, c.service, c.uid, {ctx.epoch('c.ts')} AS t,
+         c.orig_bytes, c.resp_bytes, {svc} AS svc, {_key()} AS port
+  FROM conn c WHERE {_outbound(ctx)} AND {established()}),
+prev AS (SELECT resp_h, count(DISTINCT orig_h) AS prevalence FROM out GROUP BY resp_h),
+ev AS (
+  SELECT e.* FROM out e
+  WHERE NOT {ignored} AND NOT EXISTS (SELECT 1 FROM resolved r WHERE r.addr = e.resp_h)),
+agg AS (
+  SELECT e.orig_h AS host, e.resp_h AS peer, e.svc AS key, min(e.t) AS t_first, max(e.t) AS t_last,
+         count(*) AS observed, {int(p['min_connections'])} AS threshold,
+         count(DISTINCT e.port) AS distinct_total,
+         {d.distinct_list('e.port', VALUES_LIMIT)} AS distinct_values,
+         {d.first_list('e.uid', UIDS_LIMIT)} AS uids, count(*) AS evidence_total,
+         p.prevalence AS prevalence, a.n AS active_hosts,
+         round(CAST(100 * p.prevalence AS DOUBLE) / a.n, 2) AS prevalence_percent, e.svc AS service,
+         sum(e.orig_bytes) AS bytes_out, sum(e.resp_bytes) AS bytes_in
+  FROM ev e JOIN prev p ON p.resp_h = e.resp_h CROSS JOIN active a
+  WHERE a.n >= {int(p['min_internal_hosts'])} AND {dns_ok}
+    AND p.prevalence <= {int(p['max_hosts'])} AND p.prevalence * 100 <= {float(p['max_percent'])} * a.n
+  GROUP BY e.orig_h, e.resp_h, e.svc, p.prevalence, a.n
+  HAVING count(*) >= {int(p['min_connections'])})
+SELECT agg.*, rank() OVER (PARTITION BY key ORDER BY prevalence, observed) AS service_rank
+FROM agg"""
+
+
+def _rare_summary(f: dict, p: dict) -> str:
+    return (f"{f['host']} reached {f['peer']} ({f['key']}) {int(f['observed'])} time(s); "
+            f"{_n(f, 'prevalence')} of {_n(f, 'active_hosts')} active internal hosts did "
+            f"({f.get('prevalence_percent')}% ≤ {p['max_percent']}%) and no DNS answer named it")
+
+
+register(Detector(
+    id="rare_destination",
+    title="Rare, never-resolved external destination",
+    threat="c2",
+    needs=("conn",),
+    defaults={"max_hosts": 1, "max_percent": 2, "min_internal_hosts": 10,
+              "min_connections": 1, "require_dns": True,
+              "ignore_ports": [53, "udp/53", "udp/123"], "ignore_services": ["dns", "ntp"]},
+    false_positives="Software with hard-coded addresses (NTP/DNS on IoT devices, update "
+                    "services, licence servers); DNS answers not captured by the sensor "
+                    "(DoH, another resolver path); P2P and VoIP media relays.",
+    query=_rare_query,
+    summary=_rare_summary,
+    doc="An external destination that at most `max_hosts` internal hosts reached with an "
+        "established connection, that is at most `max_percent` % of the active internal hosts "
+        "(those that originated any connection), and whose address was never in any DNS "
+        "answer. Nothing fires below `min_internal_hosts` active hosts or without DNS records "
+        "(`require_dns`). One finding per (host, destination, service); observed = "
+        "connections; details: prevalence, service, service_rank (1 = rarest in that service). "
+        "Needs conn: ts, uid, orig_h, resp_h, resp_p, proto, service, conn_state, history; "
+        "dns: answers.",
+))
+
+
+# -- non_web_on_web_port -------------------------------------------------------------------
+
+def _nonweb_query(p: dict, ctx: Context) -> str:
+    ports = port_match(port_specs(p["ports"], "non_web_on_web_port.ports"))
+    known = service_known("c.service")
+    non_web = f"({known} AND NOT {only_services('c.service', p['web_services'])})"
+    m = int(p["unknown_min_bytes"])
+    unknown = (f"(NOT {known} AND coalesce(c.orig_bytes, 0) >= {m} AND coalesce(c.resp_bytes, 0) >= {m})"
+               if p["unknown_service_counts"] else "FALSE")
+    peer_ok = "TRUE" if p["include_internal_peers"] else f"NOT {ctx.internal('c.resp_h')}"
+    d = ctx.dialect
+    label = f"CASE WHEN {known} THEN lower(c.service) ELSE '(unidentified)' END"
+    return f"""
+WITH ev AS (
+  SELECT c.orig_h AS host, c.resp_h AS peer, {_key()} AS key, {ctx.epoch('c.ts')} AS t, c.uid,
+         {label} AS label, CASE WHEN {known} THEN 0 ELSE 1 END AS unidentified,
+         c.orig_bytes, c.resp_bytes
+  FROM conn c
+  WHERE c.resp_h IS NOT NULL AND {ports} AND {ctx.internal('c.orig_h')} AND {peer_ok}
+    AND NOT {special_address('c.resp_h')} AND {not_backscatter()} AND {established()}
+    AND coalesce(c.orig_bytes, 0) > 0 AND coalesce(c.resp_bytes, 0) > 0
+    AND ({non_web} OR {unknown}))
+SELECT host, peer, key, min(t) AS t_first, max(t) AS t_last, count(*) AS observed,
+       1 AS threshold, count(DISTINCT label) AS distinct_total,
+       {d.distinct_list('label', VALUES_LIMIT)} AS distinct_values,
+       {d.first_list('uid', UIDS_LIMIT)} AS uids, count(*) AS evidence_total,
+       sum(unidentified) AS unidentified, sum(orig_bytes) AS bytes_out, sum(resp_bytes) AS bytes_in
+FROM ev GROUP BY host, peer, key"""
+
+
+def _nonweb_summary(f: dict, p: dict) -> str:
+    return (f"{f['host']} exchanged data with {f['peer']} on web port {f['key']} in "
+            f"{int(f['observed'])} established connection(s) that are not HTTP/TLS "
+            f"(service: {', '.join(f['values'])})")
+
+
+register(Detector(
+    id="non_web_on_web_port",
+    title="Non-web protocol on a web port",
+    threat="c2",
+    needs=("conn",),
+    defaults={"ports": [80, 443, 8080],
+              "web_services": ["http", "ssl", "tls", "quic", "http2", "websocket", "spdy"],
+              "unknown_service_counts": True, "unknown_min_bytes": 64,
+              "include_internal_peers": False},
+    false_positives="Remote-support and VPN software that uses 443 with its own protocol "
+                    "(TeamViewer, some SSL VPNs, SSH on 443 for admins); traffic the sensor "
+                    "could not classify (missed packets, unusual TLS); streaming over raw TCP/80.",
+    query=_nonweb_query,
+    summary=_nonweb_summary,
+    doc="An internal host's established connection with payload both ways to a web port "
+        "(`ports`) of an external host whose service has a token outside `web_services`, or "
+        "(with `unknown_service_counts`) no service at all and at least `unknown_min_bytes` "
+        "each way. One finding per (host, peer, proto/port); observed = connections. "
+        "Needs conn: ts, uid, orig_h, resp_h, resp_p, proto, service, conn_state, history, "
+        "orig_bytes, resp_bytes.",
+))
