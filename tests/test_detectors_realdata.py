@@ -49,3 +49,18 @@ def test_internet_facing_sensor_has_no_internal_scanner(rel):
     cfg = from_dict({"detectors": {"vertical_scan": {"internal_only": True}}})
     assert findings([shared_file(rel)], config=cfg,
                     only=["horizontal_scan", "vertical_scan", "ping_sweep"]) == []
+
+
+def test_masked_timestamps_give_a_stable_finding(tmp_path):
+    """BTest baselines mask every ts: the IRC finding is stored once, marked time-unknown."""
+    from zeekwatch.pipeline import analyze
+    from zeekwatch.store import Store
+
+    path = shared_file("zeek/baseline/irc.basic.conn.log")
+    db = str(tmp_path / "f.db")
+    first = analyze([path], Config(), db)
+    second = analyze([path], Config(), db)
+    assert (first.new, second.new, second.updated) == (1, 0, 0)
+    rows = Store(db).findings()
+    assert [(r["detector"], r["host"], r["key"]) for r in rows] == [("c2_port", "10.0.0.7", "tcp/6667")]
+    assert rows[0]["summary"].startswith("(time unknown")

@@ -159,7 +159,9 @@ def _candidate(det, params: dict, r: dict) -> dict:
         "detector": det.id, "threat": r.get("threat") or det.threat, "title": det.title,
         "host": r["host"], "peer": None if peer is None else str(peer),
         "key": None if key is None else str(key),
-        "first_seen": iso(r["t_first"]), "last_seen": iso(r["t_last"]),
+        # evidence without times (masked timestamps): a fixed sentinel keeps the id stable
+        "first_seen": iso(r["t_first"] if r["t_first"] is not None else 0.0),
+        "last_seen": iso(r["t_last"] if r["t_last"] is not None else 0.0),
         "observed": float(r["observed"]) if r["observed"] is not None else None,
         "threshold": float(r["threshold"]) if r["threshold"] is not None else None,
         "distinct_total": int(r.get("distinct_total") or 0),
@@ -169,4 +171,7 @@ def _candidate(det, params: dict, r: dict) -> dict:
         "details": json.dumps(details, default=str, sort_keys=True),
     }
     f["summary"] = det.summary({**f, **details}, params)
+    if r["t_first"] is None:
+        f["summary"] = "(time unknown: the input's timestamps are masked) " + f["summary"]
+        f["details"] = json.dumps({**details, "time_unknown": True}, default=str, sort_keys=True)
     return f
