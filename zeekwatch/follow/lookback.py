@@ -15,6 +15,10 @@ What the detectors see in one micro-batch (the normalized table names of ``schem
   count as recent — plus, per originating host, ``[its oldest late row - window, ∞)`` for
   the few rows that arrive later than that. Windows never touched by a new row were computed
   exactly in an earlier batch, so every window is evaluated exactly at least once.
+  Older rows are kept only for hosts that could fire a windowed detector: those with at
+  least ``gate`` distinct destination hosts or ports in the slice (``gate`` = the smallest
+  ``min_*`` threshold of the windowed detectors, which count distinct hosts or ports).
+  Every other host's windows stay below every threshold, so they need not be evaluated.
 - ``dns``, ``alert``, ``http``, ``tls``, ``smtp``: the whole look-back (views), so DNS
   resolutions, MX lookups and app usage of the last ``lookback`` seconds are known.
 
@@ -35,6 +39,9 @@ from ..config import Config
 from ..engine import Engine
 
 SLICED = ("conn",)
+# (host, destination, proto/port, newest time) pairs of conn rows: what the gate counts
+_PAIRS = ("SELECT orig_h AS host, resp_h, coalesce(proto, '') || '/' || coalesce(CAST(resp_p AS VARCHAR), '') "
+          "AS key, max(epoch(ts)) AS t FROM {src} WHERE orig_h IS NOT NULL AND ts IS NOT NULL GROUP BY ALL")
 LATE = 10.0  # seconds: new rows older than the newest new row minus this are "late"
 SEGMENT_ROWS = 2_000_000
 FUTURE = 86400.0  # timestamps further ahead of the wall clock do not move the look-back
@@ -43,9 +50,11 @@ FUTURE = 86400.0  # timestamps further ahead of the wall clock do not move the l
 @dataclass
 class Segment:
     name: str
+    summary: str | None = None  # conn: (host, resp_h, key, t) pairs, for the gate
     rows: int = 0
     min_ts: float | None = None
     max_ts: float | None = None
+    opened: float | None = None  # the newest timestamp of its first rows
 
 
 def max_epoch(table: pa.Table) -> float | None:
@@ -58,10 +67,10 @@ def max_epoch(table: pa.Table) -> float | None:
 class Lookback:
     """Owns the ``Engine`` of a follow session and lays out its tables per batch."""
 
-    def __init__(self, config: Config, lookback: float, window: float):
+    def __init__(self, config: Config, lookback: float, window: float, gate: int = 1):
         self.engine = Engine(config)
         self.con = self.engine.con
-        self.lookback, self.window = float(lookback), float(window)
+        self.lookback, self.window, self.gate = float(lookback), float(window), int(gate)
         self.span = max(self.lookback / 8, 1.0)
         self.segments: dict[str, list[Segment]] = {t: [] for t in schema.TABLES}
         self.max_ts: float | None = None
@@ -126,6 +135,8 @@ class Lookback:
             for s in segs:
                 if s.max_ts is not None and s.max_ts < h and s is not segs[-1]:
                     self.con.execute(f"DROP TABLE {s.name}")
+                    if s.summary:
+                        self.con.execute(f"DROP TABLE {s.summary}")
                     dropped += s.rows
                 else:
                     keep.append(s)
@@ -155,12 +166,32 @@ class Lookback:
         lowest = con.execute("SELECT min(lo) FROM zw_late").fetchone()[0]
         floor = start if lowest is None else min(start, lowest)
         segs = [s for s in self.segments["conn"] if s.max_ts is not None and s.max_ts >= floor]
-        cond = f"c.ts >= to_timestamp({start!r})"
-        if lowest is not None:
-            cond += (" OR EXISTS (SELECT 1 FROM zw_late l WHERE l.host = c.orig_h "
-                     "AND epoch(c.ts) >= l.lo)")
-        parts = [f"SELECT * FROM {s.name} c WHERE {cond}" for s in segs]
-        self._replace("conn", "table", " UNION ALL ".join(parts + ["SELECT * FROM zw_new"]))
+        if self.gate > 1 and segs:
+            segs = segs if self._hot(segs, start) else []
+        if not segs:
+            self._replace("conn", "table", "SELECT * FROM zw_new")
+            return
+        if self.gate > 1:  # zw_hot(host, lo): the hosts that can fire, from when on
+            pick = "SELECT c.* FROM {seg} c JOIN zw_hot h ON c.orig_h = h.host WHERE epoch(c.ts) >= h.lo"
+        else:
+            pick = ("SELECT c.* FROM {seg} c LEFT JOIN zw_late l ON c.orig_h = l.host "
+                    f"WHERE c.ts >= to_timestamp({start!r}) OR epoch(c.ts) >= l.lo")
+        old = " UNION ALL ".join(pick.format(seg=s.name) for s in segs)
+        self._replace("conn", "table", f"{old} UNION ALL SELECT * FROM zw_new")
+
+    def _hot(self, segs: list[Segment], start: float) -> bool:
+        """``zw_hot(host, lo)``: hosts with at least ``gate`` distinct destination hosts or
+        ports in the slice (from the segments' pair summaries), and where their slice starts;
+        False when there is none."""
+        pairs = " UNION ALL ".join(
+            f"SELECT x.* FROM {s.summary} x LEFT JOIN zw_late l ON x.host = l.host "
+            f"WHERE x.t >= {start!r} OR x.t >= l.lo" for s in segs)
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE zw_hot AS
+SELECT p.host, least({start!r}, min(l.lo)) AS lo
+FROM ({pairs} UNION ALL {_PAIRS.format(src="zw_new")}) p LEFT JOIN zw_late l ON l.host = p.host
+GROUP BY p.host
+HAVING count(DISTINCT p.resp_h) >= {self.gate} OR count(DISTINCT p.key) >= {self.gate}""")
+        return self.con.execute("SELECT count(*) FROM zw_hot").fetchone()[0] > 0
 
     def _append(self, table: str, rows: pa.Table, extra: bool = False) -> None:
         """Rows inside the look-back go to the newest segment; with ``extra`` the rest (no
@@ -175,26 +206,39 @@ class Lookback:
         if extra:
             self.con.execute(f"DELETE FROM zw_extra_{table}")
             if outside.num_rows:
-                self.con.execute(f"INSERT INTO zw_extra_{table} SELECT * FROM outside")
+                self._insert(f"zw_extra_{table}", outside)
         if not inside.num_rows:
             return
         seg = self._current(table, inside)
-        self.con.execute(f"INSERT INTO {seg.name} SELECT * FROM inside")
+        self._insert(seg.name, inside, seg.summary)
         lo, hi = pc.min(inside.column("ts")).as_py(), pc.max(inside.column("ts")).as_py()
         seg.rows += inside.num_rows
         seg.min_ts = lo.timestamp() if seg.min_ts is None else min(seg.min_ts, lo.timestamp())
         seg.max_ts = hi.timestamp() if seg.max_ts is None else max(seg.max_ts, hi.timestamp())
 
+    def _insert(self, name: str, rows: pa.Table, summary: str | None = None) -> None:
+        self.con.register("zw_rows", rows)
+        try:
+            self.con.execute(f"INSERT INTO {name} SELECT * FROM zw_rows")
+            if summary:
+                self.con.execute(f"INSERT INTO {summary} {_PAIRS.format(src='zw_rows')}")
+        finally:
+            self.con.unregister("zw_rows")
+
     def _current(self, table: str, rows: pa.Table) -> Segment:
+        """The segment new rows go to; a new one once the data clock moved ``span`` on."""
         segs = self.segments[table]
+        hi = max_epoch(rows)
         if segs:
             s = segs[-1]
-            hi = max_epoch(rows) or s.max_ts
-            if s.rows + rows.num_rows <= SEGMENT_ROWS and (s.min_ts is None or hi - s.min_ts < self.span):
+            if s.rows + rows.num_rows <= SEGMENT_ROWS and (s.opened is None or hi - s.opened < self.span):
                 return s
         self._seq += 1
-        s = Segment(f"zw_seg_{table}_{self._seq}")
+        s = Segment(f"zw_seg_{table}_{self._seq}", opened=hi)
         self.con.execute(f"CREATE TABLE {s.name} AS SELECT * FROM zw_empty_{table}")
+        if table == "conn" and self.gate > 1:
+            s.summary = f"zw_sum_{self._seq}"
+            self.con.execute(f"CREATE TABLE {s.summary} (host VARCHAR, resp_h VARCHAR, key VARCHAR, t DOUBLE)")
         segs.append(s)
         return s
 

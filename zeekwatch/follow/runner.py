@@ -67,6 +67,7 @@ class BatchReport:
     lookback_rows: int = 0
     population: bool = False
     events: list[str] = field(default_factory=list)
+    timing: dict = field(default_factory=dict)  # seconds per phase: read, stage, detect, commit
 
 
 @dataclass
@@ -80,16 +81,39 @@ class FollowResult:
     seconds: float = 0.0
 
 
-def detector_sets(config: Config, only: list[str] | None) -> tuple[list[str], list[str], float]:
-    """(per-batch detectors, whole-data detectors, longest window in seconds)."""
+@dataclass
+class DetectorPlan:
+    batch: list[str]  # run on every micro-batch's slice
+    whole: list[str]  # run on the whole look-back every population_interval
+    window: float  # longest window of the windowed detectors (seconds)
+    gate: int  # smallest distinct-count threshold of the windowed detectors
+
+
+def detector_plan(config: Config, only: list[str] | None) -> DetectorPlan:
     ids = [d for d in REGISTRY if config.enabled(d) and (not only or d in only)]
     unknown = sorted(set(only or ()) - set(REGISTRY))
     if unknown:
         raise ConfigError(f"unknown detector(s): {', '.join(unknown)}")
-    windows = [float(config.params(d, REGISTRY[d].defaults).get("window", 60))
-               for d in ids if REGISTRY[d].windowed]
-    return ([d for d in ids if d not in WHOLE_DATA], [d for d in ids if d in WHOLE_DATA],
-            max(windows, default=60.0))
+    windows, gates = [], []
+    for d in ids:
+        if REGISTRY[d].windowed:
+            params = config.params(d, REGISTRY[d].defaults)
+            windows.append(float(params.get("window", 60)))
+            gates += [int(v) for k, v in params.items() if "min_" in k and isinstance(v, (int, float))]
+    return DetectorPlan([d for d in ids if d not in WHOLE_DATA], [d for d in ids if d in WHOLE_DATA],
+                        max(windows, default=60.0), min(gates, default=1) if windows else 1)
+
+
+class _Clock:
+    """Adds the seconds since the previous call to ``timing[phase]``."""
+
+    def __init__(self, timing: dict):
+        self.timing, self.last = timing, time.monotonic()
+
+    def __call__(self, phase: str) -> None:
+        now = time.monotonic()
+        self.timing[phase] = round(self.timing.get(phase, 0.0) + now - self.last, 4)
+        self.last = now
 
 
 class Follower:
@@ -100,7 +124,8 @@ class Follower:
         self.config, self.db_path = config, str(db_path)
         self.opt = options or FollowOptions()
         self.on_batch = on_batch
-        self.batch_ids, self.population_ids, self.window = detector_sets(config, self.opt.only)
+        self.plan = detector_plan(config, self.opt.only)
+        self.batch_ids, self.population_ids, self.window = self.plan.batch, self.plan.whole, self.plan.window
         if self.opt.lookback < self.window + LATE:
             raise ConfigError(f"--lookback {self.opt.lookback:g} s is shorter than the longest "
                               f"detector window ({self.window:g} s) plus {LATE:g} s")
@@ -126,7 +151,7 @@ class Follower:
         self.parser = BufferParser()
         grace = self.opt.grace if self.opt.grace is not None else max(2.0, 3 * self.opt.interval)
         self.tailer = Tailer(self.paths, self.parser.sniff, grace=grace, max_read=self.opt.max_read)
-        self.lookback = Lookback(self.config, self.opt.lookback, self.window)
+        self.lookback = Lookback(self.config, self.opt.lookback, self.window, self.plan.gate)
         self._committed: dict[tuple[int, int], dict] = {}
         self._last_population = time.monotonic()
         self._rows_since_population = 0
@@ -210,6 +235,7 @@ class Follower:
         t0 = time.monotonic()
         report = BatchReport(number, 0.0)
         parts: dict[str, list] = {}
+        clock = _Clock(report.timing)
         for read in reads:
             tables = self._parse(read, self.log)
             stamps = [m for m in (max_epoch(t) for t in tables.values()) if m is not None]
@@ -218,13 +244,17 @@ class Follower:
                 parts.setdefault(t, []).append(table)
                 report.records[t] += table.num_rows
         new = {t: pa.concat_tables(cs) if len(cs) > 1 else cs[0] for t, cs in parts.items()}
+        clock("parse")
         candidates: list[dict] = []
         if any(t.num_rows for t in new.values()):
             self.lookback.stage(new)
-            candidates = self._detect(self.batch_ids)
+            clock("stage")
+            candidates = self._detect(self.batch_ids, clock)
             self._rows_since_population += sum(t.num_rows for t in new.values())
         self._commit(candidates, report)
+        clock("commit")
         self.lookback.evict()
+        clock("evict")
         if not reads and not candidates and not report.events:
             return None
         report.seconds = time.monotonic() - t0
@@ -236,13 +266,17 @@ class Follower:
         if max_ts is not None and (s.max_ts is None or max_ts > s.max_ts):
             s.max_ts = max_ts
 
-    def _detect(self, ids: list[str]) -> list[dict]:
+    def _detect(self, ids: list[str], clock=None) -> list[dict]:
         if not ids:
             return []
         engine = self.lookback.engine
         candidates = engine.detect(only=ids, known_services=self.store.known_services())
+        if clock:
+            clock("detect")
         if candidates:
             self.triage.run(engine, self.store, candidates, self.result.run_id)
+            if clock:
+                clock("triage")
         return candidates
 
     def _commit(self, candidates: list[dict], report: BatchReport) -> None:
