@@ -106,10 +106,12 @@ def _summary(result, db: str) -> None:
 @click.option("--dns-server", multiple=True, help="Address/CIDR of a DNS server (repeatable).")
 @click.option("--timezone", help="Time zone for off-hours (overrides time.timezone).")
 @click.option("--memory-limit", help="Engine memory limit, e.g. 1GB (overrides engine.memory_limit).")
+@click.option("--pcap-labels", is_flag=True, help="Label capture flows with Wireshark's "
+              "dissectors via tshark (app usage: bittorrent, xmpp, stun...). Needs tshark.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_obj
-def analyze(obj, paths, db, detectors, as_json, quiet, **overrides):
+def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, **overrides):
     """Analyse logs, EVE files, captures or directories of them into DB.
 
     PATHS may be Zeek logs (TSV or JSON, gzip or not), Suricata EVE files, pcap/pcapng
@@ -124,7 +126,7 @@ def analyze(obj, paths, db, detectors, as_json, quiet, **overrides):
         progress.start()
     try:
         result = run_analysis(list(paths), cfg, db, on_plan=on_plan, progress=advance,
-                              only=list(detectors) or None)
+                              only=list(detectors) or None, pcap_labels=pcap_labels)
     finally:
         if progress is not None:
             progress.stop()

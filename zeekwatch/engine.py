@@ -41,9 +41,10 @@ class Engine:
             empty = sch.empty_table()  # noqa: F841  (scanned by name below)
             self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
 
-    def ingest(self, todo: list[tuple[str, str]], log: IngestLog) -> None:
+    def ingest(self, todo: list[tuple[str, str]], log: IngestLog,
+               overrides: dict | None = None) -> None:
         """Read every planned input into the normalized tables."""
-        for table, chunk in read_inputs(todo, log):
+        for table, chunk in read_inputs(todo, log, overrides):
             self.con.execute(f"INSERT INTO {table} SELECT * FROM chunk")
 
     def context(self) -> Context:

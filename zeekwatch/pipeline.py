@@ -32,18 +32,24 @@ class RunResult:
 def analyze(paths: list[str], config: Config, db_path: str,
             on_plan: Callable[[int], None] | None = None,
             progress: Callable[[int], None] | None = None,
-            only: list[str] | None = None) -> RunResult:
+            only: list[str] | None = None, pcap_labels: bool = False) -> RunResult:
     """Analyse ``paths`` into the database at ``db_path``.
 
     ``on_plan(total_bytes)`` is called once the inputs are known; ``progress(nbytes)`` as
     input is consumed. Inputs are sniffed before anything is written, so a refused file
-    leaves the database untouched.
+    leaves the database untouched. ``pcap_labels`` labels capture flows with tshark's
+    dissectors (``ToolMissingError`` without tshark, raised before anything is written).
     """
     started = time.monotonic()
     log = IngestLog(progress=progress)
     todo = plan(paths, log)
     if on_plan is not None:
         on_plan(sum(file_size(p) for p, _ in todo))
+    overrides = {}
+    if pcap_labels:
+        from .readers.pcap import labelled_reader
+
+        overrides["pcap"] = labelled_reader()
     triage = TriageStage(config)  # validates [scoring] and [suppress] before any write
     store = Store(db_path)
     run_id = store.start_run([str(p) for p in paths], "analyze", __version__)
@@ -51,7 +57,7 @@ def analyze(paths: list[str], config: Config, db_path: str,
     status = "failed"
     result = RunResult(run_id, log, 0.0)
     try:
-        engine.ingest(todo, log)
+        engine.ingest(todo, log, overrides)
         candidates = engine.detect(only=only, known_services=store.known_services())
         triage.run(engine, store, candidates, run_id)  # app usage -> suppress -> score
         result.new, result.updated = store.upsert_findings(candidates, run_id,

@@ -140,10 +140,15 @@ def reader_for(kind: str):
     return importlib.import_module(READERS[kind]).read
 
 
-def read_inputs(todo: list[tuple[str, str]], log: IngestLog) -> Iterator[Chunk]:
+def read_inputs(todo: list[tuple[str, str]], log: IngestLog,
+                overrides: dict | None = None) -> Iterator[Chunk]:
+    """Chunks of every planned input; ``overrides`` maps a kind to another reader function
+    (``--pcap-labels`` plugs in the labelling pcap reader this way)."""
+    overrides = overrides or {}
     for path, kind in todo:
         log.files.append(path)
-        for table, chunk in reader_for(kind)(path, log):
+        read = overrides.get(kind) or reader_for(kind)
+        for table, chunk in read(path, log):
             if chunk.num_rows:
                 log.records[table] += chunk.num_rows
                 yield table, chunk
