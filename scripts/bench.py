@@ -12,7 +12,10 @@ The machine is shared and noisy, so a suite runs all of its steps in the same ru
 Data: scripts/gen_logs.py output (conn.log, conn.json, dns.log, truth.json, zeekwatch.toml),
 generated into ``bench-data/c<conn>-d<dns>-s<seed>/`` beside the repository if absent.
 
-Adding a suite (pcap, follow, ...): write its steps -- ``Step(name, label, py=func)`` for
+The follow suite writes a live conn.log itself (scripts/bench_follow.py; --follow-seconds,
+--follow-rate, --follow-lookback) and judges write-to-finding latency and RSS over time.
+
+Adding a suite (pcap, ...): write its steps -- ``Step(name, label, py=func)`` for
 Python work timed inside a fresh interpreter (``func(ctx) -> {"rows": n, "seconds": s}``, imports
 before the clock starts), or ``Step(name, label, cmd=func)`` for a command timed as a whole
 process (``func(ctx) -> argv``) -- and a ``targets(ctx, results) -> [Target]`` function, then
@@ -281,6 +284,56 @@ register(Suite(
 ))
 
 
+# -- the follow suite ----------------------------------------------------------------------------
+# A live conn.log written at --follow-rate lines/s for --follow-seconds while `zeekwatch follow`
+# runs (scripts/bench_follow.py); latency from a planted scan's write to its finding in SQLite.
+
+FOLLOW_P95_S = 2.0
+FOLLOW_RSS_GROWTH = 0.10  # after the look-back has filled, RSS may grow at most this fraction
+
+
+def follow_live(ctx: Ctx) -> dict:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_follow
+
+    env = os.environ.get
+    work = ctx.tmp / f"follow-{time.time_ns()}"
+    return bench_follow.run(work, float(env("ZEEKWATCH_BENCH_FOLLOW_SECONDS", "180")),
+                            int(env("ZEEKWATCH_BENCH_FOLLOW_RATE", "20000")),
+                            float(env("ZEEKWATCH_BENCH_FOLLOW_LOOKBACK", "90")))
+
+
+def follow_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
+    r = res["zw-follow"]
+    if not r.seconds:
+        return []
+    x = r.extra
+    out = [Target("every planted scan found", x["found"] == x["planted"], f"{x['found']} of {x['planted']}"),
+           Target("follow kept up: every written line committed", x["conn_records"] == r.rows,
+                  f"{x['conn_records']:,} of {r.rows:,} at {x['rate']:,} lines/s; exit {x['exit_code']}")]
+    if x["latency_p95"] is not None:
+        out.append(Target(f"write-to-finding latency p95 <= {FOLLOW_P95_S:g} s", x["latency_p95"] <= FOLLOW_P95_S,
+                          f"p50 {x['latency_p50']:.2f} s, p95 {x['latency_p95']:.2f} s, max {x['latency_max']:.2f} s"))
+    if x["rss_judged"]:
+        first, last = x["rss_mb_warm_first"], x["rss_mb_warm_last"]
+        out.append(Target(f"RSS flat after the look-back filled (growth <= {FOLLOW_RSS_GROWTH:.0%})",
+                          last <= first * (1 + FOLLOW_RSS_GROWTH),
+                          f"{first:.0f} MB -> {last:.0f} MB (max {x['rss_mb_max']:.0f} MB)"))
+    else:
+        out.append(Target("RSS flat (not judged: the run ends before the look-back has filled)", True,
+                          f"max {x['rss_mb_max']:.0f} MB"))
+    return out
+
+
+register(Suite(
+    name="follow",
+    doc="`zeekwatch follow` on a conn.log written live (default 20,000 lines/s for 3 min; "
+        "--small: 30 s): planted-scan latency p50/p95 and RSS over time",
+    steps=[Step("zw-follow", "zeekwatch follow, live writer (whole run)", py=follow_live)],
+    targets=follow_targets,
+))
+
+
 # -- running steps ------------------------------------------------------------------------------
 
 def run_child(suite: str, step: str, data: str, tmp: str, out: str) -> int:
@@ -424,10 +477,16 @@ def parse_args(argv):
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     ap.add_argument("--list", action="store_true", help="list the suites and their steps")
     ap.add_argument("--quiet", "-q", action="store_true")
+    ap.add_argument("--follow-seconds", type=float, help="follow suite: seconds of live writing "
+                    "(default 180; 30 with --small)")
+    ap.add_argument("--follow-rate", type=int, default=20_000, help="follow suite: lines/s written")
+    ap.add_argument("--follow-lookback", type=float, default=90, help="follow suite: --lookback of the follower")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.small:
         a.conn_rows, a.dns_rows = 20_000, 5_000
+    if a.follow_seconds is None:
+        a.follow_seconds = 30.0 if a.small else 180.0
     unknown = [s for s in a.suites if s not in SUITES]
     if unknown:
         ap.error(f"unknown suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}")
@@ -443,6 +502,9 @@ def main(argv=None) -> int:
             print(f"{s.name}: {s.doc}\n" + "".join(f"  {st.name:14} {st.label}\n" for st in s.steps))
         return 0
     data = ensure_data(a)
+    os.environ.update({"ZEEKWATCH_BENCH_FOLLOW_SECONDS": str(a.follow_seconds),
+                       "ZEEKWATCH_BENCH_FOLLOW_RATE": str(a.follow_rate),
+                       "ZEEKWATCH_BENCH_FOLLOW_LOOKBACK": str(a.follow_lookback)})
     failed = False
     summary = {}
     with tempfile.TemporaryDirectory(prefix="zeekwatch-bench-") as tmp:
