@@ -310,7 +310,8 @@ def follow_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
     x = r.extra
     out = [Target("every planted scan found", x["found"] == x["planted"], f"{x['found']} of {x['planted']}"),
            Target("follow kept up: every written line committed", x["conn_records"] == r.rows,
-                  f"{x['conn_records']:,} of {r.rows:,} at {x['rate']:,} lines/s; exit {x['exit_code']}")]
+                  f"{x['conn_records']:,} of {r.rows:,} at {x['rate']:,} lines/s, "
+                  f"{x['catch_up_seconds']:.1f} s after the writer stopped; exit {x['exit_code']}")]
     if x["latency_p95"] is not None:
         out.append(Target(f"write-to-finding latency p95 <= {FOLLOW_P95_S:g} s", x["latency_p95"] <= FOLLOW_P95_S,
                           f"p50 {x['latency_p50']:.2f} s, p95 {x['latency_p95']:.2f} s, max {x['latency_max']:.2f} s"))

@@ -8,11 +8,13 @@ the follower's RSS over time.
 (also run as the ``follow`` suite of scripts/bench.py). The writer appends Zeek TSV conn lines
 (and the DNS lookups that resolve their destinations to dns.log) into a directory that
 ``zeekwatch follow DIR`` watches, in slices every 50 ms, with timestamps of the wall clock
-(most rows 0-2 s old, as Zeek writes a connection when it ends; 0.5 % up to 120 s late).
+(most rows 0-2 s old, as Zeek writes a connection when it ends; 0.5 % 60-120 s late).
 Every ``--plant-every`` seconds a new internal host sweeps 25 addresses on tcp/23 within one
 slice (a horizontal scan above the 20-host threshold). A reader thread polls the findings
 table every 50 ms: latency = the moment the finding is visible in SQLite minus the moment
-its last line was written (flushed). RSS of the follow process is sampled every second.
+its last line was written (flushed). RSS of the follow process is sampled every second. When
+the writing stops, the follower gets up to 30 s to commit every line (``catch_up_seconds``)
+before it is stopped with SIGTERM.
 """
 
 from __future__ import annotations
@@ -205,9 +207,12 @@ def run(workdir: Path, seconds: float, rate: int, lookback: float, plant_every: 
                 writer.resolve_all(now)
                 next_dns += 60
             time.sleep(max(0.0, tick - (time.time() - now)))
-        deadline = time.time() + 15
-        while time.time() < deadline and len(watcher.found) < len(writer.planted):
+        writer.flush()
+        total, stopped = written + 25 * len(writer.planted), time.time()
+        while time.time() - stopped < 30 and (len(watcher.found) < len(writer.planted)
+                                              or committed(db) < total):
             time.sleep(0.1)
+        catch_up = time.time() - stopped
     finally:
         watcher.stop.set()
         watcher.join(5)
@@ -219,7 +224,20 @@ def run(workdir: Path, seconds: float, rate: int, lookback: float, plant_every: 
             proc.kill()
             proc.wait()
         err.close()
-    return summarize(db, writer, watcher, proc.returncode, seconds, written, lookback, workdir)
+    res = summarize(db, writer, watcher, proc.returncode, seconds, written, lookback, workdir)
+    res["catch_up_seconds"] = round(catch_up, 2)
+    return res
+
+
+def committed(db: Path) -> int:
+    try:
+        con = sqlite3.connect(str(db), timeout=5)
+        try:
+            return con.execute("SELECT coalesce(sum(conn_records), 0) FROM runs").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return -1
 
 
 def summarize(db, writer, watcher, code, seconds, written, lookback, workdir) -> dict:

@@ -40,8 +40,9 @@ from ..engine import Engine
 
 SLICED = ("conn",)
 # (host, destination, proto/port, newest time) pairs of conn rows: what the gate counts
-_PAIRS = ("SELECT orig_h AS host, resp_h, coalesce(proto, '') || '/' || coalesce(CAST(resp_p AS VARCHAR), '') "
-          "AS key, max(epoch(ts)) AS t FROM {src} WHERE orig_h IS NOT NULL AND ts IS NOT NULL GROUP BY ALL")
+_PAIRS = ("SELECT orig_h AS host, coalesce(resp_h, '') AS resp_h, coalesce(proto, '') || '/' || "
+          "coalesce(CAST(resp_p AS VARCHAR), '') AS key, max(epoch(ts)) AS t FROM {src} "
+          "WHERE orig_h IS NOT NULL AND ts IS NOT NULL GROUP BY ALL")
 LATE = 10.0  # seconds: new rows older than the newest new row minus this are "late"
 SEGMENT_ROWS = 2_000_000
 FUTURE = 86400.0  # timestamps further ahead of the wall clock do not move the look-back
@@ -221,7 +222,8 @@ HAVING count(DISTINCT p.resp_h) >= {self.gate} OR count(DISTINCT p.key) >= {self
         try:
             self.con.execute(f"INSERT INTO {name} SELECT * FROM zw_rows")
             if summary:
-                self.con.execute(f"INSERT INTO {summary} {_PAIRS.format(src='zw_rows')}")
+                self.con.execute(f"INSERT INTO {summary} {_PAIRS.format(src='zw_rows')} "
+                                 "ON CONFLICT DO UPDATE SET t = greatest(t, EXCLUDED.t)")
         finally:
             self.con.unregister("zw_rows")
 
@@ -238,7 +240,8 @@ HAVING count(DISTINCT p.resp_h) >= {self.gate} OR count(DISTINCT p.key) >= {self
         self.con.execute(f"CREATE TABLE {s.name} AS SELECT * FROM zw_empty_{table}")
         if table == "conn" and self.gate > 1:
             s.summary = f"zw_sum_{self._seq}"
-            self.con.execute(f"CREATE TABLE {s.summary} (host VARCHAR, resp_h VARCHAR, key VARCHAR, t DOUBLE)")
+            self.con.execute(f"CREATE TABLE {s.summary} (host VARCHAR, resp_h VARCHAR, key VARCHAR, "
+                             f"t DOUBLE, PRIMARY KEY (host, resp_h, key))")
         segs.append(s)
         return s
 

@@ -116,8 +116,10 @@ class BufferParser:
         scratch = IngestLog(max_kept=log.max_kept)
         try:
             chunks = [(t, _with_source(c, path)) for t, c in reader_for(kind)(self.buf.path, scratch)]
-        except ZeekwatchError as exc:  # the reader refused the buffer whole: its lines are rejects
-            reason = getattr(exc, "reason", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a refused (or crashing) buffer: its lines are
+            # rejects, so one poison line cannot stop a follower that would re-read it on restart
+            reason = (getattr(exc, "reason", str(exc)) if isinstance(exc, ZeekwatchError)
+                      else f"reader failed on this data ({type(exc).__name__}: {exc})")
             for i, raw in enumerate(data.split(b"\n")):
                 if raw.strip() and not raw.startswith(b"#"):
                     log.reject(path, first_line + i, reason, raw)

@@ -204,14 +204,15 @@ class Follower:
 
     # -- restart ----------------------------------------------------------------------------
     def _restore(self) -> None:
-        rows = self.fstore.checkpoints(self.tailer.watches)
-        known = [r["max_ts"] for r in rows if r["max_ts"] is not None]
+        replays = self.tailer.restore(self.fstore.checkpoints())
+        known = [s.max_ts for s in self.tailer.streams.values() if s.max_ts is not None]
         self.lookback.max_ts = max(known) if known else None
         scratch = IngestLog()
-        for read in self.tailer.restore(rows):
-            tables = self._parse(read, scratch)
-            if tables:
-                self.lookback.replay(tables)
+        for stream in replays:
+            for read in self.tailer.replay_reads(stream):
+                tables = self._parse(read, scratch)
+                if tables:
+                    self.lookback.replay(tables)
         self.lookback.evict()
         self.notes.extend(self.tailer.events)
         self.tailer.events.clear()

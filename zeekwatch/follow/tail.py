@@ -26,7 +26,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..errors import InputError
 from .parse import header_after
@@ -207,11 +207,20 @@ class Tailer:
         return None
 
     # -- restart ----------------------------------------------------------------------------
-    def restore(self, rows: list[dict]) -> list[Read]:
-        """Streams from stored checkpoints; returns the replay reads that rebuild the look-back."""
+    def restore(self, rows: list[dict]) -> list[Stream]:
+        """Streams from stored checkpoints; returns those to replay (``replay_reads``) to
+        rebuild the look-back.
+
+        A checkpoint of another watch (the same files followed under another path) is taken
+        over when one of our watches lists its file now; others are left alone."""
+        listed = {k: (w, p) for w in self.watches for k, p in self._listing(w).items()}
         replays = []
         for row in rows:
             key = (row["dev"], row["inode"])
+            if row["watch"] not in self.watches:
+                if key not in listed:
+                    continue
+                row = dict(row, watch=listed[key][0], path=listed[key][1])
             path = self._locate(row)
             if path is None:
                 self.dropped.add(key)
@@ -227,14 +236,16 @@ class Tailer:
                 mark = Mark(row["replay_offset"], row["replay_line"],
                             json.loads(row["replay_header"] or "[]"), row["max_ts"])
                 s.marks.append(mark)
-                replays.extend(self._replay(s, mark))
+                replays.append(s)
         return replays
 
-    def _replay(self, s: Stream, mark: Mark) -> list[Read]:
+    def replay_reads(self, s: Stream) -> Iterator[Read]:
+        """The lines from a restored stream's replay mark up to its checkpoint, in pieces."""
         fd = _open(s.path, s.key)
         if fd is None:
-            return []
-        out, pos, line, header = [], mark.offset, mark.line, mark.header
+            return
+        mark = s.marks[0]
+        pos, line, header = mark.offset, mark.line, mark.header
         try:
             while pos < s.offset:
                 data = os.pread(fd, min(self.max_read, s.offset - pos), pos)
@@ -242,13 +253,12 @@ class Tailer:
                 if cut <= 0:
                     break
                 data = data[:cut]
-                out.append(Read(s, data, pos, line, header, replay=True))
+                yield Read(s, data, pos, line, header, replay=True)
                 if s.kind == "zeek_tsv":
                     header = header_after(header, data)
                 pos, line = pos + cut, line + data.count(b"\n")
         finally:
             os.close(fd)
-        return out
 
     # -- one poll ---------------------------------------------------------------------------
     def poll(self, final: bool = False) -> list[Read]:
