@@ -325,3 +325,11 @@ def test_values_of_the_wrong_type_become_null(tmp_path):
     assert (row["orig_p"], row["resp_h"], row["resp_p"]) == (None, None, 80)
     assert row["ts"] == dt.datetime(2024, 5, 1, 10, 0, 0, 500000, tzinfo=UTC)
     assert (row["duration"], row["orig_pkts"], row["orig_bytes"]) == (None, None, 3)
+
+
+def test_dns_answer_after_a_chunk_boundary_still_merges(tmp_path, monkeypatch):
+    monkeypatch.setattr(eve, "CHUNK_EVENTS", 3)
+    filler = [event("alert", alert={"signature_id": i}) for i in range(10)]
+    v2 = dns_v2()
+    got = rows(write_events(tmp_path / "eve.json", v2[:2] + filler + v2[2:]), "dns")
+    assert sorted(got, key=lambda r: r["uid"]) == EXPECTED_DNS
