@@ -327,6 +327,13 @@ def test_log_type_comes_from_path_not_file_name(tmp_path):
     assert list(read_all(write(tmp_path, open_conn, name="whatever.log"))[0]) == ["conn"]
 
 
+def test_missing_types_line_uses_the_schema_types(tmp_path):
+    text = "".join(ln + "\n" for ln in header().splitlines() if not ln.startswith("#types"))
+    conn = read_all(write(tmp_path, text + conn_line(1, orig_bytes="-")))[0]["conn"]
+    assert conn.select(["orig_p", "orig_bytes", "duration"]).to_pylist() == [
+        {"orig_p": 40001, "orig_bytes": None, "duration": 0.5}]
+
+
 def test_missing_path_is_recognised_by_fields(tmp_path):
     text = header().replace("#path\tconn\n", "") + conn_line(1)
     path = write(tmp_path, text)
