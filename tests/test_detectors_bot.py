@@ -120,7 +120,10 @@ def test_c2_ipv6():
 
 def test_c2_masked_timestamps_still_report():
     found = detect("c2_port", conn=[conn(None, HOST, EXT, 6667, uid="C1")])
-    assert len(found) == 1 and found[0]["first_seen"] is None and found[0]["uids"] == ["C1"]
+    assert len(found) == 1 and found[0]["uids"] == ["C1"]
+    # no time in the evidence: a fixed sentinel keeps the finding id stable, and it says so
+    assert found[0]["first_seen"] == "1970-01-01T00:00:00.000000Z"
+    assert found[0]["summary"].startswith("(time unknown")
 
 
 # -- unusual_port --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 
 import duckdb
+import pyarrow as pa
 
 import json
 
@@ -104,18 +105,23 @@ def _prepare(con, config: Config, nets, known_services: list[dict]) -> None:
     if known_services:
         con.executemany("INSERT INTO known_services VALUES (?, ?, ?)",
                         [[r["host"], r["port"], r["proto"]] for r in known_services])
-    v6 = con.execute(
-        "SELECT DISTINCT a FROM (SELECT orig_h AS a FROM conn UNION ALL SELECT resp_h FROM conn "
-        "UNION ALL SELECT orig_h FROM alert UNION ALL SELECT resp_h FROM alert "
-        "UNION ALL SELECT orig_h FROM dns) x "
-        "WHERE a LIKE '%:%'").fetchall()
+    addresses = ("SELECT DISTINCT a FROM (SELECT orig_h AS a FROM conn UNION ALL "
+                 "SELECT resp_h FROM conn UNION ALL SELECT orig_h FROM alert UNION ALL "
+                 "SELECT resp_h FROM alert UNION ALL SELECT orig_h FROM dns UNION ALL "
+                 "SELECT resp_h FROM dns) u WHERE a IS NOT NULL")
+    v6 = con.execute(f"SELECT a FROM ({addresses}) d WHERE a LIKE '%:%'").fetchall()
     rows = nets.addr6_rows(a for (a,) in v6)
     names = ["a"] + list(nets.classes)
+    addr6_arrow = pa.Table.from_pydict(  # noqa: F841  (scanned by DuckDB by name)
+        {n: [r[n] for r in rows] for n in names},
+        schema=pa.schema([("a", pa.string())] + [(n, pa.bool_()) for n in names[1:]]))
     con.execute("DROP TABLE IF EXISTS addr6")
-    con.execute("CREATE TABLE addr6 (a VARCHAR, " + ", ".join(f"{n} BOOLEAN" for n in names[1:]) + ")")
-    if rows:
-        con.executemany(f"INSERT INTO addr6 VALUES ({', '.join('?' for _ in names)})",
-                        [[r[n] for n in names] for r in rows])
+    con.execute("CREATE TABLE addr6 AS SELECT * FROM addr6_arrow")
+    con.execute("DROP TABLE IF EXISTS hosts")
+    con.execute(nets.hosts_sql(addresses))
+    con.execute("DROP TABLE IF EXISTS services")
+    con.execute("CREATE TABLE services AS SELECT DISTINCT service AS s FROM conn "
+                "WHERE service IS NOT NULL")
     con.execute("DROP TABLE IF EXISTS resolved")
     con.execute("CREATE TABLE resolved AS SELECT DISTINCT orig_h AS host, addr FROM "
                 "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) x")

@@ -42,17 +42,19 @@ def cidr_match(col: str, cidrs, where: str) -> str:
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     terms = []
+    a = "h.a"  # tested once per distinct address of the engine's ``hosts`` table
     if net.v4:
-        n = ipv4_int(col)
+        n = ipv4_int(a)
         terms.append("(" + " OR ".join(f"{n} BETWEEN {lo} AND {hi}" for lo, hi in net.v4) + ")")
     if net.v6:
-        h = ipv6_hex(col)
+        h = ipv6_hex(a)
         ranges = " OR ".join(f"{h} BETWEEN '{int(n.network_address):032x}' "
                              f"AND '{int(n.broadcast_address):032x}'" for n in net.v6)
-        terms.append(f"({col} LIKE '%:%' AND {col} NOT LIKE '%.%' AND ({ranges}))")
+        terms.append(f"({a} LIKE '%:%' AND {a} NOT LIKE '%.%' AND ({ranges}))")
     if not terms:
         return "FALSE"
-    return "coalesce(" + " OR ".join(terms) + ", FALSE)"
+    # decided once per distinct address (semi-join against the engine's ``hosts`` table)
+    return f"coalesce({col} IN (SELECT h.a FROM hosts h WHERE {' OR '.join(terms)}), FALSE)"
 
 
 def _hours(h: float) -> str:

@@ -46,6 +46,10 @@ class Dialect:
     def first_list(self, expr: str, limit: int) -> str:
         return f"list_slice(list({expr} ORDER BY {expr}), 1, {limit})"
 
+    def materialized(self) -> str:
+        """CTE keyword that computes a CTE once (DuckDB); Spark caches by itself."""
+        return "MATERIALIZED"
+
     def explode(self, expr: str) -> str:
         return f"unnest({expr})"
 
@@ -160,6 +164,9 @@ def distinct_window(events: str, group: list[str], window: float, threshold: int
     Maximal runs where it is ≥ threshold are episodes. Plain window functions only, so the
     same SQL runs on Spark (which has no count(DISTINCT) OVER).
 
+    Groups whose whole data holds fewer than ``threshold`` distinct values cannot have a
+    window over it, so they are dropped (one hash aggregate) before the window functions.
+
     Returns SQL with ``<group...>, t_first, t_last, observed, distinct_total,
     distinct_values, uids, evidence_total``.
     """
@@ -167,7 +174,10 @@ def distinct_window(events: str, group: list[str], window: float, threshold: int
     on = " AND ".join(f"e.{c} IS NOT DISTINCT FROM p.{c}" for c in group)
     W = float(window)
     return f"""
-WITH ev AS ({events}),
+WITH ev_all AS {dialect.materialized()} ({events}),
+busy AS (SELECT {g} FROM ev_all GROUP BY {g} HAVING count(DISTINCT v) >= {threshold}),
+ev AS {dialect.materialized()} (
+  SELECT e.* FROM ev_all e JOIN busy b ON {" AND ".join(f"e.{c} IS NOT DISTINCT FROM b.{c}" for c in group)}),
 gaps AS (
   SELECT {g}, v, t,
          CASE WHEN t - lag(t) OVER (PARTITION BY {g}, v ORDER BY t) <= {W} THEN 0 ELSE 1 END AS brk

@@ -46,7 +46,14 @@ def established(a: str = "c") -> str:
 
 
 def special_address(col: str) -> str:
-    """SQL boolean: multicast, broadcast, link-local, loopback or unspecified (never NULL)."""
+    """SQL boolean: multicast, broadcast, link-local, loopback or unspecified (never NULL).
+
+    Decided once per distinct address (a semi-join against the engine's ``hosts`` table),
+    not once per connection."""
+    return f"coalesce({col} IN (SELECT h.a FROM hosts h WHERE {_special_expr('h.a')}), FALSE)"
+
+
+def _special_expr(col: str) -> str:
     n = ipv4_int(col)
     v4 = " OR ".join(f"{n} BETWEEN {lo} AND {hi}" for lo, hi in SPECIAL_V4)
     low = f"lower({col})"
@@ -93,23 +100,29 @@ def _lit(text: str) -> str:
     return "'" + str(text).lower().replace("'", "''") + "'"
 
 
+def _per_service(col: str, test: str) -> str:
+    """``test`` (over ``s.s``) decided once per distinct service value — a semi-join against
+    the engine's ``services`` table — instead of string work on every connection."""
+    return f"coalesce({col} IN (SELECT s.s FROM services s WHERE {test}), FALSE)"
+
+
 def has_service(col: str, names) -> str:
-    """SQL boolean: one of the comma-separated tokens of ``col`` is in ``names``."""
+    """SQL boolean: one of the comma-separated tokens of ``col`` (conn.service) is in ``names``."""
     names = list(names)
     if not names:
         return "FALSE"
-    toks = _tokens(col)
+    toks = _tokens("s.s")
     hits = " OR ".join(f"instr({toks}, ',' || {_lit(n)} || ',') > 0" for n in names)
-    return f"coalesce({hits}, FALSE)"
+    return _per_service(col, hits)
 
 
 def only_services(col: str, names) -> str:
-    """SQL boolean: every token of ``col`` is in ``names`` (``col`` must be non-empty)."""
-    expr = _tokens(col)
+    """SQL boolean: every token of ``col`` (conn.service) is in ``names`` (non-empty)."""
+    expr = _tokens("s.s")
     for _ in range(2):  # twice: a replace pass skips a token right after a replaced one
         for n in names:
             expr = f"replace({expr}, ',' || {_lit(n)} || ',', ',')"
-    return f"({expr} = ',')"
+    return _per_service(col, f"({expr} = ',')")
 
 
 def service_known(col: str) -> str:
@@ -233,29 +246,32 @@ def _unusual_query(p: dict, ctx: Context) -> str:
     common = port_match(port_specs(p["common_ports"], "unusual_port.common_ports"), "o")
     p2p = has_service("x.service", p["p2p_services"])
     d = ctx.dialect
+    m = d.materialized()
     return f"""
-WITH out AS (
+WITH out AS {m} (
   SELECT c.orig_h, c.resp_h, c.resp_p, c.proto, c.service, c.uid, c.ts, {ctx.epoch('c.ts')} AS t,
          c.orig_bytes, c.resp_bytes
   FROM conn c WHERE {_outbound(ctx)} AND {established()}),
 prev AS (SELECT proto, resp_p, count(DISTINCT orig_h) AS prevalence FROM out GROUP BY proto, resp_p),
+rare AS {m} (
+  SELECT o.*, p.prevalence FROM out o JOIN prev p ON p.proto = o.proto AND p.resp_p = o.resp_p
+  WHERE p.prevalence <= {int(p['max_hosts'])}),
 p2p AS (SELECT x.orig_h AS h FROM conn x WHERE {p2p}
         UNION SELECT x.resp_h AS h FROM conn x WHERE {p2p}),
 ev AS (
-  SELECT o.* FROM out o
+  SELECT o.* FROM rare o
   WHERE NOT {common} AND NOT {has_service('o.service', p['common_services'])}
     AND NOT {_ftp_data(p, 'o', ctx)}
     AND NOT EXISTS (SELECT 1 FROM p2p WHERE p2p.h = o.orig_h))
 SELECT e.orig_h AS host, NULL AS peer, {_key('e')} AS key,
-       min(e.t) AS t_first, max(e.t) AS t_last, p.prevalence AS observed,
+       min(e.t) AS t_first, max(e.t) AS t_last, e.prevalence AS observed,
        {int(p['max_hosts'])} AS threshold, count(DISTINCT e.resp_h) AS distinct_total,
        {d.distinct_list('e.resp_h', VALUES_LIMIT)} AS distinct_values,
        {d.first_list('e.uid', UIDS_LIMIT)} AS uids, count(*) AS evidence_total,
-       p.prevalence AS prevalence, {d.distinct_list('e.service', VALUES_LIMIT)} AS services,
+       e.prevalence AS prevalence, {d.distinct_list('e.service', VALUES_LIMIT)} AS services,
        sum(e.orig_bytes) AS bytes_out, sum(e.resp_bytes) AS bytes_in
-FROM ev e JOIN prev p ON p.proto = e.proto AND p.resp_p = e.resp_p
-WHERE p.prevalence <= {int(p['max_hosts'])}
-GROUP BY e.orig_h, e.proto, e.resp_p, p.prevalence"""
+FROM ev e
+GROUP BY e.orig_h, e.proto, e.resp_p, e.prevalence"""
 
 
 def _unusual_summary(f: dict, p: dict) -> str:
