@@ -3,9 +3,10 @@
 ``parse_fast`` hands a range of data lines to pyarrow's CSV reader with the layout's column
 types (multi-threaded, C++ all the way) and returns None at the first problem of any kind.
 ``parse_checked`` is the fallback for such ranges only: it reads the selected columns as
-binary, single-threaded so pyarrow reports physical line numbers, validates every column with
-vectorised regular expressions, reports the bad lines and casts the rest. ``finish`` turns a
-parsed table into the normalized schema. No Python loop runs per good row.
+text, single-threaded so pyarrow reports physical line numbers, validates every column with
+vectorised regular expressions, reports the bad lines and casts the rest (lines with invalid
+UTF-8 are found first, with a loop over that damaged range only). ``finish`` turns a parsed
+table into the normalized schema. No Python loop runs per good row.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from .base import RAW_LIMIT, Chunk, IngestLog, file_size, open_binary
 from .zeek_header import Header, Layout, Refused, compile_layout, infer_conn_header, table_for
 from .zeek_records import Checked, finish, parse_checked, parse_fast
 
-PIECE_SIZE = 48 << 20  # bytes of decompressed input handled at once
+PIECE_SIZE = 32 << 20  # bytes of decompressed input handled at once (peak RSS ~330 MB)
 SUB_RANGE = 4 << 20  # a piece that fails the fast path is retried in ranges of this size
 SAMPLE_LINES = 20  # lines looked at to recognise a headerless conn log
 _NL, _HASH = 10, 35
@@ -222,7 +222,8 @@ class ZeekTsvReader:
         elif isinstance(layout, Refused):
             self._refuse(buf, start, stop, layout)
         elif at_eof and buf[stop - 1] != _NL:  # the last line has no newline: maybe cut short
-            tail = buf.rfind(b"\n", start, stop) + 1 or start
+            nl = buf.rfind(b"\n", start, stop)
+            tail = start if nl < 0 else nl + 1
             if tail > start:
                 yield from self._parse(buf, start, tail, layout)
             yield from self._parse(buf, tail, stop, layout, at_eof=True)
