@@ -19,8 +19,9 @@ the record's shape — never from the file name:
 Records of other types are counted: a file with nothing usable lands in ``log.skipped``; a
 file that mixes usable and unusable records gets one note.
 
-Speed: the whole file goes through DuckDB's ``read_json`` with an explicit column list
-(about 3 M rows/s on two cores), streamed in Arrow batches. DuckDB stops at the first line it
+Speed: the whole file goes through DuckDB's ``read_json`` with an explicit column list, one
+thread (about 1.3 M rows per CPU-second; two threads reach ~2 M rows/s alone but slow the
+engine's inserts that run beside it), streamed in Arrow batches. DuckDB stops at the first line it
 cannot read; the rows it delivered before that are kept and the rest of the file is read by
 the robust path: bounded blocks of whole lines through ``pyarrow.json`` with an explicit
 schema, and only a block that fails goes line by line through orjson to find and reject the
