@@ -179,7 +179,7 @@ def _off_query(p: dict, ctx: Context) -> str:
     if p["exclude_hosts"]:
         skip.append(f"NOT {cidr_match('c.orig_h', p['exclude_hosts'], 'detectors.off_hours.exclude_hosts')}")
     return f"""
-WITH off AS (
+WITH off AS {ctx.dialect.materialized()} (
   SELECT c.orig_h AS host, c.resp_h AS dest, c.uid, {ep} AS t,
          CAST({d.date_local_shift('c.ts', tz, anchor)} AS VARCHAR) || ' ' ||
            CASE WHEN {weekend} THEN 'weekend' ELSE 'night' END AS period
@@ -190,7 +190,8 @@ WITH off AS (
     AND ({night} OR {weekend})),
 prevalence AS (
   SELECT c.resp_h AS dest, count(DISTINCT c.orig_h) AS hosts
-  FROM conn c WHERE {ctx.internal('c.orig_h')} GROUP BY c.resp_h),
+  FROM conn c WHERE {ctx.internal('c.orig_h')} AND c.resp_h IN (SELECT dest FROM off)
+  GROUP BY c.resp_h),
 dests AS (
   SELECT o.host, o.period, o.dest, coalesce(max(p.hosts), 0) AS hosts
   FROM off o LEFT JOIN prevalence p ON p.dest = o.dest
@@ -282,18 +283,22 @@ def _answered_events(p: dict, ctx: Context) -> str:
     udp_reply = ("NOT (c.proto = 'udp' AND coalesce(c.orig_p, 1024) < 1024 AND c.resp_p >= 1024)"
                  if p["ignore_udp_replies"] else "TRUE")
     # passive FTP: client -> server's data port; active FTP: server (port 20) -> client
-    ftp = (f"NOT (c.proto = 'tcp' AND c.resp_p >= 1024 AND "
-           f"({_ftp_control('c.orig_h', 'c.resp_h', p, ctx)} OR "
-           f"{_ftp_control('c.resp_h', 'c.orig_h', p, ctx)}))")
-    return f"""
+    ftp = (f"({_ftp_control('c.orig_h', 'c.resp_h', p, ctx)} OR "
+           f"{_ftp_control('c.resp_h', 'c.orig_h', p, ctx)})")
+    base = f"""
 SELECT c.resp_h AS host, c.resp_p AS port, c.proto, c.orig_h AS client, c.uid, c.ts,
-       {ctx.epoch('c.ts')} AS t, c.service
+       {ctx.epoch('c.ts')} AS t, c.service, c.orig_h, c.resp_h
 FROM conn c
 WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
   AND c.resp_p < {int(p['max_port'])} AND {ctx.internal('c.resp_h')}
   AND (c.conn_state IN {sql_list(ANSWERED_STATES)} OR coalesce(c.history, '') LIKE '%h%')
-  AND coalesce(c.service, '') NOT LIKE '%ftp-data%' AND {udp_reply}
-  AND {ftp}"""
+  AND coalesce(c.service, '') NOT LIKE '%ftp-data%' AND {udp_reply}"""
+    cols = "host, port, proto, client, uid, ts, t, service"
+    # the FTP control check (a correlated lookup) only runs on TCP to high ports
+    return f"""
+SELECT {cols} FROM ({base}) b WHERE NOT (b.proto = 'tcp' AND b.port >= 1024)
+UNION ALL
+SELECT {cols} FROM ({base}) c WHERE c.proto = 'tcp' AND c.port >= 1024 AND NOT {ftp}"""
 
 
 def _known_predicate(p: dict, alias: str) -> str:
@@ -327,25 +332,30 @@ def _listener_query(p: dict, ctx: Context) -> str:
     d = ctx.dialect
     learn_s = float(p["learn_hours"]) * 3600
     return f"""
-WITH ev AS ({_answered_events(p, ctx)}),
-svc AS (
-  SELECT host, port, proto, min(t) AS t_first, max(t) AS t_last, count(*) AS answered,
-         count(DISTINCT client) AS distinct_total,
-         {d.distinct_list('client', VALUES_LIMIT)} AS distinct_values,
-         {d.first_list('uid', UIDS_LIMIT)} AS uids,
-         {d.distinct_list('service', VALUES_LIMIT)} AS services
-  FROM ev GROUP BY host, port, proto),
+WITH ev AS {d.materialized()} ({_answered_events(p, ctx)}),
+first_seen AS (SELECT host, port, proto, min(t) AS t_first FROM ev GROUP BY host, port, proto),
 mode AS (
   SELECT (SELECT count(*) FROM known_services) = 0 AS learning,
-         (SELECT min({ctx.epoch('ts')}) FROM conn WHERE ts IS NOT NULL) + {learn_s!r} AS learn_until)
+         (SELECT min({ctx.epoch('ts')}) FROM conn WHERE ts IS NOT NULL) + {learn_s!r} AS learn_until),
+new AS (
+  SELECT s.host, s.port, s.proto, m.learning
+  FROM first_seen s CROSS JOIN mode m
+  LEFT JOIN known_services k ON k.host = s.host AND k.port = s.port AND k.proto = s.proto
+  WHERE k.host IS NULL AND NOT {_known_predicate(p, 's')}
+    AND NOT (m.learning AND s.t_first < m.learn_until)),
+svc AS (  -- the evidence lists, only for the few services that are new
+  SELECT e.host, e.port, e.proto, min(e.t) AS t_first, max(e.t) AS t_last, count(*) AS answered,
+         count(DISTINCT e.client) AS distinct_total,
+         {d.distinct_list('e.client', VALUES_LIMIT)} AS distinct_values,
+         {d.first_list('e.uid', UIDS_LIMIT)} AS uids,
+         {d.distinct_list('e.service', VALUES_LIMIT)} AS services
+  FROM ev e JOIN new n ON n.host = e.host AND n.port = e.port AND n.proto = e.proto
+  GROUP BY e.host, e.port, e.proto)
 SELECT s.host, NULL AS peer, s.proto || '/' || CAST(s.port AS VARCHAR) AS key,
        s.t_first, s.t_last, CAST(s.answered AS DOUBLE) AS observed, CAST(1 AS DOUBLE) AS threshold,
        s.distinct_total, s.distinct_values, s.uids, s.answered AS evidence_total, s.services,
        CASE WHEN m.learning THEN 'learning' ELSE 'stored' END AS baseline
-FROM svc s CROSS JOIN mode m
-LEFT JOIN known_services k ON k.host = s.host AND k.port = s.port AND k.proto = s.proto
-WHERE k.host IS NULL AND NOT {_known_predicate(p, 's')}
-  AND NOT (m.learning AND s.t_first < m.learn_until)"""
+FROM svc s CROSS JOIN mode m"""
 
 
 def _learn_query(p: dict, ctx: Context) -> str:
