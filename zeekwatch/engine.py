@@ -49,7 +49,14 @@ class Engine:
             self.con.execute(f"INSERT INTO {table} SELECT * FROM chunk")
 
     def context(self) -> Context:
-        return Context(Nets(self.config), Dialect(), self.config)
+        """What detector SQL may use. Builds the helper tables (address and service classes,
+        DNS resolutions) if no ``detect`` has built them yet; ``detect`` rebuilds them."""
+        ctx = Context(Nets(self.config), Dialect(), self.config)
+        exists = self.con.execute("SELECT count(*) FROM duckdb_tables() "
+                                  "WHERE table_name = 'zw_addr'").fetchall()[0][0]
+        if not exists:
+            _prepare(self.con, self.config, ctx.nets, [])
+        return ctx
 
     def detect(self, only: list[str] | None = None,
                known_services: list[dict] | None = None) -> list[dict]:
@@ -58,7 +65,7 @@ class Engine:
         ``known_services`` (host, port, proto) is the stored baseline of listening services
         from earlier runs; it is visible to detectors as the table ``known_services``.
         """
-        ctx = self.context()
+        ctx = Context(Nets(self.config), Dialect(), self.config)
         _prepare(self.con, self.config, ctx.nets, known_services or [])
         present = {t for t in schema.TABLES if self.count(t)}
         out: list[dict] = []
@@ -117,10 +124,10 @@ def _prepare(con, config: Config, nets, known_services: list[dict]) -> None:
         schema=pa.schema([("a", pa.string())] + [(n, pa.bool_()) for n in names[1:]]))
     con.execute("DROP TABLE IF EXISTS addr6")
     con.execute("CREATE TABLE addr6 AS SELECT * FROM addr6_arrow")
-    con.execute("DROP TABLE IF EXISTS hosts")
+    con.execute("DROP TABLE IF EXISTS zw_addr")
     con.execute(nets.hosts_sql(addresses))
-    con.execute("DROP TABLE IF EXISTS services")
-    con.execute("CREATE TABLE services AS SELECT DISTINCT service AS s FROM conn "
+    con.execute("DROP TABLE IF EXISTS zw_services")
+    con.execute("CREATE TABLE zw_services AS SELECT DISTINCT service AS s FROM conn "
                 "WHERE service IS NOT NULL")
     con.execute("DROP TABLE IF EXISTS resolved")
     con.execute("CREATE TABLE resolved AS SELECT DISTINCT orig_h AS host, addr FROM "

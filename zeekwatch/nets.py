@@ -63,7 +63,7 @@ def classes(config: Config) -> dict[str, NetClass]:
 class Nets:
     """Builds SQL predicates for the address classes of one config.
 
-    Classification happens once per distinct address: ``hosts_sql`` builds the ``hosts``
+    Classification happens once per distinct address: ``hosts_sql`` builds the ``zw_addr``
     table (a, internal, mail, dns, vpn, vpngw) from the addresses in the data — IPv4 by
     integer range tests in SQL, IPv6 from the small ``addr6`` table classified in Python —
     and ``member`` is a semi-join against it, cheap on millions of rows.
@@ -81,12 +81,12 @@ class Nets:
         return "coalesce(" + " OR ".join(f"{n} BETWEEN {lo} AND {hi}" for lo, hi in cls.v4) + ", FALSE)"
 
     def hosts_sql(self, addresses_sql: str) -> str:
-        """SQL creating the ``hosts`` table from a query of distinct addresses ``a``."""
+        """SQL creating the ``zw_addr`` table from a query of distinct addresses ``a``."""
         cols = []
         for name in self.classes:
             cols.append(f"CASE WHEN x.a LIKE '%:%' THEN coalesce(v6.{name}, FALSE) "
                         f"ELSE {self.v4_test('x.a', name)} END AS {name}")
-        return (f"CREATE TABLE hosts AS SELECT x.a, {', '.join(cols)} FROM ({addresses_sql}) x "
+        return (f"CREATE TABLE zw_addr AS SELECT x.a, {', '.join(cols)} FROM ({addresses_sql}) x "
                 f"LEFT JOIN addr6 v6 ON v6.a = x.a")
 
     def member(self, col: str, name: str) -> str:
@@ -95,7 +95,7 @@ class Nets:
             raise KeyError(name)
         if not (self.classes[name].v4 or self.classes[name].v6):
             return "FALSE"
-        return f"coalesce({col} IN (SELECT a FROM hosts WHERE {name}), FALSE)"
+        return f"coalesce({col} IN (SELECT a FROM zw_addr WHERE {name}), FALSE)"
 
     def internal(self, col: str) -> str:
         return self.member(col, "internal")

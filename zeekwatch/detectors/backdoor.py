@@ -42,7 +42,7 @@ def cidr_match(col: str, cidrs, where: str) -> str:
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     terms = []
-    a = "h.a"  # tested once per distinct address of the engine's ``hosts`` table
+    a = "h.a"  # tested once per distinct address of the engine's ``zw_addr`` table
     if net.v4:
         n = ipv4_int(a)
         terms.append("(" + " OR ".join(f"{n} BETWEEN {lo} AND {hi}" for lo, hi in net.v4) + ")")
@@ -53,8 +53,8 @@ def cidr_match(col: str, cidrs, where: str) -> str:
         terms.append(f"({a} LIKE '%:%' AND {a} NOT LIKE '%.%' AND ({ranges}))")
     if not terms:
         return "FALSE"
-    # decided once per distinct address (semi-join against the engine's ``hosts`` table)
-    return f"coalesce({col} IN (SELECT h.a FROM hosts h WHERE {' OR '.join(terms)}), FALSE)"
+    # decided once per distinct address (semi-join against the engine's ``zw_addr`` table)
+    return f"coalesce({col} IN (SELECT h.a FROM zw_addr h WHERE {' OR '.join(terms)}), FALSE)"
 
 
 def _hours(h: float) -> str:

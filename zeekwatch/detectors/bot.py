@@ -48,9 +48,9 @@ def established(a: str = "c") -> str:
 def special_address(col: str) -> str:
     """SQL boolean: multicast, broadcast, link-local, loopback or unspecified (never NULL).
 
-    Decided once per distinct address (a semi-join against the engine's ``hosts`` table),
+    Decided once per distinct address (a semi-join against the engine's ``zw_addr`` table),
     not once per connection."""
-    return f"coalesce({col} IN (SELECT h.a FROM hosts h WHERE {_special_expr('h.a')}), FALSE)"
+    return f"coalesce({col} IN (SELECT h.a FROM zw_addr h WHERE {_special_expr('h.a')}), FALSE)"
 
 
 def _special_expr(col: str) -> str:
@@ -102,8 +102,8 @@ def _lit(text: str) -> str:
 
 def _per_service(col: str, test: str) -> str:
     """``test`` (over ``s.s``) decided once per distinct service value — a semi-join against
-    the engine's ``services`` table — instead of string work on every connection."""
-    return f"coalesce({col} IN (SELECT s.s FROM services s WHERE {test}), FALSE)"
+    the engine's ``zw_services`` table — instead of string work on every connection."""
+    return f"coalesce({col} IN (SELECT s.s FROM zw_services s WHERE {test}), FALSE)"
 
 
 def has_service(col: str, names) -> str:
