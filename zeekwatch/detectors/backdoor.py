@@ -91,7 +91,7 @@ WITH per_conn AS (
   FROM (SELECT {cid} AS cid, c.orig_h, c.resp_h, c.resp_p, c.proto, {ep} AS t0, c.duration,
                c.service, c.orig_bytes, c.resp_bytes
         FROM conn c
-        WHERE c.ts IS NOT NULL AND c.duration IS NOT NULL AND c.resp_h IS NOT NULL
+        WHERE c.ts IS NOT NULL AND c.duration >= {min_s!r} AND c.resp_h IS NOT NULL
           AND {ctx.internal('c.orig_h')} AND NOT {ctx.internal('c.resp_h')}
           AND NOT {ctx.member('c.resp_h', 'vpngw')}) x
   GROUP BY cid, orig_h, resp_h, resp_p, proto)

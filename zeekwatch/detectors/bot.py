@@ -151,10 +151,12 @@ def _c2_failed(p: dict, ctx: Context) -> tuple[str, str]:
     ``c`` counts: established, or a failed attempt (``count_failed``) that is not part of a
     scan (≥ ``scan_min`` distinct ports of that peer, or distinct peers on that port)."""
     n = int(p["scan_min"])
+    # only hosts that touched a C2 port or IRC at all (``cand``) need their failures counted
     ctes = f"""
 att AS (
   SELECT c.orig_h, c.resp_h, c.proto, c.resp_p FROM conn c
-  WHERE c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL AND {ctx.internal('c.orig_h')}
+  WHERE c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
+    AND c.orig_h IN (SELECT orig_h FROM cand) AND {ctx.internal('c.orig_h')}
     AND {not_backscatter()} AND NOT {established()}),
 vscan AS (SELECT orig_h, resp_h FROM att GROUP BY orig_h, resp_h HAVING count(DISTINCT resp_p) >= {n}),
 hscan AS (SELECT orig_h, proto, resp_p FROM att GROUP BY orig_h, proto, resp_p
@@ -175,16 +177,19 @@ def _c2_query(p: dict, ctx: Context) -> str:
     ctes, counts = _c2_failed(p, ctx)
     d = ctx.dialect
     return f"""
-WITH {ctes}
+WITH cand AS {d.materialized()} (  -- the cheap, selective test first: a C2 port or IRC
+  SELECT * FROM conn c
+  WHERE c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL AND c.resp_h IS NOT NULL
+    AND ({by_port} OR {irc})),
+{ctes}
 ev AS (
   SELECT c.orig_h AS host, c.resp_h AS peer, {_key()} AS key, {ctx.epoch('c.ts')} AS t, c.uid,
          c.service, c.orig_bytes, c.resp_bytes,
          CASE WHEN {by_port} THEN 1 ELSE 0 END AS by_port,
          CASE WHEN {irc} THEN 1 ELSE 0 END AS by_service,
          CASE WHEN {established()} THEN 1 ELSE 0 END AS est
-  FROM conn c
-  WHERE c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL AND c.resp_h IS NOT NULL
-    AND {ctx.internal('c.orig_h')} AND {not_backscatter()}
+  FROM cand c
+  WHERE {ctx.internal('c.orig_h')} AND {not_backscatter()}
     AND {counts}
     AND (({by_port} AND {peer_ok}) OR {irc}))
 SELECT host, peer, key, min(t) AS t_first, max(t) AS t_last, count(*) AS observed,
