@@ -315,6 +315,11 @@ def follow_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
     if x["latency_p95"] is not None:
         out.append(Target(f"write-to-finding latency p95 <= {FOLLOW_P95_S:g} s", x["latency_p95"] <= FOLLOW_P95_S,
                           f"p50 {x['latency_p50']:.2f} s, p95 {x['latency_p95']:.2f} s, max {x['latency_max']:.2f} s"))
+    if x.get("batches"):
+        phases = ", ".join(f"{k} {v:.2f}" for k, v in x["phase_p50"].items())
+        out.append(Target("batches shorter than the 1 s interval (p95)", x["batch_p95"] <= 1.0,
+                          f"{x['batches']} batches: p50 {x['batch_p50']:.2f} s, p95 {x['batch_p95']:.2f} s, "
+                          f"max {x['batch_max']:.2f} s; p50 per phase: {phases}"))
     if x["rss_judged"]:
         first, last = x["rss_mb_warm_first"], x["rss_mb_warm_last"]
         out.append(Target(f"RSS flat after the look-back filled (growth <= {FOLLOW_RSS_GROWTH:.0%})",

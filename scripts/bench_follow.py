@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import statistics
@@ -184,7 +185,7 @@ def run(workdir: Path, seconds: float, rate: int, lookback: float, plant_every: 
     err = open(workdir / "follow.stderr", "w")
     proc = subprocess.Popen(zeekwatch_argv() + ["--config", str(workdir / "zeekwatch.toml"), "follow",
                             str(folder), "--db", str(db), "--interval", str(interval),
-                            "--lookback", str(lookback), "-q"], stdout=subprocess.DEVNULL, stderr=err)
+                            "--lookback", str(lookback), "-q", "-v"], stdout=subprocess.DEVNULL, stderr=err)
     watcher = Watcher(db, proc.pid, writer.planted)
     watcher.start()
     t0 = time.time()
@@ -261,8 +262,22 @@ def summarize(db, writer, watcher, code, seconds, written, lookback, workdir) ->
         "rss_judged": bool(warm) and len(warm) >= 6,
         "rss_series": [[round(t), round(r)] for t, r in watcher.rss[::5]],
         "findings": dict(findings),
-        "stderr_tail": (workdir / "follow.stderr").read_text(errors="replace")[-500:],
+        **batch_stats((workdir / "follow.stderr").read_text(errors="replace")),
     }
+
+
+def batch_stats(stderr: str) -> dict:
+    """Seconds per batch and per phase from ``follow -v`` lines."""
+    secs, phases = [], {}
+    for m in re.finditer(r"^batch \d+ at [\d.]+: \d+ rows, ([\d.]+) s \(([^)]*)\)", stderr, re.M):
+        secs.append(float(m.group(1)))
+        for k, v in re.findall(r"(\w+)=([\d.]+)", m.group(2)):
+            phases.setdefault(k, []).append(float(v))
+    other = "\n".join(line for line in stderr.splitlines() if not line.startswith("batch "))
+    return {"batches": len(secs), "batch_p50": percentile(secs, 50), "batch_p95": percentile(secs, 95),
+            "batch_max": max(secs, default=None),
+            "phase_p50": {k: percentile(v, 50) for k, v in phases.items()},
+            "stderr_tail": other[-500:]}
 
 
 def main(argv=None) -> int:

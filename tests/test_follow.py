@@ -448,3 +448,30 @@ def test_signal_finishes_the_batch_and_exits_0(tmp_path, sig):
     proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert query(db, "SELECT status, conn_records FROM runs") == [("ok", 5)]
+
+
+def test_lookback_memory_is_bounded_by_data_time(tmp_path):
+    """Rows older than the look-back are dropped with their segment: the engine holds about
+    ``lookback`` seconds of data however long the stream is."""
+    log, db = tmp_path / "conn.log", tmp_path / "f.db"
+    head, lines, close = tsv_parts(tmp_path, [conn(T0 + i, f"10.0.1.{i % 5 + 1}", "10.0.0.9", 443,
+                                                   service="ssl", uid=f"Cm{i}") for i in range(1500)])
+    log.write_text(head + "".join(lines) + close)
+    reports = []
+    Follower([str(log)], Config(), str(db), FollowOptions(once=True, lookback=100, max_read=8192),
+             on_batch=reports.append).run()
+    assert records(db) == 1500 and len(reports) > 10
+    # each batch holds ~83 s of data here: at most the look-back, a segment and two batches
+    assert max(r.lookback_rows for r in reports) <= 100 + 100 // 8 + 2 * 83
+
+
+def test_checkpoints_follow_the_file_not_the_watch(tmp_path):
+    """Followed as a file first, then through its directory: not read twice."""
+    d, db = tmp_path / "current", tmp_path / "f.db"
+    d.mkdir()
+    head, lines, close = tsv_parts(tmp_path, quiet_rows(9))
+    (d / "conn.log").write_text(head + "".join(lines[:6]))
+    follow_once([d / "conn.log"], db)
+    append(d / "conn.log", "".join(lines[6:]) + close)
+    follow_once([d], db)
+    assert records(db) == 9

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import click
 from rich.live import Live
@@ -37,6 +38,14 @@ def _status(report, total: dict) -> Text:
         f"updated · data lag {lag} · batch {report.seconds:.2f} s")
 
 
+def _trace(report) -> str:
+    phases = " ".join(f"{k}={v:.3f}" for k, v in report.timing.items())
+    lag = "-" if report.lag is None else f"{report.lag:.2f}"
+    return (f"batch {report.number} at {time.time():.3f}: {sum(report.records.values())} rows, "
+            f"{report.seconds:.3f} s ({phases}), findings +{report.new} ~{report.updated}, "
+            f"look-back {report.lookback_rows} rows, lag {lag} s")
+
+
 @click.command("follow")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--db", default="findings.db", show_default=True, help=DB_HELP)
@@ -60,9 +69,11 @@ def _status(report, total: dict) -> Text:
 @click.option("--timezone", help="Time zone for off-hours (overrides time.timezone).")
 @click.option("--memory-limit", help="Engine memory limit, e.g. 1GB (overrides engine.memory_limit).")
 @click.option("-q", "--quiet", is_flag=True, help="No status line and no summary.")
+@click.option("-v", "--verbose", is_flag=True, help="One line per batch on stderr: rows, "
+              "seconds per phase, findings, data lag.")
 @click.pass_obj
 def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval, detectors,
-           quiet, **overrides):
+           quiet, verbose, **overrides):
     """Follow live Zeek logs and Suricata EVE files into DB, detecting in micro-batches.
 
     PATHS are Zeek's current log directory or log files (TSV or JSON) and/or Suricata's
@@ -89,6 +100,8 @@ def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval,
         if jsonl:
             for row in report.changed:
                 click.echo(_jsonl(row))
+        if verbose:
+            err.print(_trace(report), highlight=False, soft_wrap=True)
         if live is not None:
             live.update(_status(report, total), refresh=True)
 
