@@ -475,3 +475,14 @@ def test_checkpoints_follow_the_file_not_the_watch(tmp_path):
     append(d / "conn.log", "".join(lines[6:]) + close)
     follow_once([d], db)
     assert records(db) == 9
+
+
+def test_whole_data_detectors_only_with_population_interval(tmp_path):
+    log = tmp_path / "conn.log"
+    head, lines, close = tsv_parts(tmp_path, scan_rows(30))  # 22:13 UTC: off-hours
+    log.write_text(head + "".join(lines) + close)
+    follow_once([log], tmp_path / "plain.db")
+    assert {d for _, d, *_ in findings(tmp_path / "plain.db")} == {"horizontal_scan"}
+    follow_once([log], tmp_path / "pop.db", population_interval=60)
+    got = {(d, h) for _, d, h, *_ in findings(tmp_path / "pop.db")}
+    assert ("off_hours", "10.0.0.5") in got and ("horizontal_scan", "10.0.0.5") in got
