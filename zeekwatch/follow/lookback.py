@@ -81,7 +81,7 @@ class Lookback:
             self.con.execute(f"ALTER TABLE {t} RENAME TO zw_empty_{t}")
             self.con.execute(f"CREATE TABLE zw_extra_{t} AS SELECT * FROM zw_empty_{t}")
         for t in schema.TABLES:
-            self._layout(t, sliced=False)
+            self._layout(t)
 
     # -- time -------------------------------------------------------------------------------
     @property
@@ -103,7 +103,7 @@ class Lookback:
         for t, table in new.items():
             self._append(t, table)
         for t in schema.TABLES:
-            self._layout(t, sliced=False)
+            self._layout(t)
 
     def stage(self, new: dict[str, pa.Table]) -> None:
         """Lay out the tables for detecting on a batch of ``new`` rows (see the module doc)."""
@@ -118,13 +118,13 @@ class Lookback:
             self._append(t, table, extra=t not in SLICED)
         for t in schema.TABLES:
             if t not in SLICED:
-                self._layout(t, sliced=False)
+                self._layout(t)
         for t in set(schema.TABLES) - set(new):
             self.con.execute(f"DELETE FROM zw_extra_{t}")
 
     def full(self) -> None:
         """``conn`` = the whole look-back (for the prevalence detectors)."""
-        self._layout("conn", sliced=False)
+        self._layout("conn")
 
     def evict(self) -> int:
         """Drop segments whose rows are all older than the look-back; returns rows dropped."""
@@ -144,7 +144,7 @@ class Lookback:
             if len(keep) != len(segs):
                 self.segments[t] = keep
                 if t not in SLICED or self._kind.get(t) == "view":
-                    self._layout(t, sliced=False)
+                    self._layout(t)
         return dropped
 
     def rows(self) -> int:
@@ -245,9 +245,8 @@ HAVING count(DISTINCT p.resp_h) >= {self.gate} OR count(DISTINCT p.key) >= {self
         segs.append(s)
         return s
 
-    def _layout(self, table: str, sliced: bool) -> None:
+    def _layout(self, table: str) -> None:
         """``table`` as a view over its whole look-back (and this batch's extra rows)."""
-        del sliced
         parts = [f"SELECT * FROM {s.name}" for s in self.segments[table]]
         parts.append(f"SELECT * FROM zw_extra_{table}")
         self._replace(table, "view", " UNION ALL ".join(parts))

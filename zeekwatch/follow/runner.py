@@ -140,14 +140,38 @@ class Follower:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> FollowResult:
+        """Follow until ``stop()`` (or, with ``once``, until everything there is read)."""
         lock = self._lock()
-        started = self._started = time.monotonic()
-        store = Store(self.db_path)
-        self.fstore = FollowStore(store)
+        try:
+            self._open()
+        except BaseException:
+            lock.close()
+            raise
+        status = "failed"
+        try:
+            self._restore()
+            self._loop()
+            status = "ok"
+        finally:
+            self.result.seconds = time.monotonic() - self._started
+            self.result.rejects = self.log.reject_count
+            try:
+                self.fstore.finish(self.result.run_id, self._run_values(), status)
+            finally:
+                self.tailer.close()
+                self.parser.close()
+                self.lookback.close()
+                self.store.close()
+                lock.close()
+        return self.result
+
+    def _open(self) -> None:
+        """The store (a run row), the tailer, the parser and the look-back engine."""
+        self._started = time.monotonic()
+        self.store = Store(self.db_path)
+        self.fstore = FollowStore(self.store)
         self.fstore.mark_interrupted()
-        self.store = store
-        run_id = store.start_run(self.paths, "follow", __version__)
-        self.result = FollowResult(run_id)
+        self.result = FollowResult(self.store.start_run(self.paths, "follow", __version__))
         self.parser = BufferParser()
         grace = self.opt.grace if self.opt.grace is not None else max(2.0, 3 * self.opt.interval)
         self.tailer = Tailer(self.paths, self.parser.sniff, grace=grace, max_read=self.opt.max_read)
@@ -155,23 +179,6 @@ class Follower:
         self._committed: dict[tuple[int, int], dict] = {}
         self._last_population = time.monotonic()
         self._rows_since_population = 0
-        status = "failed"
-        try:
-            self._restore()
-            self._loop(started)
-            status = "ok"
-        finally:
-            self.result.seconds = time.monotonic() - started
-            self.result.rejects = self.log.reject_count
-            try:
-                self.fstore.finish(run_id, self._run_values(), status)
-            finally:
-                self.tailer.close()
-                self.parser.close()
-                self.lookback.close()
-                store.close()
-                lock.close()
-        return self.result
 
     def _lock(self):
         lock = open(self.db_path + ".follow-lock", "a")
@@ -183,7 +190,7 @@ class Follower:
                              f"database") from None
         return lock
 
-    def _loop(self, started: float) -> None:
+    def _loop(self) -> None:
         number = 0
         while not self._stopping:
             t0 = time.monotonic()

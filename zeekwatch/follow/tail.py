@@ -108,9 +108,8 @@ class Read:
     data: bytes
     offset: int  # file offset of data
     first_line: int  # physical line number of data's first line
-    header: list[str]  # TSV header block in force before data
-    final: bool = False  # data ends with the file's unterminated last line
-    replay: bool = False  # re-read after a restart to rebuild the look-back; not counted
+    header: list[str]  # TSV header block in force before data (an unterminated last line
+    # of a file that is done is passed as it is: the reader tells a cut line from a bad one)
     overlong: int = 0  # an over-long line was skipped before data (its line number)
 
 
@@ -253,7 +252,7 @@ class Tailer:
                 if cut <= 0:
                     break
                 data = data[:cut]
-                yield Read(s, data, pos, line, header, replay=True)
+                yield Read(s, data, pos, line, header)
                 if s.kind == "zeek_tsv":
                     header = header_after(header, data)
                 pos, line = pos + cut, line + data.count(b"\n")
@@ -370,7 +369,7 @@ class Tailer:
         data = os.pread(s.fd, size - s.offset, s.offset)
         if not data.strip() or (s.kind is None and not self._kind(s, data)):
             return None
-        read = Read(s, data, s.offset, s.line, s.header, final=True)
+        read = Read(s, data, s.offset, s.line, s.header)
         s.offset += len(data)
         s.line += 1
         return read
