@@ -486,3 +486,13 @@ def test_whole_data_detectors_only_with_population_interval(tmp_path):
     follow_once([log], tmp_path / "pop.db", population_interval=60)
     got = {(d, h) for _, d, h, *_ in findings(tmp_path / "pop.db")}
     assert ("off_hours", "10.0.0.5") in got and ("horizontal_scan", "10.0.0.5") in got
+
+
+def test_a_named_file_that_is_not_a_log_is_refused(tmp_path):
+    p = tmp_path / "conn.log"
+    p.write_text("Lorem ipsum dolor sit amet\nconsectetur adipiscing elit\n")
+    res = subprocess.run([str(EXE), "follow", "--once", str(p), "--db", str(tmp_path / "f.db")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 3
+    assert f"error: {p}: not a Zeek log, Suricata EVE file or capture" in res.stderr
+    assert not (tmp_path / "f.db").exists()

@@ -88,39 +88,51 @@ def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval,
     options = FollowOptions(interval=interval, lookback=lookback, once=once,
                             population_interval=population_interval,
                             only=list(detectors) or None)
-    total = {"records": {}, "new": 0, "updated": 0}
-    live = Live(console=err, transient=True, auto_refresh=False) \
-        if not quiet and err.is_terminal else None
-
-    def on_batch(report) -> None:
-        for k, v in report.records.items():
-            total["records"][k] = total["records"].get(k, 0) + v
-        total["new"] += report.new
-        total["updated"] += report.updated
-        if jsonl:
-            for row in report.changed:
-                click.echo(_jsonl(row))
-        if verbose:
-            err.print(_trace(report), highlight=False, soft_wrap=True)
-        if live is not None:
-            live.update(_status(report, total), refresh=True)
-
-    follower = Follower(list(paths), cfg, db, options, on_batch=on_batch)
+    output = _Output(jsonl, verbose, live=not quiet and err.is_terminal)
+    follower = Follower(list(paths), cfg, db, options, on_batch=output.batch)
     previous = {s: signal.signal(s, lambda *_: follower.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
-    if live is not None:
-        live.start()
+    output.start()
     try:
         result = follower.run()
     finally:
-        if live is not None:
-            live.stop()
+        output.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if not quiet:
         records = ", ".join(f"{t} {n:,}" for t, n in sorted(result.records.items())) or "no rows"
         err.print(f"follow run {result.run_id}: {result.batches} batch(es), {records}, "
-                  f"findings {result.new} new / {result.updated} updated in {db}",
-                  highlight=False)
+                  f"{result.rejects} rejected line(s), findings {result.new} new / "
+                  f"{result.updated} updated in {db}", highlight=False)
+
+
+class _Output:
+    """Where each committed batch goes: JSON lines, trace lines, the status line."""
+
+    def __init__(self, jsonl: bool, verbose: bool, live: bool):
+        self.jsonl, self.verbose = jsonl, verbose
+        self.live = Live(console=err, transient=True, auto_refresh=False) if live else None
+        self.total = {"records": {}, "new": 0, "updated": 0}
+
+    def batch(self, report) -> None:
+        for k, v in report.records.items():
+            self.total["records"][k] = self.total["records"].get(k, 0) + v
+        self.total["new"] += report.new
+        self.total["updated"] += report.updated
+        if self.jsonl:
+            for row in report.changed:
+                click.echo(_jsonl(row))
+        if self.verbose:
+            err.print(_trace(report), highlight=False, soft_wrap=True)
+        if self.live is not None:
+            self.live.update(_status(report, self.total), refresh=True)
+
+    def start(self) -> None:
+        if self.live is not None:
+            self.live.start()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
 
 
 register(follow)

@@ -26,8 +26,9 @@ import pyarrow as pa
 from .. import __version__
 from ..config import Config
 from ..detectors import REGISTRY
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, InputError, StoreError
 from ..follow_store import FollowStore
+from ..readers import sniff
 from ..readers.base import IngestLog
 from ..store import Store
 from ..triage import TriageStage
@@ -141,6 +142,7 @@ class Follower:
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> FollowResult:
         """Follow until ``stop()`` (or, with ``once``, until everything there is read)."""
+        self._check_inputs()
         lock = self._lock()
         try:
             self._open()
@@ -179,6 +181,13 @@ class Follower:
         self._committed: dict[tuple[int, int], dict] = {}
         self._last_population = time.monotonic()
         self._rows_since_population = 0
+
+    def _check_inputs(self) -> None:
+        """A file named on the command line that exists and is not a log is refused before
+        anything is written, as ``analyze`` does (a file that does not exist yet is awaited)."""
+        for path in self.paths:
+            if os.path.isfile(path) and os.path.getsize(path) and sniff(path) == "pcap":
+                raise InputError(path, "a capture: follow reads logs (use `zeekwatch analyze`)")
 
     def _lock(self):
         lock = open(self.db_path + ".follow-lock", "a")
