@@ -496,3 +496,21 @@ def test_a_named_file_that_is_not_a_log_is_refused(tmp_path):
     assert res.returncode == 3
     assert f"error: {p}: not a Zeek log, Suricata EVE file or capture" in res.stderr
     assert not (tmp_path / "f.db").exists()
+
+
+def test_zeek_json_lines_are_followed(tmp_path):
+    log, db = tmp_path / "conn.log", tmp_path / "f.db"
+
+    def line(r):
+        return json.dumps({"_path": "conn", "ts": r["ts"], "uid": r["uid"], "id.orig_h": r["orig_h"],
+                           "id.orig_p": r["orig_p"], "id.resp_h": r["resp_h"], "id.resp_p": r["resp_p"],
+                           "proto": r["proto"], "conn_state": r["conn_state"], "history": r["history"]}) + "\n"
+    lines = [line(r) for r in scan_rows(30)]
+    log.write_text("".join(lines[:12]) + lines[12][:20])
+    follow_once([log], db)
+    assert records(db) == 12
+    append(log, lines[12][20:] + "not json\n" + "".join(lines[13:]))
+    follow_once([log], db)
+    assert records(db) == 30
+    assert [(p, n) for p, n, _ in rejects(db)] == [(str(log), 14)]
+    assert findings(db, WINDOWED) == findings(analyze_db(tmp_path, [log]), WINDOWED)
