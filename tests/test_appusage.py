@@ -98,6 +98,8 @@ def test_unknown_app_and_bad_regex_are_config_errors():
         AppRules.from_config({"domains": {"acme": ["acme.example"]}})
     with pytest.raises(ConfigError, match=r"suppress.signatures\[0\]: invalid regular expression"):
         AppRules.from_config({"signatures": [{"pattern": "ET P2P (", "app": "p2p"}]})
+    with pytest.raises(ConfigError, match=r"suppress.http\[0\]: invalid regular expression '\(\?=x\)'"):
+        AppRules.from_config({"http": [{"pattern": "(?=x)", "app": "p2p"}]})  # RE2: no look-ahead
     with pytest.raises(ConfigError, match=r"suppress.apps.acme: category must be one of p2p, im, voip"):
         AppRules.from_config({"apps": {"acme": "games"}})
 

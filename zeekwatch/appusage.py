@@ -42,6 +42,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import duckdb
 import pyarrow as pa
 
 from .errors import ConfigError
@@ -174,10 +175,12 @@ def domain_matches(pattern: str, name: str) -> bool:
 
 # -- rules from config ---------------------------------------------------------------------------
 def _regex(text, where: str) -> str:
+    """A pattern the engine accepts (DuckDB uses RE2: no look-around, no backreferences)."""
     try:
-        re.compile(str(text))
-    except re.error as exc:
-        raise ConfigError(f"{where}: invalid regular expression {text!r}: {exc}") from None
+        duckdb.connect().execute("SELECT regexp_matches('', ?)", [str(text)]).fetchall()
+    except duckdb.Error as exc:
+        raise ConfigError(f"{where}: invalid regular expression {text!r}: "
+                          f"{str(exc).splitlines()[0]}") from None
     return str(text)
 
 
@@ -306,15 +309,8 @@ al AS (
   FROM alert WHERE ts IS NOT NULL),
 sigs AS (SELECT DISTINCT sid, signature, category FROM al),
 sigmatch AS (
-  SELECT sid, signature, category, app FROM (
-    SELECT s.sid, s.signature, s.category, r.app,
-           row_number() OVER (PARTITION BY s.sid, s.signature, s.category ORDER BY r.ord) AS rk
-    FROM sigs s JOIN au_sigs r
-      ON (r.sid IS NOT NULL AND r.sid = s.sid)
-      OR (r.pattern IS NOT NULL AND regexp_matches(
-            coalesce(CASE r.fld WHEN 'category' THEN s.category ELSE s.signature END, ''),
-            r.pattern, 'i'))) x
-  WHERE rk = 1),
+  SELECT s.sid, s.signature, s.category, r.app
+  FROM (SELECT *, {sig_case} AS rule FROM sigs) s JOIN au_sigs r ON r.ord = s.rule),
 nm AS (
   SELECT orig_h AS client, resp_h AS server, ts, 'dns' AS source, 'dns query' AS what,
          rtrim(lower(query), '.') AS name FROM dns WHERE query IS NOT NULL AND ts IS NOT NULL
@@ -343,16 +339,17 @@ best AS (
   SELECT name, pattern, app FROM (
     SELECT *, row_number() OVER (PARTITION BY name ORDER BY spec DESC, pattern, app) AS rk
     FROM dmatch) x WHERE rk = 1),
+hcase AS (
+  SELECT ts, orig_h, resp_h, url, user_agent, {url_case} AS url_rule, {ua_case} AS ua_rule
+  FROM (SELECT ts, orig_h, resp_h, user_agent,
+               coalesce(method, '') || ' ' || coalesce(uri, '') AS url
+        FROM http WHERE ts IS NOT NULL) h),
 hrules AS (
-  SELECT h.ts, h.orig_h, h.resp_h, r.name, r.app, r.fld,
-         CASE r.fld WHEN 'url' THEN coalesce(h.method, '') || ' ' || coalesce(h.uri, '')
-                    ELSE h.user_agent END AS value,
-         row_number() OVER (PARTITION BY h.ts, h.uid, h.orig_h, h.uri, h.user_agent, r.fld
-                            ORDER BY r.ord) AS rk
-  FROM http h JOIN au_http r
-    ON regexp_matches(CASE r.fld WHEN 'url' THEN coalesce(h.method, '') || ' ' || coalesce(h.uri, '')
-                                 ELSE coalesce(h.user_agent, '') END, r.pattern, 'i')
-  WHERE h.ts IS NOT NULL),
+  SELECT h.ts, h.orig_h, h.resp_h, r.name, r.app, h.url AS value
+  FROM hcase h JOIN au_http r ON r.ord = h.url_rule
+  UNION ALL
+  SELECT h.ts, h.orig_h, h.resp_h, r.name, r.app, h.user_agent
+  FROM hcase h JOIN au_http r ON r.ord = h.ua_rule),
 ev AS (
   SELECT c.orig_h AS client, c.resp_h AS server, c.ts, 'conn' AS source,
          'conn service ' || c.name AS evidence, s.app, c.resp_h AS value
@@ -370,7 +367,7 @@ ev AS (
   SELECT n.client, n.server, n.ts, n.source, n.what || ' matching ' || b.pattern, b.app, n.name
   FROM nm n JOIN best b ON b.name = n.name
   UNION ALL
-  SELECT orig_h, resp_h, ts, 'http', 'http ' || name, app, value FROM hrules WHERE rk = 1),
+  SELECT orig_h, resp_h, ts, 'http', 'http ' || name, app, value FROM hrules),
 hosts AS (
   SELECT e.client AS host, e.ts, e.source, e.evidence, e.app, p.category, e.value
   FROM ev e JOIN au_apps p ON p.app = e.app WHERE e.client IS NOT NULL
@@ -399,6 +396,31 @@ ORDER BY host, first_seen, app, source, evidence
 """
 
 
+def _lit(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _first_match(col: str, http_rules: list[dict], fld: str) -> str:
+    """SQL: the index of the first HTTP rule of field ``fld`` whose pattern matches ``col``.
+    Patterns are literals so that each regular expression is compiled once, not per row."""
+    whens = [f"WHEN regexp_matches({col}, {_lit(h['pattern'])}, 'i') THEN {i}"
+             for i, h in enumerate(http_rules) if h["field"] == fld]
+    return f"CASE {' '.join(whens)} END" if whens else "CAST(NULL AS INTEGER)"
+
+
+def _first_signature(sig_rules: list[dict]) -> str:
+    """SQL: the index of the first alert rule (sid, or pattern on signature/category) that
+    matches a row of ``sigs``."""
+    whens = []
+    for i, r in enumerate(sig_rules):
+        if r.get("sid") is not None:
+            whens.append(f"WHEN sid = {int(r['sid'])} THEN {i}")
+        else:
+            col = "category" if r.get("field") == "category" else "signature"
+            whens.append(f"WHEN regexp_matches(coalesce({col}, ''), {_lit(r['pattern'])}, 'i') THEN {i}")
+    return f"CASE {' '.join(whens)} END" if whens else "CAST(NULL AS INTEGER)"
+
+
 def compute(con, rules: AppRules, nets, session_gap: float) -> list[dict]:
     """App usage rows from the normalized tables in DuckDB connection ``con``.
 
@@ -406,7 +428,10 @@ def compute(con, rules: AppRules, nets, session_gap: float) -> list[dict]:
     row (time span). ``nets`` is the engine's ``Nets`` (for the internal() predicate)."""
     _load_rules(con, rules)
     _ensure_addr6(con, nets)
-    sql = USAGE_SQL.format(server_internal=nets.internal("e.server"), gap=float(session_gap))
+    sql = USAGE_SQL.format(server_internal=nets.internal("e.server"), gap=float(session_gap),
+                           sig_case=_first_signature(rules.signatures),
+                           url_case=_first_match("url", rules.http, "url"),
+                           ua_case=_first_match("user_agent", rules.http, "user_agent"))
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
     out = []

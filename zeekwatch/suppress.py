@@ -264,13 +264,16 @@ def apply(candidates: list[dict], usages: list[dict], rules: list[dict], setting
     Each suppressed candidate gets ``status``, ``suppressed_reason`` and ``_hit`` (kind,
     rule id) for the store to record."""
     live = [r for r in rules if active(r, now)]
+    by_host: dict[str, list[dict]] = {}
+    for u in usages:
+        by_host.setdefault(u["host"], []).append(u)
     n = 0
     for f in candidates:
         rule = next((r for r in live if rule_matches(r, f)), None)
         if rule is not None:
             f.update(status="suppressed", suppressed_reason=rule_reason(rule), _hit=("rule", rule["id"]))
         else:
-            reason = explain_by_app(f, usages, settings)
+            reason = explain_by_app(f, by_host.get(f["host"], []), settings)
             if reason is None:
                 continue
             f.update(status="suppressed", suppressed_reason=reason, _hit=("app", None))
