@@ -124,6 +124,18 @@ def test_automation_never_overrides_an_analyst_and_reruns_add_nothing(tmp_path):
     s.close()
 
 
+def test_an_analyst_unsuppressing_has_the_last_word(tmp_path):
+    db = str(tmp_path / "f.db")
+    rows = sweep("10.0.0.5") + bt("10.0.0.5", T0)
+    analyze_tables(db, only=["horizontal_scan"], conn=rows)
+    fid = stored(db)["10.0.0.5"]["id"]
+    s = Store(db)
+    TriageStore(s).set_status(fid, "new", "alice", "not BitTorrent: the scan is on 445")
+    s.close()
+    analyze_tables(db, only=["horizontal_scan"], conn=rows)
+    assert (stored(db)["10.0.0.5"]["status"], stored(db)["10.0.0.5"]["suppressed_reason"]) == ("new", None)
+
+
 # -- allowlist rules ---------------------------------------------------------------------------
 def rule(**kw):
     return {"id": 1, "owner": "alice", "reason": "r", **kw}

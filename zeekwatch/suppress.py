@@ -17,7 +17,8 @@ carries ``suppressed_reason`` naming what explained it:
   contained). Removing it restores the findings it suppressed to their exact prior status.
 
 Automation never overrides an analyst: during analysis a stored finding is suppressed only
-while its status is still ``new``.
+while its status is still ``new`` and nobody but zeekwatch has changed it (an analyst who
+unsuppressed it, or removed the rule that suppressed it, has the last word).
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ class TriageStage:
             stored = store.get(fid)
             reason = f["suppressed_reason"]
             if stored["status"] == "new":
-                ts.suppress_finding(fid, reason, hit[0], hit[1], AUTOMATION)
+                if not ts.touched_by_others(fid, AUTOMATION):  # an analyst's "new" stands
+                    ts.suppress_finding(fid, reason, hit[0], hit[1], AUTOMATION)
             elif (stored["status"] == "suppressed" and stored["suppressed_reason"] == reason
                   and not ts.hits(finding_id=fid)):
                 ts.record_inserted_suppression(fid, reason, hit[0], hit[1], AUTOMATION)

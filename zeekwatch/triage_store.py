@@ -227,6 +227,11 @@ class TriageStore:
                                  "action": action, "old_status": f["status"],
                                  "new_status": status, "note": note})
 
+    def touched_by_others(self, fid: str, who: str) -> bool:
+        """Whether anyone but ``who`` (the automation) ever changed this finding's status."""
+        return bool(list(self.db.query("SELECT 1 FROM audit WHERE finding_id = ? AND who <> ? LIMIT 1",
+                                       [fid, who])))
+
     def audit(self, fid: str) -> list[dict]:
         return list(self.db.query("SELECT * FROM audit WHERE finding_id = ? ORDER BY id", [fid]))
 
