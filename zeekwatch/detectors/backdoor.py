@@ -162,14 +162,15 @@ def _off_query(p: dict, ctx: Context) -> str:
     tz = tm.timezone
     start, end = _minutes(tm.business_start), _minutes(tm.business_end)
     anchor = start if start < end else end  # a period's day runs anchor..anchor (local)
-    m = d.minute_of_day_local("c.ts", tz)
+    # local wall-clock time is computed once per row (``c.lts``), then only read
+    m = d.minute_of_day_local("c.lts", None)
     if start < end:
         night = f"({m} >= {end} OR {m} < {start})"
     elif start > end:
         night = f"({m} >= {end} AND {m} < {start})"
     else:
         night = "FALSE"  # business_start == business_end: no weekday off-hours
-    weekend = (f"{d.dow_local_shift('c.ts', tz, anchor)} IN (6, 7)" if tm.weekends_off else "FALSE")
+    weekend = (f"{d.dow_local_shift('c.lts', None, anchor)} IN (6, 7)" if tm.weekends_off else "FALSE")
     skip = [f"NOT {ctx.member('c.resp_h', 'dns')}", f"coalesce({not_backscatter()}, TRUE)",
             f"NOT (c.proto IN ('tcp', 'udp') AND coalesce(c.resp_p, -1) IN {sql_list(p['ignore_ports'])})"
             if p["ignore_ports"] else "TRUE"]
@@ -181,9 +182,9 @@ def _off_query(p: dict, ctx: Context) -> str:
     return f"""
 WITH off AS {ctx.dialect.materialized()} (
   SELECT c.orig_h AS host, c.resp_h AS dest, c.uid, {ep} AS t,
-         CAST({d.date_local_shift('c.ts', tz, anchor)} AS VARCHAR) || ' ' ||
+         CAST({d.date_local_shift('c.lts', None, anchor)} AS VARCHAR) || ' ' ||
            CASE WHEN {weekend} THEN 'weekend' ELSE 'night' END AS period
-  FROM conn c
+  FROM (SELECT x.*, {d.local_ts('x.ts', tz)} AS lts FROM conn x) c
   WHERE c.ts IS NOT NULL AND c.resp_h IS NOT NULL
     AND {ctx.internal('c.orig_h')} AND NOT {ctx.member('c.orig_h', 'vpn')}
     AND {' AND '.join(skip)}

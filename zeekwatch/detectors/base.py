@@ -60,20 +60,24 @@ class Dialect:
         """ISO day of week, 1 = Monday .. 7 = Sunday."""
         return f"isodow(timezone('{tz}', {ts_col}))"
 
-    def minute_of_day_local(self, ts_col: str, tz: str) -> str:
-        return (f"(hour(timezone('{tz}', {ts_col})) * 60 + "
-                f"minute(timezone('{tz}', {ts_col})))")
+    def local_ts(self, ts_col: str, tz: str | None) -> str:
+        """Local wall-clock time of a UTC timestamp (``tz`` None: ``ts_col`` already is)."""
+        return f"timezone('{tz}', {ts_col})" if tz else ts_col
 
-    def date_local(self, ts_col: str, tz: str) -> str:
-        return f"CAST(timezone('{tz}', {ts_col}) AS DATE)"
+    def minute_of_day_local(self, ts_col: str, tz: str | None) -> str:
+        lt = self.local_ts(ts_col, tz)
+        return f"(hour({lt}) * 60 + minute({lt}))"
 
-    def date_local_shift(self, ts_col: str, tz: str, minutes: int) -> str:
+    def date_local(self, ts_col: str, tz: str | None) -> str:
+        return f"CAST({self.local_ts(ts_col, tz)} AS DATE)"
+
+    def date_local_shift(self, ts_col: str, tz: str | None, minutes: int) -> str:
         """Local calendar date of the local wall-clock time minus ``minutes`` (the shift is
         applied to wall-clock time, so a day that starts at 06:00 local stays right across
         DST changes)."""
-        return f"CAST(timezone('{tz}', {ts_col}) - INTERVAL {int(minutes)} MINUTE AS DATE)"
+        return f"CAST({self.local_ts(ts_col, tz)} - INTERVAL {int(minutes)} MINUTE AS DATE)"
 
-    def dow_local_shift(self, ts_col: str, tz: str, minutes: int) -> str:
+    def dow_local_shift(self, ts_col: str, tz: str | None, minutes: int) -> str:
         """ISO day of week (1 = Monday .. 7 = Sunday) of ``date_local_shift``."""
         return f"isodow({self.date_local_shift(ts_col, tz, minutes)})"
 
