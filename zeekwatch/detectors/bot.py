@@ -323,13 +323,16 @@ def _rare_query(p: dict, ctx: Context) -> str:
     dns_ok = "(SELECT count(*) FROM dns) > 0" if p["require_dns"] else "TRUE"
     return f"""
 WITH active AS (SELECT count(DISTINCT c.orig_h) AS n FROM conn c WHERE {ctx.internal('c.orig_h')}),
-out AS (
-  SELECT c.orig_h, c.resp_h, c.resp_p, c.proto, c.service, c.uid, {ctx.epoch('c.ts')} AS t,
-         c.orig_bytes, c.resp_bytes, {svc} AS svc, {_key()} AS port
+out AS {d.materialized()} (
+  SELECT c.orig_h, c.resp_h, c.resp_p, c.proto, c.service, c.uid, c.ts, c.orig_bytes, c.resp_bytes
   FROM conn c WHERE {_outbound(ctx)} AND {established()}),
 prev AS (SELECT resp_h, count(DISTINCT orig_h) AS prevalence FROM out GROUP BY resp_h),
+rare AS {d.materialized()} (  -- rare destinations first; the string work only for them
+  SELECT c.*, {ctx.epoch('c.ts')} AS t, {svc} AS svc, {_key()} AS port
+  FROM out c JOIN prev q ON q.resp_h = c.resp_h
+  WHERE q.prevalence <= {int(p['max_hosts'])}),
 ev AS (
-  SELECT e.* FROM out e
+  SELECT e.* FROM rare e
   WHERE NOT {ignored} AND NOT EXISTS (SELECT 1 FROM resolved r WHERE r.addr = e.resp_h)),
 agg AS (
   SELECT e.orig_h AS host, e.resp_h AS peer, e.svc AS key, min(e.t) AS t_first, max(e.t) AS t_last,
