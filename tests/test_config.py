@@ -63,3 +63,11 @@ def test_sample_config_loads_and_documents_every_detector():
         assert set(data["detectors"][det_id]) - {"enabled"} == set(det.defaults), det_id
         for key, value in det.defaults.items():
             assert data["detectors"][det_id][key] == value, f"{det_id}.{key} default differs"
+
+
+def test_unknown_detector_section_is_refused_before_a_run(tmp_path):
+    from zeekwatch.detectors import validate
+
+    cfg = config.from_dict({"detectors": {"horizontal_scn": {"window": 5}}})
+    with pytest.raises(ConfigError, match=r"unknown detector\(s\) horizontal_scn"):
+        validate(cfg)

@@ -162,8 +162,13 @@ def config_init(path, force):
 @config.command("check")
 @click.argument("path", type=click.Path(dir_okay=False))
 def config_check(path):
-    """Validate the config file at PATH."""
-    configmod.load(path)
+    """Validate the config file at PATH (networks, detectors, scoring, suppression)."""
+    from .detectors import validate
+    from .triage import TriageStage
+
+    cfg = configmod.load(path)
+    validate(cfg)
+    TriageStage(cfg)  # [scoring] and [suppress]
     click.echo(f"{path}: ok")
 
 

@@ -12,6 +12,7 @@ from typing import Callable
 
 from . import __version__
 from .config import Config
+from .detectors import validate as validate_detectors
 from .engine import Engine
 from .readers import plan
 from .readers.base import IngestLog, file_size
@@ -50,6 +51,7 @@ def analyze(paths: list[str], config: Config, db_path: str,
         from .readers.pcap import labelled_reader
 
         overrides["pcap"] = labelled_reader()
+    validate_detectors(config)
     triage = TriageStage(config)  # validates [scoring] and [suppress] before any write
     store = Store(db_path)
     run_id = store.start_run([str(p) for p in paths], "analyze", __version__)

@@ -56,6 +56,7 @@ DEFAULT_MATRIX: dict[str, list[int]] = {
     "tunnel":       [5, 6, 6, 8, 8],
     "ids":          [5, 6, 6, 7, 8],
     "exfiltration": [5, 6, 7, 9, 10],
+    "suspicious":   [4, 5, 5, 6, 7],   # unusual ports, rare destinations: worth a look, not proof
     "recon":        [2, 2, 3, 4, 4],
     "policy":       [2, 3, 3, 4, 4],
     "anomaly":      [3, 3, 4, 5, 5],

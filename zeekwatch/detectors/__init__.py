@@ -10,3 +10,15 @@ from . import mail, ids  # noqa: F401
 from . import bot  # noqa: F401
 
 __all__ = ["REGISTRY", "Context", "Detector", "Dialect"]
+
+
+def validate(config) -> None:
+    """Refuse unknown detector sections and unknown parameters before a run writes anything."""
+    from ..errors import ConfigError
+
+    unknown = set(config.detectors) - set(REGISTRY)
+    if unknown:
+        raise ConfigError(f"detectors: unknown detector(s) {', '.join(sorted(unknown))} "
+                          f"(known: {', '.join(REGISTRY)})")
+    for det in REGISTRY.values():
+        config.params(det.id, det.defaults)

@@ -289,7 +289,7 @@ def _unusual_summary(f: dict, p: dict) -> str:
 register(Detector(
     id="unusual_port",
     title="Traffic to an external host on an unusual port",
-    threat="c2",
+    threat="suspicious",
     needs=("conn",),
     defaults={"common_ports": [20, 21, 22, 25, 53, 80, 110, 123, 143, 443, 465, 587, 853, 993,
                                995, 3389, 5223, 5228, 8080, 8443, "udp/53", "udp/123",
@@ -361,7 +361,7 @@ def _rare_summary(f: dict, p: dict) -> str:
 register(Detector(
     id="rare_destination",
     title="Rare, never-resolved external destination",
-    threat="c2",
+    threat="suspicious",
     needs=("conn",),
     defaults={"max_hosts": 1, "max_percent": 2, "min_internal_hosts": 10,
               "min_connections": 1, "require_dns": True,
