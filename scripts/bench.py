@@ -15,12 +15,16 @@ generated into ``bench-data/c<conn>-d<dns>-s<seed>/`` beside the repository if a
 The follow suite writes a live conn.log itself (scripts/bench_follow.py; --follow-seconds,
 --follow-rate, --follow-lookback) and judges write-to-finding latency and RSS over time.
 
-Adding a suite (pcap, ...): write its steps -- ``Step(name, label, py=func)`` for
+The pcap suite writes its captures itself (scripts/make_pcaps.py write_bulk; --pcap-packets,
+--pcap-flows), cached under ``bench-data/pcap/``.
+
+Adding a suite: write its steps -- ``Step(name, label, py=func)`` for
 Python work timed inside a fresh interpreter (``func(ctx) -> {"rows": n, "seconds": s}``, imports
 before the clock starts), or ``Step(name, label, cmd=func)`` for a command timed as a whole
 process (``func(ctx) -> argv``) -- and a ``targets(ctx, results) -> [Target]`` function, then
 ``register(Suite(...))``. ``ctx.data`` is the dataset directory, ``ctx.tmp`` a scratch directory
-that lives for the whole run.
+that lives for the whole run. ``Suite(prepare=func)`` makes inputs of its own before the steps run
+(``func(ctx)``, in the parent); ``Step(skip=func)`` returns a reason to skip the step here, or "".
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -69,6 +74,7 @@ class Step:
     cmd: Callable[[Ctx], list[str]] | None = None
     rows: Callable[[Ctx], int] | None = None  # rows it handles (default: from the step's result)
     input: str = ""  # records it handles; ratios are shown only between steps with the same input
+    skip: Callable[[Ctx], str] | None = None  # a reason not to run it here (e.g. a tool missing), or ""
 
 
 @dataclass
@@ -86,6 +92,7 @@ class Suite:
     targets: Callable[[Ctx, dict], list[Target]]
     baseline: str = ""  # step whose time the "vs baseline" column divides
     floor: str = ""  # step whose time the "x floor" column divides by
+    prepare: Callable[[Ctx], None] | None = None  # makes the suite's own inputs (in the parent, once)
 
 
 @dataclass
@@ -96,6 +103,7 @@ class Result:
     rows: int = 0
     extra: dict = field(default_factory=dict)
     error: str = ""
+    skipped: str = ""
 
     @property
     def median(self) -> float:
@@ -340,6 +348,167 @@ register(Suite(
 ))
 
 
+# -- the pcap suite ------------------------------------------------------------------------------
+# A deterministic bulk capture (scripts/make_pcaps.py write_bulk: every flow active for the whole
+# capture), cached under bench-data/pcap/: our pcap -> normalized tables path against tshark's
+# field export and scapy's PcapReader, and the same flows with PCAP_SCALE x the packets to show
+# that our reader's memory is bounded by the active flows, not by the packets.
+
+PCAP_PKTS_PER_S = 300_000
+PCAP_VS_TSHARK = 5.0
+PCAP_SCALE = 10  # the flatness capture: this many times the packets, the same flows
+PCAP_RSS_FLAT = 1.2  # its peak RSS at most this multiple of the base capture's
+SCAPY_PACKETS = 20_000  # scapy's PcapReader (~10 k packets/s, full dissection) reads a prefix of this many packets
+MAKE_PCAPS = ROOT / "scripts" / "make_pcaps.py"
+TSHARK_FIELDS = ["ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "ip.proto"]
+
+
+def pcap_sizes() -> tuple[int, int]:
+    """(packets, flows) of the base capture: --pcap-packets / --pcap-flows, passed to children."""
+    env = os.environ.get
+    return int(env("ZEEKWATCH_BENCH_PCAP_PACKETS", "200000")), int(env("ZEEKWATCH_BENCH_PCAP_FLOWS", "2000"))
+
+
+def pcap_file(which: str) -> Path:
+    """``base``, ``scaled`` (PCAP_SCALE x the packets, same flows) or ``prefix`` (scapy's)."""
+    packets, flows = pcap_sizes()
+    digest = hashlib.sha256(MAKE_PCAPS.read_bytes()).hexdigest()[:12]
+    n = {"base": packets, "scaled": packets * PCAP_SCALE, "prefix": min(SCAPY_PACKETS, packets)}[which]
+    tag = f"-prefix-of-{packets}" if which == "prefix" else ""
+    return ROOT / "bench-data" / "pcap" / f"bulk-p{n}-f{flows}{tag}-{digest}.pcap"
+
+
+def pcap_prepare(ctx: Ctx) -> None:
+    """Write the captures that are not cached yet (about 1 s per 200,000 packets)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import make_pcaps
+
+    packets, flows = pcap_sizes()
+    for which, n in (("base", packets), ("scaled", packets * PCAP_SCALE)):
+        path = pcap_file(which)
+        if not path.exists():
+            print(f"writing {path.name} ({n:,} packets, {flows:,} flows) ...", file=sys.stderr, flush=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_suffix(".part")
+            make_pcaps.write_bulk(str(part), n, flows)
+            part.replace(path)
+    prefix = pcap_file("prefix")
+    if not prefix.exists():
+        part = prefix.with_suffix(".part")
+        copy_pcap_prefix(pcap_file("base"), part, min(SCAPY_PACKETS, packets))
+        part.replace(prefix)
+
+
+def copy_pcap_prefix(src: Path, dst: Path, packets: int) -> None:
+    """The file header and the first ``packets`` records of a classic (microsecond, little-endian) pcap."""
+    import struct
+
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        out.write(f.read(24))
+        for _ in range(packets):
+            head = f.read(16)
+            out.write(head + f.read(struct.unpack("<IIII", head)[2]))
+
+
+def rss_now_kb() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def zeekwatch_pcap(which: str) -> Callable[[Ctx], dict]:
+    def run(ctx: Ctx) -> dict:
+        from zeekwatch.readers.base import IngestLog
+        from zeekwatch.readers.pcap import read
+
+        path = pcap_file(which)
+        rss0 = rss_now_kb()
+        t0 = time.perf_counter()
+        log = IngestLog()
+        rows: dict[str, int] = {}
+        for table, chunk in read(str(path), log):  # every chunk, as Engine.ingest consumes them
+            rows[table] = rows.get(table, 0) + chunk.num_rows
+        seconds = time.perf_counter() - t0
+        packets = {"base": pcap_sizes()[0], "scaled": pcap_sizes()[0] * PCAP_SCALE}[which]
+        return {"rows": packets, "seconds": seconds, "tables": rows, "rejects": log.reject_count,
+                "rss_before_mb": rss0 / 1024}
+    return run
+
+
+def scapy_pcapreader(ctx: Ctx) -> dict:
+    import scapy.all  # noqa: F401  (registers the layers: without them PcapReader yields undissected Raw)
+    from scapy.utils import PcapReader
+
+    t0 = time.perf_counter()
+    n = 0
+    with PcapReader(str(pcap_file("prefix"))) as reader:
+        for _ in reader:
+            n += 1
+    return {"rows": n, "seconds": time.perf_counter() - t0}
+
+
+def tshark_cmd(ctx: Ctx) -> list[str]:
+    argv = [shutil.which("tshark"), "-n", "-r", str(pcap_file("base")), "-T", "fields"]
+    for f in TSHARK_FIELDS:
+        argv += ["-e", f]
+    return argv
+
+
+def tshark_missing(ctx: Ctx) -> str:
+    return "" if shutil.which("tshark") else "tshark not found on PATH (apt-get install tshark-nox or tshark)"
+
+
+def pcap_rate(r: Result) -> float:
+    return r.rows / r.median
+
+
+def pcap_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
+    out = []
+    zw, ts, sc, big = res["zw-pcap"], res["tshark"], res["scapy"], res["zw-pcap-scaled"]
+    packets, flows = pcap_sizes()
+    if zw.seconds:
+        rate = pcap_rate(zw)
+        out.append(Target(f"pcap -> tables >= {PCAP_PKTS_PER_S / 1e3:.0f} k packets/s", rate >= PCAP_PKTS_PER_S,
+                          f"{rate / 1e3:.0f} k packets/s ({packets:,} packets, {flows:,} flows)"))
+        if ts.seconds:
+            ratio = rate / pcap_rate(ts)
+            out.append(Target(f"pcap -> tables >= {PCAP_VS_TSHARK:g}x tshark -T fields", ratio >= PCAP_VS_TSHARK,
+                              f"{ratio:.1f}x (tshark {pcap_rate(ts) / 1e3:.0f} k packets/s, whole process)"))
+        if sc.seconds:
+            ratio = rate / pcap_rate(sc)
+            out.append(Target("pcap -> tables faster than scapy PcapReader", ratio > 1,
+                              f"{ratio:.0f}x (scapy {pcap_rate(sc) / 1e3:.1f} k packets/s, measured on the first "
+                              f"{sc.rows:,} packets and compared by rate)"))
+        out.append(Target("every flow becomes one conn row", zw.extra["tables"].get("conn") == flows,
+                          f"{zw.extra['tables']}, {zw.extra['rejects']} rejects"))
+    if zw.seconds and big.seconds:
+        ratio = big.peak_mb / zw.peak_mb
+        base = zw.extra["rss_before_mb"]
+        out.append(Target(f"RSS flat: {PCAP_SCALE}x the packets, same flows, peak RSS <= {PCAP_RSS_FLAT:g}x",
+                          ratio <= PCAP_RSS_FLAT and big.extra["tables"].get("conn") == flows,
+                          f"{zw.peak_mb:.0f} MB ({zw.rows:,} packets) -> {big.peak_mb:.0f} MB ({big.rows:,} packets): "
+                          f"{ratio:.2f}x; interpreter + imports {base:.0f} MB; "
+                          f"{big.extra['tables'].get('conn')} conn rows, {pcap_rate(big) / 1e3:.0f} k packets/s"))
+    return out
+
+
+register(Suite(
+    name="pcap",
+    doc="capture -> normalized tables (zeekwatch.readers.pcap) against tshark -T fields and scapy PcapReader "
+        "on a bulk capture (--pcap-packets, --pcap-flows); RSS with 10x the packets over the same flows",
+    steps=[
+        Step("zw-pcap", "zeekwatch pcap reader (all chunks)", py=zeekwatch_pcap("base"), input="pcap"),
+        Step("tshark", "tshark -n -T fields (7 fields, whole process)", cmd=tshark_cmd,
+             rows=lambda c: pcap_sizes()[0], input="pcap", skip=tshark_missing),
+        Step("scapy", f"scapy PcapReader (first {SCAPY_PACKETS:,} packets)", py=scapy_pcapreader,
+             input="pcap-prefix"),
+        Step("zw-pcap-scaled", f"zeekwatch pcap reader, {PCAP_SCALE}x packets, same flows",
+             py=zeekwatch_pcap("scaled"), input="pcap-scaled"),
+    ],
+    targets=pcap_targets, baseline="tshark", prepare=pcap_prepare,
+))
+
+
 # -- running steps ------------------------------------------------------------------------------
 
 def run_child(suite: str, step: str, data: str, tmp: str, out: str) -> int:
@@ -393,7 +562,11 @@ def run_suite(suite: Suite, ctx: Ctx, repeat: int, quiet: bool) -> dict[str, Res
     for i in range(repeat):
         k = i % len(steps)
         for st in steps[k:] + steps[:k]:  # round-robin: drift on a shared machine hits every step alike
-            if res[st.name].error:
+            if res[st.name].error or res[st.name].skipped:
+                continue
+            if st.skip is not None and (why := st.skip(ctx)):
+                res[st.name].skipped = why
+                print(f"  [{suite.name}] skipping {st.label}: {why}", file=sys.stderr, flush=True)
                 continue
             if not quiet:
                 print(f"  [{suite.name} {i + 1}/{repeat}] {st.label} ...", file=sys.stderr, flush=True)
@@ -413,8 +586,9 @@ def table(suite: Suite, res: dict[str, Result]) -> str:
             "peak RSS MB", "runs (s)"]
     rows = []
     for r in res.values():
-        if r.error:
-            rows.append([r.step.label, "-", "FAILED", r.error, "", "", "", ""])
+        if r.error or r.skipped:
+            rows.append([r.step.label, "-", "FAILED" if r.error else "SKIPPED", r.error or r.skipped,
+                         "", "", "", ""])
             continue
         m = r.median
         rows.append([
@@ -487,12 +661,17 @@ def parse_args(argv):
                     "(default 180; 30 with --small)")
     ap.add_argument("--follow-rate", type=int, default=20_000, help="follow suite: lines/s written")
     ap.add_argument("--follow-lookback", type=float, default=90, help="follow suite: --lookback of the follower")
+    ap.add_argument("--pcap-packets", type=int, help="pcap suite: packets of the bulk capture "
+                    "(default 200,000; 20,000 with --small); the RSS check uses 10x as many")
+    ap.add_argument("--pcap-flows", type=int, default=2_000, help="pcap suite: flows of the bulk capture")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.small:
         a.conn_rows, a.dns_rows = 20_000, 5_000
     if a.follow_seconds is None:
         a.follow_seconds = 30.0 if a.small else 180.0
+    if a.pcap_packets is None:
+        a.pcap_packets = 20_000 if a.small else 200_000
     unknown = [s for s in a.suites if s not in SUITES]
     if unknown:
         ap.error(f"unknown suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}")
@@ -510,7 +689,9 @@ def main(argv=None) -> int:
     data = ensure_data(a)
     os.environ.update({"ZEEKWATCH_BENCH_FOLLOW_SECONDS": str(a.follow_seconds),
                        "ZEEKWATCH_BENCH_FOLLOW_RATE": str(a.follow_rate),
-                       "ZEEKWATCH_BENCH_FOLLOW_LOOKBACK": str(a.follow_lookback)})
+                       "ZEEKWATCH_BENCH_FOLLOW_LOOKBACK": str(a.follow_lookback),
+                       "ZEEKWATCH_BENCH_PCAP_PACKETS": str(a.pcap_packets),
+                       "ZEEKWATCH_BENCH_PCAP_FLOWS": str(a.pcap_flows)})
     failed = False
     summary = {}
     with tempfile.TemporaryDirectory(prefix="zeekwatch-bench-") as tmp:
@@ -518,13 +699,16 @@ def main(argv=None) -> int:
         print(environment(ctx) + f"; repeat {a.repeat}\n")
         for name in a.suites:
             suite = SUITES[name]
+            if suite.prepare is not None:
+                suite.prepare(ctx)
             res = run_suite(suite, ctx, a.repeat, a.quiet)
             text, targets = report(suite, res, ctx)
             print(text + "\n", flush=True)
             failed |= any(not t.ok for t in targets) or any(r.error for r in res.values())
             summary[name] = {"steps": {k: {"label": r.step.label, "rows": r.rows, "seconds": r.seconds,
                                            "median": r.median if r.seconds else None, "peak_rss_mb": r.peak_mb
-                                           if r.rss_kb else None, "error": r.error, **r.extra}
+                                           if r.rss_kb else None, "error": r.error, "skipped": r.skipped,
+                                           **r.extra}
                                        for k, r in res.items()},
                              "targets": [t.__dict__ for t in targets]}
     if a.json:
