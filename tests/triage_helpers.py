@@ -4,7 +4,7 @@ read by the readers."""
 
 from __future__ import annotations
 
-from helpers import conn, engine_with, table
+from helpers import conn, engine_with
 
 from zeekwatch.config import Config, from_dict
 from zeekwatch.engine import Engine
@@ -28,12 +28,9 @@ def sweep(host, n=25, port=445, start=T0, step=1.0, prefix="203.0.113."):
 
 def engine_from(paths=(), config=None, **tables) -> Engine:
     """An engine holding real files (through the readers) plus records given as dicts."""
-    eng = engine_with(config_of(config))
+    eng = engine_with(config_of(config), **tables)
     if paths:
         eng.ingest([(str(p), sniff(str(p))) for p in paths], IngestLog())
-    for name, rows in tables.items():
-        data = table(name, rows)  # noqa: F841  (scanned by DuckDB by name)
-        eng.con.execute(f"INSERT INTO {name} SELECT * FROM data")
     return eng
 
 
