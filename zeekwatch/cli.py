@@ -95,17 +95,27 @@ def _summary(result, db: str) -> None:
                   f"(run_id = {result.run_id}) in {db}")
 
 
+def config_overrides(command):
+    """The flags that override config keys (networks, time zone, memory), shared by commands."""
+    for option in reversed([
+        click.option("--internal", multiple=True, help="Internal network CIDR (repeatable; "
+                     "overrides networks.internal)."),
+        click.option("--mail-server", multiple=True, help="Address/CIDR of a legitimate mail "
+                     "server (repeatable; overrides networks.mail_servers)."),
+        click.option("--dns-server", multiple=True, help="Address/CIDR of a DNS server (repeatable)."),
+        click.option("--timezone", help="Time zone for off-hours (overrides time.timezone)."),
+        click.option("--memory-limit", help="Engine memory limit, e.g. 1GB "
+                     "(overrides engine.memory_limit)."),
+    ]):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--db", default="findings.db", show_default=True, help=DB_HELP)
 @click.option("--detector", "detectors", multiple=True, help="Run only this detector (repeatable).")
-@click.option("--internal", multiple=True, help="Internal network CIDR (repeatable; "
-              "overrides networks.internal).")
-@click.option("--mail-server", multiple=True, help="Address/CIDR of a legitimate mail server "
-              "(repeatable; overrides networks.mail_servers).")
-@click.option("--dns-server", multiple=True, help="Address/CIDR of a DNS server (repeatable).")
-@click.option("--timezone", help="Time zone for off-hours (overrides time.timezone).")
-@click.option("--memory-limit", help="Engine memory limit, e.g. 1GB (overrides engine.memory_limit).")
+@config_overrides
 @click.option("--pcap-labels", is_flag=True, help="Label capture flows with Wireshark's "
               "dissectors via tshark (app usage: bittorrent, xmpp, stun...). Needs tshark.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")

@@ -16,7 +16,7 @@ import click
 from rich.live import Live
 from rich.text import Text
 
-from .cli import DB_HELP, err, load_config, register
+from .cli import DB_HELP, config_overrides, err, load_config, register
 
 JSONL_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
                  "observed", "threshold", "urgency", "tier", "due_at", "status", "summary",
@@ -61,13 +61,7 @@ def _trace(report) -> str:
               help="Seconds between runs of the whole-data detectors (unusual_port, "
               "rare_destination, new_listener, off_hours) over the look-back; 0: never.")
 @click.option("--detector", "detectors", multiple=True, help="Run only this detector (repeatable).")
-@click.option("--internal", multiple=True, help="Internal network CIDR (repeatable; "
-              "overrides networks.internal).")
-@click.option("--mail-server", multiple=True, help="Address/CIDR of a legitimate mail server "
-              "(repeatable; overrides networks.mail_servers).")
-@click.option("--dns-server", multiple=True, help="Address/CIDR of a DNS server (repeatable).")
-@click.option("--timezone", help="Time zone for off-hours (overrides time.timezone).")
-@click.option("--memory-limit", help="Engine memory limit, e.g. 1GB (overrides engine.memory_limit).")
+@config_overrides
 @click.option("-q", "--quiet", is_flag=True, help="No status line and no summary.")
 @click.option("-v", "--verbose", is_flag=True, help="One line per batch on stderr: rows, "
               "seconds per phase, findings, data lag.")
