@@ -287,6 +287,17 @@ def test_smtp_and_http_field_names(tmp_path):
     assert tables["tls"].column("server_name").to_pylist() == ["example.org"]
 
 
+def test_hash_signs_inside_values_are_data(tmp_path):
+    fields = "ts uid id.orig_h id.orig_p id.resp_h id.resp_p method host uri user_agent status_code".split()
+    types = "time string addr port addr port string string string string count".split()
+    rows = "".join(f"{i}.0\tC{i}\t10.0.0.1\t1025\t10.0.0.2\t80\tGET\tx.org\t/#a#{i}\t#ua\t200\n"
+                   for i in range(1, 41))
+    text = header("http", fields, types) + rows + "#close\t2024\n" + header("http", fields, types) + rows
+    tables, log = read_all(write(tmp_path, text))
+    assert tables["http"].column("uri").to_pylist() == [f"/#a#{i}" for i in range(1, 41)] * 2
+    assert log.reject_count == 0
+
+
 def test_several_header_blocks_with_different_columns(tmp_path):
     old = [f for f in CONN_FIELDS if f != "local_resp"]
     old_types = [t for f, t in zip(CONN_FIELDS, CONN_TYPES) if f != "local_resp"]
