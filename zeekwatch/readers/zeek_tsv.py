@@ -21,18 +21,25 @@ import pyarrow as pa
 
 from ..errors import NotALogError
 from .base import RAW_LIMIT, Chunk, IngestLog, file_size, open_binary
+from .readahead import read_ahead
 from .zeek_header import Header, Layout, Refused, compile_layout, infer_conn_header, table_for
 from .zeek_records import Checked, finish, parse_checked, parse_fast
 
 PIECE_SIZE = 32 << 20  # bytes of decompressed input handled at once (peak RSS ~330 MB)
 SUB_RANGE = 4 << 20  # a piece that fails the fast path is retried in ranges of this size
 SAMPLE_LINES = 20  # lines looked at to recognise a headerless conn log
+READ_AHEAD_MIN = 4 << 20  # smaller files are read in the caller's thread
 _NL, _HASH = 10, 35
 
 
 def read(path, log: IngestLog, piece_size: int = PIECE_SIZE) -> Iterator[Chunk]:
-    """Yield (table, chunk) pairs from the Zeek TSV log at ``path`` (plain or gzip)."""
-    return ZeekTsvReader(str(path), log, piece_size).chunks()
+    """Yield (table, chunk) pairs from the Zeek TSV log at ``path`` (plain or gzip).
+
+    A file of more than ``READ_AHEAD_MIN`` bytes is parsed a chunk ahead in a worker thread
+    (``readahead``), so parsing overlaps with whatever the caller does with each chunk.
+    """
+    chunks = ZeekTsvReader(str(path), log, piece_size).chunks()
+    return read_ahead(chunks) if file_size(str(path)) >= READ_AHEAD_MIN else chunks
 
 
 # ---------------------------------------------------------------- the decompressed stream

@@ -1,0 +1,69 @@
+"""read_ahead: same items, errors raised in the consumer, the worker stops when the consumer does."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from zeekwatch.errors import NotALogError
+from zeekwatch.readers import zeek_tsv
+from zeekwatch.readers.base import IngestLog
+from zeekwatch.readers.readahead import read_ahead
+
+from test_readers_zeek_tsv import conn_line, header, write
+
+
+def test_same_items_in_order():
+    assert list(read_ahead(iter(range(1000)), depth=3)) == list(range(1000))
+
+
+def test_reader_error_is_raised_in_the_consumer():
+    def items():
+        yield 1
+        raise NotALogError("x.log", "not a log")
+
+    out = []
+    with pytest.raises(NotALogError, match=r"^x.log: not a log$"):
+        for item in read_ahead(items()):
+            out.append(item)
+    assert out == [1]
+
+
+def test_closing_early_stops_the_worker_and_closes_the_reader():
+    closed = threading.Event()
+
+    def items():
+        try:
+            for i in range(10**9):
+                yield i
+        finally:
+            closed.set()
+
+    ahead = read_ahead(items())
+    assert next(ahead) == 0
+    ahead.close()
+    assert closed.wait(5)
+    time.sleep(0.05)
+    assert not [t for t in threading.enumerate() if t.name == "zeekwatch-read-ahead"]
+
+
+def test_zeek_reader_with_read_ahead_gives_the_same_result(tmp_path, monkeypatch):
+    text = header() + "".join(conn_line(i) for i in range(3000)) + conn_line(1, orig_bytes="x")
+    path = write(tmp_path, text)
+    results = []
+    for minimum in (1 << 40, 0):
+        monkeypatch.setattr(zeek_tsv, "READ_AHEAD_MIN", minimum)
+        log = IngestLog()
+        chunks = [c for _, c in zeek_tsv.read(path, log, piece_size=32 << 10)]
+        results.append(([c.to_pylist() for c in chunks], [(r.line, r.reason) for r in log.rejects]))
+    assert results[0] == results[1]
+    assert results[0][1] == [(3009, "bad count value 'x' in field 'orig_bytes'")]
+
+
+def test_zeek_reader_refusal_with_read_ahead(tmp_path, monkeypatch):
+    monkeypatch.setattr(zeek_tsv, "READ_AHEAD_MIN", 0)
+    path = write(tmp_path, "plain text\n", name="notes.log")
+    with pytest.raises(NotALogError, match="notes.log: not a Zeek TSV log"):
+        list(zeek_tsv.read(path, IngestLog()))
