@@ -381,13 +381,17 @@ def test_kill_9_and_restart_loses_and_doubles_nothing(tmp_path):
     lines.insert(200, "bad line\n")
     log.write_text(head)
     pos, out = 0, ""
-    for kill_after in (0.05, 0.3, 0.15, None):  # seconds after this process's first commit
+    # each follower gets new lines of its own to commit (else it would never commit again)
+    limits = [len(lines) * k // 4 for k in (1, 2, 3)] + [len(lines)]
+    for kill_after, limit in zip((0.05, 0.3, 0.15, None), limits):  # seconds after its first commit
         proc = start(log, "--db", db, "--jsonl")
         before, committed_at = max(records(db), 0), None
+        deadline = time.monotonic() + 60
         while kill_after is not None and (committed_at is None or time.monotonic() - committed_at < kill_after):
-            if pos < len(lines) - 60:  # the log grows while the follower works
-                append(log, "".join(lines[pos:pos + 6]))
-                pos += 6
+            assert time.monotonic() < deadline, "the follower committed nothing within 60 s"
+            if pos < limit:  # the log grows while the follower works
+                append(log, "".join(lines[pos:min(pos + 6, limit)]))
+                pos = min(pos + 6, limit)
             time.sleep(0.04)
             if committed_at is None and records(db) > before:
                 committed_at = time.monotonic()
