@@ -458,7 +458,7 @@ def tshark_cmd(ctx: Ctx) -> list[str]:
 
 
 def tshark_missing(ctx: Ctx) -> str:
-    return "" if shutil.which("tshark") else "tshark not found on PATH (apt-get install tshark-nox or tshark)"
+    return "" if shutil.which("tshark") else "tshark not found on PATH (Debian: DEBIAN_FRONTEND=noninteractive apt-get install tshark)"
 
 
 def pcap_rate(r: Result) -> float:
