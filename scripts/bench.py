@@ -458,7 +458,9 @@ def tshark_cmd(ctx: Ctx) -> list[str]:
 
 
 def tshark_missing(ctx: Ctx) -> str:
-    return "" if shutil.which("tshark") else "tshark not found on PATH (Debian: DEBIAN_FRONTEND=noninteractive apt-get install tshark)"
+    if shutil.which("tshark"):
+        return ""
+    return "tshark not found on PATH (Debian: DEBIAN_FRONTEND=noninteractive apt-get install tshark)"
 
 
 def pcap_rate(r: Result) -> float:
