@@ -46,7 +46,7 @@ import duckdb
 import pyarrow as pa
 
 from .errors import ConfigError
-from .store import iso
+from .timefmt import iso
 
 CATEGORIES = ("p2p", "im", "voip")
 

@@ -35,7 +35,7 @@ from .detectors import REGISTRY, Context, Dialect
 from .nets import Nets
 from .readers import read_inputs
 from .readers.base import IngestLog
-from .store import iso
+from .timefmt import iso
 
 
 class Engine:

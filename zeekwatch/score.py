@@ -35,7 +35,7 @@ from typing import Iterable
 from .config import Config
 from .errors import ConfigError
 from .nets import NetClass
-from .store import iso, parse_iso
+from .timefmt import iso, parse_iso
 
 ASSET_CLASSES = ("client", "vip_client", "server", "confidential_server", "core_server")
 ASSET_ALIASES = {

@@ -16,6 +16,8 @@ from typing import Any, Iterable
 
 import sqlite_utils
 
+from .timefmt import iso, now_iso, parse_iso  # noqa: F401  (re-exported)
+
 from .errors import StoreError
 
 STATUSES = ("new", "investigating", "contained", "resolved", "false_positive", "suppressed")
@@ -34,25 +36,6 @@ FINDINGS_COLUMNS = {
 }
 
 RUN_TABLES = ("conn", "dns", "alert", "http", "tls", "smtp")
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def iso(ts) -> str | None:
-    """ISO-8601 UTC text for a datetime (aware or naive-UTC) or epoch seconds."""
-    if ts is None:
-        return None
-    if isinstance(ts, (int, float)):
-        ts = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=dt.timezone.utc)
-    return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_iso(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def finding_id(detector: str, host: str, peer: str | None, key: str | None, start: str) -> str:

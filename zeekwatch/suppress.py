@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from .appusage import UNITS, AppRules, domain_matches, parse_domain
 from .config import Config
 from .errors import ConfigError
-from .store import iso, parse_iso
+from .timefmt import iso, parse_iso
 from .triage_store import TriageError, TriageStore
 
 DEFAULT_APP_DETECTORS: dict[str, list[str]] = {

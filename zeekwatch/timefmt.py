@@ -1,0 +1,28 @@
+"""Times as the store writes them: ISO-8601 UTC text with microseconds and a ``Z``.
+
+Kept apart from ``store`` so that code which only formats times (the engine, scoring) does
+not import SQLite and sqlite-utils.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso(ts) -> str | None:
+    """ISO-8601 UTC text for a datetime (aware or naive-UTC) or epoch seconds."""
+    if ts is None:
+        return None
+    if isinstance(ts, (int, float)):
+        ts = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=dt.timezone.utc)
+    return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
