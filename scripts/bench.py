@@ -141,13 +141,16 @@ def zeekwatch_load(path: str, table: str) -> Callable[[Ctx], dict]:
     def run(ctx: Ctx) -> dict:
         from zeekwatch.config import Config
         from zeekwatch.engine import Engine
+        from zeekwatch.pipeline import table_bytes
         from zeekwatch.readers import plan
         from zeekwatch.readers.base import IngestLog
 
         t0 = time.perf_counter()
         log = IngestLog()
-        eng = Engine(Config())
-        eng.ingest(plan([str(ctx.data / path)], log), log)
+        todo = plan([str(ctx.data / path)], log)
+        # as `zeekwatch analyze` does: small inputs in memory, large ones in a scratch file
+        eng = Engine(Config(), table_bytes=sum(table_bytes(p, k) for p, k in todo))
+        eng.ingest(todo, log)
         rows = eng.count(table)
         seconds = time.perf_counter() - t0
         eng.close()

@@ -38,22 +38,52 @@ from .readers.base import IngestLog
 from .timefmt import iso
 
 
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def memory_bytes(text: str) -> int | None:
+    """DuckDB's memory_limit text ("1GB", "512MiB") in bytes; None if it cannot be read."""
+    t = str(text).strip().upper().replace(" ", "")
+    num = t.rstrip("KMGTIB")
+    try:
+        return int(float(num) * _UNITS[t[len(num):]])
+    except (ValueError, KeyError):
+        return None
+
+
+def in_memory_fits(config: Config, table_bytes: int | None) -> bool:
+    """Keep the tables in memory when they fill at most half the memory limit.
+
+    In memory, a 2 M-row conn log loads twice as fast (no compression on write); beyond the
+    limit DuckDB would evict the uncompressed data to temp files and every detector would read
+    it back, so large inputs go to the scratch database file instead.
+    """
+    limit = memory_bytes(config.engine.memory_limit)
+    return table_bytes is not None and limit is not None and table_bytes <= limit // 2
+
+
 class Engine:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, table_bytes: int | None = None):
+        """``table_bytes``: the expected size of the normalized tables, when the caller knows
+        it (``pipeline.analyze`` estimates it from the inputs); small inputs stay in memory."""
         self.config = config
         # private, so that engines sharing a configured temp_directory never share files
         if config.engine.temp_directory:
             os.makedirs(config.engine.temp_directory, exist_ok=True)
         self._tmp = tempfile.TemporaryDirectory(prefix="zeekwatch-",
                                                 dir=config.engine.temp_directory or None)
-        self.con = duckdb.connect(os.path.join(self._tmp.name, "tables.duckdb"), config={
+        self.in_memory = in_memory_fits(config, table_bytes)
+        target = ":memory:" if self.in_memory else os.path.join(self._tmp.name, "tables.duckdb")
+        self.con = duckdb.connect(target, config={
             "memory_limit": config.engine.memory_limit,
             "threads": config.engine.threads,
             "temp_directory": self._tmp.name,
             "preserve_insertion_order": False,
             "fsync_mode": "NONE",  # scratch data: a crash loses the run anyway
         })
-        self.con.execute("PRAGMA disable_checkpoint_on_shutdown")  # the file is deleted at close
+        if not self.in_memory:
+            self.con.execute("PRAGMA disable_checkpoint_on_shutdown")  # deleted at close
         self.con.execute("SET TimeZone = 'UTC'")
         for name, sch in schema.TABLES.items():
             empty = sch.empty_table()  # noqa: F841  (scanned by name below)

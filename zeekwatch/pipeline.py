@@ -15,7 +15,7 @@ from .config import Config
 from .detectors import validate as validate_detectors
 from .engine import Engine
 from .readers import plan
-from .readers.base import IngestLog, file_size
+from .readers.base import IngestLog, file_size, is_gzip
 from .triage import TriageStage
 from .store import Store
 
@@ -28,6 +28,15 @@ class RunResult:
     findings: list[dict] = field(default_factory=list)
     new: int = 0
     updated: int = 0
+
+
+def table_bytes(path: str, kind: str) -> int:
+    """A rough size of the normalized rows a file yields: text logs about their size (gzip
+    about six times its size), captures a fraction of theirs (one row per flow)."""
+    size = file_size(path)
+    if kind == "pcap":
+        return size // 4
+    return size * 6 if is_gzip(path) else size
 
 
 def analyze(paths: list[str], config: Config, db_path: str,
@@ -46,6 +55,7 @@ def analyze(paths: list[str], config: Config, db_path: str,
     todo = plan(paths, log)
     if on_plan is not None:
         on_plan(sum(file_size(p) for p, _ in todo))
+    estimate = sum(table_bytes(p, kind) for p, kind in todo)
     overrides = {}
     if pcap_labels:
         from .readers.pcap import labelled_reader
@@ -55,7 +65,7 @@ def analyze(paths: list[str], config: Config, db_path: str,
     triage = TriageStage(config)  # validates [scoring] and [suppress] before any write
     store = Store(db_path)
     run_id = store.start_run([str(p) for p in paths], "analyze", __version__)
-    engine = Engine(config)
+    engine = Engine(config, table_bytes=estimate)
     status = "failed"
     result = RunResult(run_id, log, 0.0)
     try:
