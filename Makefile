@@ -38,7 +38,7 @@ pcaps: install
 	$(BIN)/python scripts/make_pcaps.py pcaps/
 
 bench: install
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py load analyze pcap
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache findings.db
