@@ -68,3 +68,35 @@ def test_not_a_database_is_a_store_error(tmp_path):
 def test_wal_mode(tmp_path):
     Store(str(tmp_path / "f.db")).close()
     assert sqlite3.connect(tmp_path / "f.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_known_services_span_widens_both_ways(tmp_path):
+    s = Store(str(tmp_path / "f.db"))
+    row = {"host": "10.0.0.5", "port": 22, "proto": "tcp", "origin": "learned"}
+    s.learn_services([dict(row, first_seen="2024-02-01T00:00:00.000000Z", last_seen="2024-02-02T00:00:00.000000Z")])
+    s.learn_services([dict(row, first_seen="2024-01-01T00:00:00.000000Z", last_seen="2024-01-02T00:00:00.000000Z")])
+    s.learn_services([dict(row, first_seen="2024-03-01T00:00:00.000000Z", last_seen="2024-03-02T00:00:00.000000Z")])
+    (k,) = s.known_services()
+    assert (k["first_seen"][:10], k["last_seen"][:10]) == ("2024-01-01", "2024-03-02")
+
+
+def test_scratch_of_a_killed_run_is_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from zeekwatch.config import Config
+    from zeekwatch.engine import Engine
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / "zeekwatch-stale"
+    stale.mkdir()
+    (stale / "pid").write_text(dead)
+    (stale / "tables.duckdb").write_bytes(b"x" * 1000)
+    foreign = tmp_path / "zeekwatch-foreign"  # no pid file: left alone
+    foreign.mkdir()
+    cfg = Config()
+    cfg.engine.temp_directory = str(tmp_path)
+    eng = Engine(cfg)
+    assert not stale.exists() and foreign.exists()
+    eng.close()

@@ -22,6 +22,7 @@ instead of through the write-ahead log.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import duckdb
@@ -73,6 +74,7 @@ class Engine:
             os.makedirs(config.engine.temp_directory, exist_ok=True)
         self._tmp = tempfile.TemporaryDirectory(prefix="zeekwatch-",
                                                 dir=config.engine.temp_directory or None)
+        _claim(self._tmp.name)
         self.in_memory = in_memory_fits(config, table_bytes)
         target = ":memory:" if self.in_memory else os.path.join(self._tmp.name, "tables.duckdb")
         self.con = duckdb.connect(target, config={
@@ -161,6 +163,26 @@ class Engine:
     def close(self) -> None:
         self.con.close()
         self._tmp.cleanup()
+
+
+def _claim(scratch: str) -> None:
+    """Mark ``scratch`` with our pid and remove sibling scratch directories whose process is
+    gone (a run killed with SIGKILL cannot clean up its tables file itself)."""
+    with open(os.path.join(scratch, "pid"), "w") as f:
+        f.write(str(os.getpid()))
+    parent = os.path.dirname(scratch)
+    for name in os.listdir(parent):
+        other = os.path.join(parent, name)
+        if not name.startswith("zeekwatch-") or other == scratch:
+            continue
+        try:
+            with open(os.path.join(other, "pid")) as f:
+                pid = int(f.read().strip())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(other, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # not ours to judge: no pid file, or another user's process
 
 
 def _prepare(con, config: Config, nets, known_services: list[dict]) -> None:

@@ -221,7 +221,9 @@ class Store:
         return list(self.db["known_services"].rows)
 
     def learn_services(self, rows: Iterable[dict]) -> None:
-        with self.db.conn:
+        """Add services answered in a run to the baseline; widen the span of known ones (an
+        older archive analysed later moves first_seen back)."""
+        with self.db.atomic():
             for r in rows:
                 key = (r["host"], r["port"], r["proto"])
                 try:
@@ -229,8 +231,13 @@ class Store:
                 except sqlite_utils.db.NotFoundError:
                     self.db["known_services"].insert(r)
                     continue
-                if r["last_seen"] > (old["last_seen"] or ""):
-                    self.db["known_services"].update(key, {"last_seen": r["last_seen"]})
+                change = {}
+                if (r.get("last_seen") or "") > (old["last_seen"] or ""):
+                    change["last_seen"] = r["last_seen"]
+                if r.get("first_seen") and r["first_seen"] < (old["first_seen"] or "\uffff"):
+                    change["first_seen"] = r["first_seen"]
+                if change:
+                    self.db["known_services"].update(key, change)
 
     def close(self) -> None:
         self.db.close()
