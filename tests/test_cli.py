@@ -112,3 +112,14 @@ def test_directory_with_a_readme_skips_it(tmp_path):
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert [s["path"] for s in out["skipped"]] == [os.path.join(str(tmp_path), "README")]
+
+
+def test_store_db_of_the_config_is_the_default_database(tmp_path):
+    cfg = tmp_path / "z.toml"
+    cfg.write_text('[store]\ndb = "site.db"\n')
+    cap = str(ROOT / "pcaps" / "irc_bot.pcap")
+    res = run("--config", str(cfg), "analyze", cap, "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["db"] == "site.db" and (tmp_path / "site.db").exists()
+    listed = run("--config", str(cfg), "findings", cwd=tmp_path)
+    assert listed.returncode == 0 and "c2_port" in listed.stdout

@@ -61,6 +61,9 @@ def cli(ctx, config_path, debug):
     ctx.ensure_object(dict)
     ctx.obj["config"] = config_path
     ctx.obj["debug"] = debug
+    if config_path and os.path.exists(config_path):
+        # the database commands use when --db is not given: store.db of the config
+        ctx.obj["findings_db"] = configmod.load(config_path).store.db
 
 
 def _progress_hooks(quiet: bool):
@@ -113,7 +116,7 @@ def config_overrides(command):
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--db", default="findings.db", show_default=True, help=DB_HELP)
+@click.option("--db", help=DB_HELP + " Default: store.db of the config, else findings.db.")
 @click.option("--detector", "detectors", multiple=True, help="Run only this detector (repeatable).")
 @config_overrides
 @click.option("--pcap-labels", is_flag=True, help="Label capture flows with Wireshark's "
@@ -131,6 +134,7 @@ def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, **overrides)
     from .pipeline import analyze as run_analysis
 
     cfg = load_config(obj, None, overrides)
+    db = db or cfg.store.db
     progress, on_plan, advance = _progress_hooks(quiet or as_json)
     if progress is not None:
         progress.start()

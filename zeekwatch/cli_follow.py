@@ -48,7 +48,7 @@ def _trace(report) -> str:
 
 @click.command("follow")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--db", default="findings.db", show_default=True, help=DB_HELP)
+@click.option("--db", help=DB_HELP + " Default: store.db of the config, else findings.db.")
 @click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Seconds between micro-batches.")
 @click.option("--lookback", default=300.0, show_default=True, type=click.FloatRange(min=1),
@@ -79,6 +79,7 @@ def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval,
     from .follow import Follower, FollowOptions
 
     cfg = load_config(obj, None, overrides)
+    db = db or cfg.store.db
     options = FollowOptions(interval=interval, lookback=lookback, once=once,
                             population_interval=population_interval,
                             only=list(detectors) or None)

@@ -119,7 +119,8 @@ def findings(ctx, db, statuses, tiers, detectors, host, since):
     Times are UTC.
     """
     ctx.ensure_object(dict)
-    ctx.obj["findings_db"] = db
+    if db:  # `findings --db X show ID`: the group's --db reaches the subcommand
+        ctx.obj["findings_db"] = db
     if ctx.invoked_subcommand is not None:
         return
     ts = _open(_db(ctx, db))
