@@ -4,8 +4,11 @@ Readers yield Arrow chunks; the engine appends them to DuckDB tables (zero-copy 
 Arrow data), so the bulk path never loops per row in Python. DuckDB's memory limit and temp
 directory let large inputs spill to disk instead of growing the process.
 
-The tables live in a scratch DuckDB *database file* (``tables.duckdb`` in a private temporary
-directory, under ``engine.temp_directory`` if set), not in ``':memory:'``. An in-memory database
+Small inputs (tables of at most half ``memory_limit``, as ``pipeline.analyze`` estimates them)
+stay in ``':memory:'``: loading a 2 M-row conn log is twice as fast there (no compression on
+write). Larger ones, and callers that do not say, get a scratch DuckDB *database file*
+(``tables.duckdb`` in a private temporary directory, under ``engine.temp_directory`` if set;
+a ``pid`` file lets the next engine remove the directory of a killed run). An in-memory database
 keeps table data uncompressed (2 M conn + 0.5 M dns rows: 515 MB) and counts it against
 ``memory_limit``; past the limit DuckDB evicts it, still uncompressed, to temp files, and every
 detector query reads it back (20 M conn rows: each detector 30-50x slower than at 2 M). A
@@ -25,10 +28,10 @@ import os
 import shutil
 import tempfile
 
+import json
+
 import duckdb
 import pyarrow as pa
-
-import json
 
 from . import schema
 from .config import Config
