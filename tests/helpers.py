@@ -50,6 +50,24 @@ def detect(detector: str | list[str], config: Config | dict | None = None,
         eng.close()
 
 
+def detect_files(paths, only=None, config: Config | dict | None = None, log=None) -> list[dict]:
+    """Read real files through the readers (plan + ingest) and run detectors on them.
+
+    ``log`` (an IngestLog) lets the caller look at rejects and notes afterwards."""
+    from zeekwatch.readers import plan
+    from zeekwatch.readers.base import IngestLog
+
+    if isinstance(config, dict):
+        config = from_dict(config)
+    log = log if log is not None else IngestLog()
+    eng = Engine(config or Config())
+    try:
+        eng.ingest(plan([str(p) for p in paths], log), log)
+        return eng.detect(only=[only] if isinstance(only, str) else only)
+    finally:
+        eng.close()
+
+
 def conn(ts, orig_h, resp_h, resp_p, proto="tcp", conn_state="SF", history=None, orig_p=40000,
          uid=None, **kw):
     """One conn record with sensible defaults (history follows conn_state for TCP)."""

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import shared_file
-from helpers import conn, detect, engine_with
+from helpers import conn, detect, detect_files, engine_with
 from zeekwatch.config import from_dict
 from zeekwatch.detectors.backdoor import ipv6_hex, parse_known
 from zeekwatch.errors import ConfigError
@@ -499,19 +499,7 @@ def test_learn_then_detect_across_pipeline_runs(tmp_path):
 # -- real data ----------------------------------------------------------------------------------
 
 def _real(config):
-    pytest.importorskip("zeekwatch.readers.zeek_json")
-    from zeekwatch.engine import Engine
-    from zeekwatch.readers import plan
-    from zeekwatch.readers.base import IngestLog
-
-    path = shared_file("rita/json_with_all_fields/conn.log")
-    log = IngestLog()
-    eng = Engine(from_dict(config))
-    try:
-        eng.ingest(plan([path], log), log)
-        return eng.detect(only=["long_connection"])
-    finally:
-        eng.close()
+    return detect_files([shared_file("rita/json_with_all_fields/conn.log")], "long_connection", config)
 
 
 def test_real_rita_tls_connection_of_39_minutes():

@@ -7,12 +7,8 @@ import json
 import pytest
 
 from conftest import shared_file
-from helpers import conn, detect
-from zeekwatch.config import Config
-from zeekwatch.engine import Engine
+from helpers import conn, detect, detect_files
 from zeekwatch.errors import ConfigError
-from zeekwatch.readers import plan
-from zeekwatch.readers.base import IngestLog
 
 BOT = ["c2_port", "unusual_port", "rare_destination", "non_web_on_web_port"]
 HOST, EXT = "10.0.0.5", "203.0.113.9"
@@ -352,15 +348,7 @@ def test_non_web_ipv6():
 # -- real data -----------------------------------------------------------------------------
 
 def run_files(*rels):
-    paths = [shared_file(r) for r in rels]
-    pytest.importorskip("zeekwatch.readers.zeek_tsv")
-    log = IngestLog()
-    eng = Engine(Config())
-    try:
-        eng.ingest(plan(paths, log), log)
-        return eng.detect(only=BOT)
-    finally:
-        eng.close()
+    return detect_files([shared_file(r) for r in rels], only=BOT)
 
 
 def test_real_irc_conn_log_is_a_c2_port_finding():

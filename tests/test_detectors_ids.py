@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import shared_file
-from helpers import detect
+from helpers import detect, detect_files
 from zeekwatch.detectors.ids import CATEGORY_THREATS
 from zeekwatch.errors import ConfigError
 
@@ -212,19 +212,10 @@ def eve_oracle(path):
 ])
 def test_real_eve_alerts(rel, findings, c2):
     path = shared_file(rel)
-    pytest.importorskip("zeekwatch.readers.eve")
-    from zeekwatch.config import Config
-    from zeekwatch.engine import Engine
-    from zeekwatch.readers import plan
     from zeekwatch.readers.base import IngestLog
 
     log = IngestLog()
-    engine = Engine(Config())
-    try:
-        engine.ingest(plan([path], log), log)
-        found = engine.detect(only=["ids_alert"])
-    finally:
-        engine.close()
+    found = detect_files([path], "ids_alert", log=log)
     assert log.reject_count == 0
     got = {(f["host"], f["key"]): (f["observed"], f["threat"]) for f in found}
     assert len(found) == findings and got == eve_oracle(path)

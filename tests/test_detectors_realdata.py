@@ -5,20 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import shared_file
+from helpers import detect_files as findings
 from zeekwatch.config import Config, from_dict
-from zeekwatch.engine import Engine
-from zeekwatch.readers import plan
-from zeekwatch.readers.base import IngestLog
-
-
-def findings(paths, config=None, only=None):
-    log = IngestLog()
-    eng = Engine(config or Config())
-    try:
-        eng.ingest(plan(paths, log), log)
-        return eng.detect(only=only)
-    finally:
-        eng.close()
 
 
 def test_slips_horizontal_scan():
