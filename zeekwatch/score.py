@@ -208,16 +208,12 @@ class Scorer:
         return [(n, d) for n, d in out if d]
 
     def _corroborating(self, f: dict, others: Iterable[dict]) -> set[str]:
-        if not f.get("first_seen") or not f.get("last_seen"):
-            return set()
         f0, f1 = parse_iso(f["first_seen"]), parse_iso(f["last_seen"])
         w = dt.timedelta(seconds=self.window)
         dets = set()
         for g in others:
             if (g["host"] != f["host"] or g["detector"] == f["detector"] or g["detector"] in self.weak
                     or g.get("status") in NO_CORROBORATION):
-                continue
-            if not g.get("first_seen") or not g.get("last_seen"):
                 continue
             if parse_iso(g["first_seen"]) <= f1 + w and parse_iso(g["last_seen"]) >= f0 - w:
                 dets.add(g["detector"])
@@ -243,8 +239,8 @@ class Scorer:
         f["urgency"] = urgency
         f["tier"] = tier.number
         # without times (masked timestamps) the deadline runs from now
-        start = parse_iso(f["first_seen"]) if f.get("first_seen") else None
-        if start is None or '"time_unknown": true' in (f.get("details") or ""):
+        start = parse_iso(f["first_seen"])
+        if '"time_unknown": true' in (f.get("details") or ""):  # masked input timestamps
             start = dt.datetime.now(dt.timezone.utc)
         f["due_at"] = iso(start + dt.timedelta(hours=tier.hours))
         f["score_terms"] = json.dumps({

@@ -120,16 +120,7 @@ class Store:
     # -- findings -------------------------------------------------------------------------
     def _neighbour(self, cand: dict, gap: float) -> dict | None:
         """The stored finding this candidate continues (same entity, within the merge gap).
-
-        A finding without times (masked timestamps in the input) continues the stored one of
-        the same entity that has no times either.
-        """
-        if not cand.get("first_seen") or not cand.get("last_seen"):
-            rows = list(self.db.query(
-                "SELECT * FROM findings WHERE detector = ? AND host = ? AND coalesce(peer,'') = ? "
-                "AND coalesce(key,'') = ? AND first_seen IS NULL LIMIT 1",
-                [cand["detector"], cand["host"], cand.get("peer") or "", cand.get("key") or ""]))
-            return rows[0] if rows else None
+        Candidates always have times (the engine gives evidence without times a fixed one)."""
         lo = iso(parse_iso(cand["first_seen"]) - dt.timedelta(seconds=gap))
         hi = iso(parse_iso(cand["last_seen"]) + dt.timedelta(seconds=gap))
         rows = list(self.db.query(
@@ -166,7 +157,7 @@ class Store:
     def _insert(self, cand: dict, run_id: int) -> None:
         row = {k: cand.get(k) for k in FINDINGS_COLUMNS if k in cand}
         row["id"] = finding_id(cand["detector"], cand["host"], cand.get("peer"), cand.get("key"),
-                               cand["first_seen"] or "")
+                               cand["first_seen"])
         row.setdefault("status", "new")
         row.update({"first_run": run_id, "last_run": run_id, "created_at": now_iso(),
                     "updated_at": now_iso()})
@@ -176,9 +167,9 @@ class Store:
 
     def _extend(self, old: dict, cand: dict, run_id: int) -> bool:
         change = {}
-        if cand["first_seen"] and old["first_seen"] and cand["first_seen"] < old["first_seen"]:
+        if cand["first_seen"] < old["first_seen"]:
             change["first_seen"] = cand["first_seen"]
-        if cand["last_seen"] and old["last_seen"] and cand["last_seen"] > old["last_seen"]:
+        if cand["last_seen"] > old["last_seen"]:
             change["last_seen"] = cand["last_seen"]
         if (cand.get("observed") or 0) > (old["observed"] or 0):
             for k in ("observed", "summary", "distinct_total", "distinct_values", "details",
