@@ -282,22 +282,6 @@ def _load_rules(con, rules: AppRules) -> None:
                [(i, h["field"], h["pattern"], h["name"], h["app"]) for i, h in enumerate(rules.http)])
 
 
-def _ensure_addr6(con, nets) -> None:
-    """The IPv6 address-class table the internal() predicate reads (built by the engine before
-    detection; built here when app usage runs on its own)."""
-    have = con.execute("SELECT count(*) FROM information_schema.tables "
-                       "WHERE table_name = 'addr6'").fetchone()[0]
-    if have:
-        return
-    names = list(nets.classes)
-    v6 = con.execute("SELECT DISTINCT a FROM (SELECT orig_h AS a FROM conn UNION ALL "
-                     "SELECT resp_h FROM conn UNION ALL SELECT orig_h FROM alert UNION ALL "
-                     "SELECT resp_h FROM alert) x WHERE a LIKE '%:%'").fetchall()
-    rows = nets.addr6_rows(a for (a,) in v6)
-    temp_table(con, "addr6", {"a": pa.string(), **{n: pa.bool_() for n in names}},
-               [[r["a"]] + [r[n] for n in names] for r in rows])
-
-
 EVENTS_SQL = """
 svc AS (
   SELECT ts, orig_h, resp_h, trim(unnest(string_split(lower(service), ','))) AS name
@@ -425,9 +409,9 @@ def compute(con, rules: AppRules, nets, session_gap: float) -> list[dict]:
     """App usage rows from the normalized tables in DuckDB connection ``con``.
 
     Events of one (host, app, source, evidence) closer than ``session_gap`` seconds form one
-    row (time span). ``nets`` is the engine's ``Nets`` (for the internal() predicate)."""
+    row (time span). ``nets`` comes from ``engine.context()``, which builds the address tables
+    the internal() predicate reads."""
     _load_rules(con, rules)
-    _ensure_addr6(con, nets)
     sql = USAGE_SQL.format(server_internal=nets.internal("e.server"), gap=float(session_gap),
                            sig_case=_first_signature(rules.signatures),
                            url_case=_first_match("url", rules.http, "url"),
