@@ -32,8 +32,7 @@ def table(name: str, rows) -> pa.Table:
 def engine_with(config: Config | None = None, **tables) -> Engine:
     eng = Engine(config or Config())
     for name, rows in tables.items():
-        data = table(name, rows)  # noqa: F841  (scanned by DuckDB by name)
-        eng.con.execute(f"INSERT INTO {name} SELECT * FROM data")
+        eng.load(name, table(name, rows))
     return eng
 
 

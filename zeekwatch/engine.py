@@ -1,8 +1,10 @@
 """The engine: normalized tables in an embedded DuckDB, and the detectors run over them.
 
 Readers yield Arrow chunks; the engine appends them to DuckDB tables (zero-copy scan of the
-Arrow data), so the bulk path never loops per row in Python. DuckDB's memory limit and temp
-directory let large inputs spill to disk instead of growing the process.
+Arrow data), so the bulk path never loops per row in Python. Conn rows go to the enriched table
+``cx`` (``enrich``: the per-row facts every detector tests, computed once on the way in), and
+``conn`` is a view of its normalized columns. DuckDB's memory limit and temp directory let large
+inputs spill to disk instead of growing the process.
 
 Small inputs (tables of at most half ``memory_limit``, as ``pipeline.analyze`` estimates them)
 stay in ``':memory:'``: loading a 2 M-row conn log is twice as fast there (no compression on
@@ -33,7 +35,7 @@ import json
 import duckdb
 import pyarrow as pa
 
-from . import schema
+from . import enrich, schema
 from .config import Config
 from .detectors import REGISTRY, Context, Dialect
 from .nets import Nets
@@ -68,9 +70,14 @@ def in_memory_fits(config: Config, table_bytes: int | None) -> bool:
 
 
 class Engine:
-    def __init__(self, config: Config, table_bytes: int | None = None):
+    def __init__(self, config: Config, table_bytes: int | None = None, raw_conn: bool = False):
         """``table_bytes``: the expected size of the normalized tables, when the caller knows
-        it (``pipeline.analyze`` estimates it from the inputs); small inputs stay in memory."""
+        it (``pipeline.analyze`` estimates it from the inputs); small inputs stay in memory.
+
+        Conn rows go into the enriched table ``cx`` as they are loaded (``enrich``), and
+        ``conn`` is a view of its normalized columns. With ``raw_conn`` (follow mode, which
+        lays out ``conn`` itself), ``conn`` is a plain table and ``detect`` builds ``cx``
+        from it."""
         self.config = config
         # private, so that engines sharing a configured temp_directory never share files
         if config.engine.temp_directory:
@@ -90,9 +97,17 @@ class Engine:
         if not self.in_memory:
             self.con.execute("PRAGMA disable_checkpoint_on_shutdown")  # deleted at close
         self.con.execute("SET TimeZone = 'UTC'")
+        self.nets = Nets(config)
+        self.raw_conn = raw_conn
+        enrich.create_addr_table(self.con, self.nets)
         for name, sch in schema.TABLES.items():
             empty = sch.empty_table()  # noqa: F841  (scanned by name below)
-            self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
+            if name == "conn" and not raw_conn:
+                self.con.execute(f"CREATE TABLE cx AS {enrich.enriched_select('empty', self.nets)}")
+                cols = ", ".join(f.name for f in schema.CONN)
+                self.con.execute(f"CREATE VIEW conn AS SELECT {cols} FROM cx")
+            else:
+                self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
 
     def ingest(self, todo: list[tuple[str, str]], log: IngestLog,
                overrides: dict | None = None) -> None:
@@ -103,7 +118,7 @@ class Engine:
         self.con.begin()
         try:
             for table, chunk in read_inputs(todo, log, overrides):
-                self.con.execute(f"INSERT INTO {table} SELECT * FROM chunk")
+                self._insert(table, chunk)
                 del chunk  # not held while the reader makes the next one
         except BaseException:
             try:
@@ -113,14 +128,30 @@ class Engine:
             raise
         self.con.commit()
 
+    def load(self, table: str, data: pa.Table) -> None:
+        """Append an Arrow table of the normalized schema (tests, small batches)."""
+        self._insert(table, schema.conform(table, data))
+
+    def _insert(self, table: str, chunk: pa.Table) -> None:
+        self.con.register("zw_chunk", chunk)
+        try:
+            if table == "conn" and not self.raw_conn:  # classified and enriched on the way in
+                enrich.classify(self.con, self.nets, enrich.addresses_of("zw_chunk"))
+                self.con.execute(f"INSERT INTO cx {enrich.enriched_select('zw_chunk', self.nets)}")
+            else:
+                self.con.execute(f"INSERT INTO {table} SELECT * FROM zw_chunk")
+        finally:
+            self.con.unregister("zw_chunk")
+
     def context(self) -> Context:
         """What detector SQL may use. Builds the helper tables (address and service classes,
-        DNS resolutions) if no ``detect`` has built them yet; ``detect`` rebuilds them."""
-        ctx = Context(Nets(self.config), Dialect(), self.config)
+        DNS resolutions, the enriched ``cx``) if no ``detect`` has built them yet; ``detect``
+        rebuilds them."""
+        ctx = Context(self.nets, Dialect(), self.config)
         exists = self.con.execute("SELECT count(*) FROM duckdb_tables() "
-                                  "WHERE table_name = 'zw_addr'").fetchall()[0][0]
+                                  "WHERE table_name = 'resolved'").fetchall()[0][0]
         if not exists:
-            _prepare(self.con, self.config, ctx.nets, [])
+            self._prepare([])
         return ctx
 
     def detect(self, only: list[str] | None = None,
@@ -130,8 +161,8 @@ class Engine:
         ``known_services`` (host, port, proto) is the stored baseline of listening services
         from earlier runs; it is visible to detectors as the table ``known_services``.
         """
-        ctx = Context(Nets(self.config), Dialect(), self.config)
-        _prepare(self.con, self.config, ctx.nets, known_services or [])
+        ctx = Context(self.nets, Dialect(), self.config)
+        self._prepare(known_services or [])
         present = {t for t in schema.TABLES if self.count(t)}
         out: list[dict] = []
         for det in REGISTRY.values():
@@ -160,6 +191,30 @@ class Engine:
             rows.extend(dict(zip(names, r)) for r in cur.fetchall())
         return rows
 
+    def _prepare(self, known_services: list[dict]) -> None:
+        """Helper tables every detector may use: address classes of every table's addresses,
+        the enriched ``cx`` (built here only for a raw ``conn``), services, DNS resolutions,
+        and the stored baseline of known services."""
+        con = self.con
+        con.execute("CREATE OR REPLACE TABLE known_services "
+                    "(host VARCHAR, port INTEGER, proto VARCHAR)")
+        if known_services:
+            con.executemany("INSERT INTO known_services VALUES (?, ?, ?)",
+                            [[r["host"], r["port"], r["proto"]] for r in known_services])
+        others = [t for t in ("alert", "dns") if self.count(t)]
+        if self.raw_conn:
+            others.append("conn")
+        if self.raw_conn:  # follow: rebuilt per batch, so it holds the look-back's addresses only
+            enrich.create_addr_table(con, self.nets)
+        if others:
+            enrich.classify(con, self.nets, " UNION ALL ".join(enrich.addresses_of(t) for t in others))
+        if self.raw_conn:
+            con.execute(f"CREATE OR REPLACE TABLE cx AS {enrich.enriched_select('conn', self.nets)}")
+        con.execute("CREATE OR REPLACE TABLE zw_services AS SELECT DISTINCT service AS s FROM cx "
+                    "WHERE service IS NOT NULL")
+        con.execute("CREATE OR REPLACE TABLE resolved AS SELECT DISTINCT orig_h AS host, addr FROM "
+                    "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) x")
+
     def count(self, table: str) -> int:
         return self.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
@@ -186,36 +241,6 @@ def _claim(scratch: str) -> None:
             shutil.rmtree(other, ignore_errors=True)
         except (OSError, ValueError):
             continue  # not ours to judge: no pid file, or another user's process
-
-
-def _prepare(con, config: Config, nets, known_services: list[dict]) -> None:
-    """Helper tables every detector may use: IPv6 address classes, DNS resolutions, and the
-    stored baseline of known services."""
-    con.execute("DROP TABLE IF EXISTS known_services")
-    con.execute("CREATE TABLE known_services (host VARCHAR, port INTEGER, proto VARCHAR)")
-    if known_services:
-        con.executemany("INSERT INTO known_services VALUES (?, ?, ?)",
-                        [[r["host"], r["port"], r["proto"]] for r in known_services])
-    addresses = ("SELECT DISTINCT a FROM (SELECT orig_h AS a FROM conn UNION ALL "
-                 "SELECT resp_h FROM conn UNION ALL SELECT orig_h FROM alert UNION ALL "
-                 "SELECT resp_h FROM alert UNION ALL SELECT orig_h FROM dns UNION ALL "
-                 "SELECT resp_h FROM dns) u WHERE a IS NOT NULL")
-    v6 = con.execute(f"SELECT a FROM ({addresses}) d WHERE a LIKE '%:%'").fetchall()
-    rows = nets.addr6_rows(a for (a,) in v6)
-    names = ["a"] + list(nets.classes)
-    addr6_arrow = pa.Table.from_pydict(  # noqa: F841  (scanned by DuckDB by name)
-        {n: [r[n] for r in rows] for n in names},
-        schema=pa.schema([("a", pa.string())] + [(n, pa.bool_()) for n in names[1:]]))
-    con.execute("DROP TABLE IF EXISTS addr6")
-    con.execute("CREATE TABLE addr6 AS SELECT * FROM addr6_arrow")
-    con.execute("DROP TABLE IF EXISTS zw_addr")
-    con.execute(nets.hosts_sql(addresses))
-    con.execute("DROP TABLE IF EXISTS zw_services")
-    con.execute("CREATE TABLE zw_services AS SELECT DISTINCT service AS s FROM conn "
-                "WHERE service IS NOT NULL")
-    con.execute("DROP TABLE IF EXISTS resolved")
-    con.execute("CREATE TABLE resolved AS SELECT DISTINCT orig_h AS host, addr FROM "
-                "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) x")
 
 
 def merge_episodes(rows: list[dict], gap: float) -> list[dict]:

@@ -1,8 +1,9 @@
 """Address classes (internal, mail servers, DNS servers, VPN...) as SQL predicates.
 
-Addresses are text in the normalized tables. IPv4 membership compiles to integer range tests
-inline (vectorised by the engine, no extension needed); IPv6 membership is decided once per
-distinct address in Python and kept in a small table ``addr6`` that the predicate looks up.
+Addresses are text in the normalized tables. Each distinct address is classified once into the
+engine's ``zw_addr`` table (``enrich.classify``): IPv4 membership by integer range tests in SQL
+(no extension needed), IPv6 membership in Python (``addr6_rows``). Detectors read conn's classes
+as columns of the enriched table ``cx``; ``member`` is the semi-join for the other tables.
 Both forms are plain SQL that DuckDB and Spark accept.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from .config import Config
 
-# config.networks attribute -> short name used in SQL and in the addr6 table
+# config.networks attribute -> short name used in SQL (zw_addr columns, cx orig_/resp_ columns)
 NET_CLASSES = {
     "internal": "internal", "mail_servers": "mail", "dns_servers": "dns",
     "vpn": "vpn", "vpn_gateways": "vpngw",
@@ -63,10 +64,9 @@ def classes(config: Config) -> dict[str, NetClass]:
 class Nets:
     """Builds SQL predicates for the address classes of one config.
 
-    Classification happens once per distinct address: ``hosts_sql`` builds the ``zw_addr``
-    table (a, internal, mail, dns, vpn, vpngw) from the addresses in the data — IPv4 by
-    integer range tests in SQL, IPv6 from the small ``addr6`` table classified in Python —
-    and ``member`` is a semi-join against it, cheap on millions of rows.
+    Classification happens once per distinct address, into the ``zw_addr`` table (a,
+    internal, mail, dns, vpn, vpngw, special; see ``enrich``), and ``member`` is a semi-join
+    against it, cheap on millions of rows.
     """
 
     def __init__(self, config: Config):
@@ -80,15 +80,6 @@ class Nets:
         n = ipv4_int(col)
         return "coalesce(" + " OR ".join(f"{n} BETWEEN {lo} AND {hi}" for lo, hi in cls.v4) + ", FALSE)"
 
-    def hosts_sql(self, addresses_sql: str) -> str:
-        """SQL creating the ``zw_addr`` table from a query of distinct addresses ``a``."""
-        cols = []
-        for name in self.classes:
-            cols.append(f"CASE WHEN x.a LIKE '%:%' THEN coalesce(v6.{name}, FALSE) "
-                        f"ELSE {self.v4_test('x.a', name)} END AS {name}")
-        return (f"CREATE TABLE zw_addr AS SELECT x.a, {', '.join(cols)} FROM ({addresses_sql}) x "
-                f"LEFT JOIN addr6 v6 ON v6.a = x.a")
-
     def member(self, col: str, name: str) -> str:
         """SQL boolean: ``col`` belongs to class ``name`` (never NULL)."""
         if name not in self.classes:
@@ -101,7 +92,7 @@ class Nets:
         return self.member(col, "internal")
 
     def addr6_rows(self, addresses) -> list[dict]:
-        """Rows of the ``addr6`` table for the IPv6 addresses seen in the data."""
+        """Class memberships of IPv6 addresses (decided in Python; IPv4 is tested in SQL)."""
         rows = []
         for a in addresses:
             if a is None or ":" not in a:

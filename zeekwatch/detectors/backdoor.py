@@ -18,7 +18,6 @@ import re
 from ..errors import ConfigError
 from ..nets import NetClass, ipv4_int
 from .base import (UIDS_LIMIT, VALUES_LIMIT, Context, Detector, register, sql_list)
-from .scan import not_backscatter
 
 # -- address ranges given as detector parameters (IPv4 and IPv6 CIDRs) ---------------------
 
@@ -76,7 +75,7 @@ def _long_query(p: dict, ctx: Context) -> str:
     False positives: VPN clients to an unlisted gateway, remote-desktop and SSH sessions,
     long downloads and streams, chat/push/telemetry channels that keep one TLS session open.
     """
-    d, ep = ctx.dialect, ctx.epoch("c.ts")
+    d, ep = ctx.dialect, "c.t"
     min_s = float(p["min_hours"]) * 3600
     levels = sorted({float(t) for t in p["tiers"] if float(t) >= float(p["min_hours"])}
                     | {float(p["min_hours"])}, reverse=True)
@@ -90,10 +89,9 @@ WITH per_conn AS (
          max(service) AS service, max(orig_bytes) AS orig_bytes, max(resp_bytes) AS resp_bytes
   FROM (SELECT {cid} AS cid, c.orig_h, c.resp_h, c.resp_p, c.proto, {ep} AS t0, c.duration,
                c.service, c.orig_bytes, c.resp_bytes
-        FROM conn c
+        FROM cx c
         WHERE c.ts IS NOT NULL AND c.duration >= {min_s!r} AND c.resp_h IS NOT NULL
-          AND {ctx.internal('c.orig_h')} AND NOT {ctx.internal('c.resp_h')}
-          AND NOT {ctx.member('c.resp_h', 'vpngw')}) x
+          AND c.orig_internal AND NOT c.resp_internal AND NOT c.resp_vpngw) x
   GROUP BY cid, orig_h, resp_h, resp_p, proto)
 SELECT orig_h AS host, resp_h AS peer,
        proto || '/' || coalesce(CAST(resp_p AS VARCHAR), '-') AS key,
@@ -157,7 +155,7 @@ def _off_query(p: dict, ctx: Context) -> str:
     and antivirus updates, cloud sync clients, machines left on with open browsers (tabs that
     refresh), shift workers, hosts in other time zones.
     """
-    d, ep = ctx.dialect, ctx.epoch("c.ts")
+    d, ep = ctx.dialect, "c.t"
     tm = ctx.config.time
     tz = tm.timezone
     start, end = _minutes(tm.business_start), _minutes(tm.business_end)
@@ -171,7 +169,7 @@ def _off_query(p: dict, ctx: Context) -> str:
     else:
         night = "FALSE"  # business_start == business_end: no weekday off-hours
     weekend = (f"{d.dow_local_shift('c.lts', None, anchor)} IN (6, 7)" if tm.weekends_off else "FALSE")
-    skip = [f"NOT {ctx.member('c.resp_h', 'dns')}", f"coalesce({not_backscatter()}, TRUE)",
+    skip = ["NOT c.resp_dns", "c.initiated",
             f"NOT (c.proto IN ('tcp', 'udp') AND coalesce(c.resp_p, -1) IN {sql_list(p['ignore_ports'])})"
             if p["ignore_ports"] else "TRUE"]
     if p["ignore_multicast"]:
@@ -184,14 +182,14 @@ WITH off AS {ctx.dialect.materialized()} (
   SELECT c.orig_h AS host, c.resp_h AS dest, c.uid, {ep} AS t,
          CAST({d.date_local_shift('c.lts', None, anchor)} AS VARCHAR) || ' ' ||
            CASE WHEN {weekend} THEN 'weekend' ELSE 'night' END AS period
-  FROM (SELECT x.*, {d.local_ts('x.ts', tz)} AS lts FROM conn x) c
+  FROM (SELECT x.*, {d.local_ts('x.ts', tz)} AS lts FROM cx x) c
   WHERE c.ts IS NOT NULL AND c.resp_h IS NOT NULL
-    AND {ctx.internal('c.orig_h')} AND NOT {ctx.member('c.orig_h', 'vpn')}
+    AND c.orig_internal AND NOT c.orig_vpn
     AND {' AND '.join(skip)}
     AND ({night} OR {weekend})),
 prevalence AS (
   SELECT c.resp_h AS dest, count(DISTINCT c.orig_h) AS hosts
-  FROM conn c WHERE {ctx.internal('c.orig_h')} AND c.resp_h IN (SELECT dest FROM off)
+  FROM cx c WHERE c.orig_internal AND c.resp_h IN (SELECT dest FROM off)
   GROUP BY c.resp_h),
 dests AS (
   SELECT o.host, o.period, o.dest, coalesce(max(p.hosts), 0) AS hosts
@@ -243,8 +241,6 @@ register(Detector(
 
 # -- new_listener -----------------------------------------------------------------------------
 
-# Zeek conn_state values of a connection the responder answered (SYN-ACK seen or data both ways)
-ANSWERED_STATES = ("SF", "S1", "S2", "S3", "RSTO", "RSTR")
 KNOWN_RE = re.compile(r"\s*(?:\[(?P<h6>[^\]]+)\]|(?P<h>[^\s]+)):(?P<port>\d+)/(?P<proto>tcp|udp)\s*",
                       re.IGNORECASE)
 
@@ -268,13 +264,11 @@ def parse_known(entries) -> list[tuple[str, int, str]]:
 
 def _ftp_control(client: str, server: str, p: dict, ctx: Context) -> str:
     """SQL: an FTP control connection client -> server open around the outer row ``c``."""
-    ep = ctx.epoch("c.ts")
     return f"""EXISTS (
-    SELECT 1 FROM conn f
+    SELECT 1 FROM cx f
     WHERE f.orig_h = {client} AND f.resp_h = {server} AND f.proto = 'tcp'
       AND f.resp_p IN {sql_list(p['ftp_control_ports'])}
-      AND {ctx.epoch('f.ts')} <= {ep} + 1
-      AND {ctx.epoch('f.ts')} + coalesce(f.duration, 0) + 3600 >= {ep})"""
+      AND f.t <= c.t + 1 AND f.t + coalesce(f.duration, 0) + 3600 >= c.t)"""
 
 
 def _answered_events(p: dict, ctx: Context) -> str:
@@ -288,11 +282,10 @@ def _answered_events(p: dict, ctx: Context) -> str:
            f"{_ftp_control('c.resp_h', 'c.orig_h', p, ctx)})")
     base = f"""
 SELECT c.resp_h AS host, c.resp_p AS port, c.proto, c.orig_h AS client, c.uid, c.ts,
-       {ctx.epoch('c.ts')} AS t, c.service, c.orig_h, c.resp_h
-FROM conn c
+       c.t, c.service, c.orig_h, c.resp_h
+FROM cx c
 WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
-  AND c.resp_p < {int(p['max_port'])} AND {ctx.internal('c.resp_h')}
-  AND (c.conn_state IN {sql_list(ANSWERED_STATES)} OR coalesce(c.history, '') LIKE '%h%')
+  AND c.resp_p < {int(p['max_port'])} AND c.resp_internal AND c.answered
   AND coalesce(c.service, '') NOT LIKE '%ftp-data%' AND {udp_reply}"""
     cols = "host, port, proto, client, uid, ts, t, service"
     # the FTP control check (a correlated lookup) only runs on TCP to high ports
@@ -337,7 +330,7 @@ WITH ev AS {d.materialized()} ({_answered_events(p, ctx)}),
 first_seen AS (SELECT host, port, proto, min(t) AS t_first FROM ev GROUP BY host, port, proto),
 mode AS (
   SELECT (SELECT count(*) FROM known_services) = 0 AS learning,
-         (SELECT min({ctx.epoch('ts')}) FROM conn WHERE ts IS NOT NULL) + {learn_s!r} AS learn_until),
+         (SELECT min(t) FROM cx) + {learn_s!r} AS learn_until),
 new AS (
   SELECT s.host, s.port, s.proto, m.learning
   FROM first_seen s CROSS JOIN mode m

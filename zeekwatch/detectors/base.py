@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..nets import Nets
+from ..sql import in_list, sql_list  # noqa: F401  (detectors import them from here)
 
 VALUES_LIMIT = 20  # distinct values listed on a finding (the total is kept too)
 UIDS_LIMIT = 20  # evidence uids listed on a finding
@@ -135,25 +136,6 @@ def register(det: Detector) -> Detector:
         raise ValueError(f"detector {det.id!r} declared twice")
     REGISTRY[det.id] = det
     return det
-
-
-def sql_list(values) -> str:
-    """A SQL IN-list of literals (ints or strings)."""
-    out = []
-    for v in values:
-        if isinstance(v, (int, float)):
-            out.append(str(v))
-        else:
-            out.append("'" + str(v).replace("'", "''") + "'")
-    return "(" + ", ".join(out or ["NULL"]) + ")"
-
-
-def in_list(col: str, values, negate: bool = False) -> str:
-    """SQL: ``col IN (...)`` that stays correct for an empty list (FALSE, or TRUE negated)."""
-    values = list(values)
-    if not values:
-        return "TRUE" if negate else "FALSE"
-    return f"{col} {'NOT IN' if negate else 'IN'} {sql_list(values)}"
 
 
 def distinct_window(events: str, group: list[str], window: float, threshold: int,

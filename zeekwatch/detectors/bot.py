@@ -9,6 +9,8 @@ Shared rules (docs/detectors/*.md repeat them per detector):
 - *Established*: ``conn_state`` SF, S1, S2, S3, RSTO, RSTR; or a TCP history with the
   originator's SYN (``S``) and the responder's SYN-ACK (``h``); or, for records without a
   state (flows from other sensors), responder payload (TCP) or responder packets (UDP).
+  (The ``established``, ``initiated`` and address-class columns of the enriched table ``cx``:
+  ``zeekwatch/enrich.py`` defines them once.)
 - *Port lists* take ``443`` or ``"6660-6669"`` (TCP) and ``"udp/500"`` / ``"tcp/7000-7001"``.
 - *Services* are matched as tokens of the comma-separated ``service`` field ("http,ssl"),
   case-insensitively; a token never matches a longer one ("irc" is not "irc-dcc-data").
@@ -20,47 +22,14 @@ All SQL is plain (``instr``, ``replace``, ``lower``, ``||``) so Spark runs it un
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..nets import ipv4_int
-from .base import (UIDS_LIMIT, VALUES_LIMIT, Context, Detector, in_list, register,
-                   sql_list)
-from .scan import not_backscatter
+from .base import UIDS_LIMIT, VALUES_LIMIT, Context, Detector, in_list, register
 
-ESTABLISHED_STATES = ("SF", "S1", "S2", "S3", "RSTO", "RSTR")
-# IPv4 ranges that are never a host on the Internet: this-network, loopback, link-local,
-# multicast, reserved + limited broadcast.
-SPECIAL_V4 = [(0, 0x00FFFFFF), (0x7F000000, 0x7FFFFFFF), (0xA9FE0000, 0xA9FEFFFF),
-              (0xE0000000, 0xFFFFFFFF)]
 # A passive FTP data connection follows its control connection within the control's
 # duration plus this slack (seconds); control connections still open have no duration.
 FTP_SLACK = 3600
 
 
 # -- shared SQL building blocks ------------------------------------------------------------
-
-def established(a: str = "c") -> str:
-    """SQL: the connection was answered (see the module docstring)."""
-    return (f"coalesce({a}.conn_state IN {sql_list(ESTABLISHED_STATES)}"
-            f" OR ({a}.proto = 'tcp' AND {a}.history LIKE '%S%' AND {a}.history LIKE '%h%')"
-            f" OR ({a}.conn_state IS NULL AND (coalesce({a}.resp_bytes, 0) > 0"
-            f" OR ({a}.proto <> 'tcp' AND coalesce({a}.resp_pkts, 0) > 0))), FALSE)")
-
-
-def special_address(col: str) -> str:
-    """SQL boolean: multicast, broadcast, link-local, loopback or unspecified (never NULL).
-
-    Decided once per distinct address (a semi-join against the engine's ``zw_addr`` table),
-    not once per connection."""
-    return f"coalesce({col} IN (SELECT h.a FROM zw_addr h WHERE {_special_expr('h.a')}), FALSE)"
-
-
-def _special_expr(col: str) -> str:
-    n = ipv4_int(col)
-    v4 = " OR ".join(f"{n} BETWEEN {lo} AND {hi}" for lo, hi in SPECIAL_V4)
-    low = f"lower({col})"
-    v6 = (f"{low} LIKE 'ff__:%' OR {low} LIKE 'fe8_:%' OR {low} LIKE 'fe9_:%' "
-          f"OR {low} LIKE 'fea_:%' OR {low} LIKE 'feb_:%' OR {col} IN ('::', '::1')")
-    return f"coalesce(({v4}) OR {v6}, FALSE)"
-
 
 def port_specs(values, where: str) -> list[tuple[str, int, int]]:
     """Parse a port list (443, "6660-6669", "udp/500") into (proto, lo, hi) ranges."""
@@ -133,11 +102,12 @@ def _key(a: str = "c") -> str:
     return f"{a}.proto || '/' || CAST({a}.resp_p AS VARCHAR)"
 
 
-def _outbound(ctx: Context, a: str = "c") -> str:
-    """SQL: an internal host initiated a TCP/UDP connection to an external (non-special) host."""
+def _outbound(a: str = "c") -> str:
+    """SQL over ``cx``: an internal host initiated a TCP/UDP connection to an external
+    (non-special) host."""
     return (f"{a}.proto IN ('tcp', 'udp') AND {a}.resp_p IS NOT NULL AND {a}.resp_h IS NOT NULL"
-            f" AND {ctx.internal(f'{a}.orig_h')} AND NOT {ctx.internal(f'{a}.resp_h')}"
-            f" AND NOT {special_address(f'{a}.resp_h')} AND {not_backscatter(a)}")
+            f" AND {a}.orig_internal AND NOT {a}.resp_internal AND NOT {a}.resp_special"
+            f" AND {a}.initiated")
 
 
 def _n(f: dict, k: str) -> int:
@@ -154,16 +124,16 @@ def _c2_failed(p: dict, ctx: Context) -> tuple[str, str]:
     # only hosts that touched a C2 port or IRC at all (``cand``) need their failures counted
     ctes = f"""
 att AS (
-  SELECT c.orig_h, c.resp_h, c.proto, c.resp_p FROM conn c
+  SELECT c.orig_h, c.resp_h, c.proto, c.resp_p FROM cx c
   WHERE c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
-    AND c.orig_h IN (SELECT orig_h FROM cand) AND {ctx.internal('c.orig_h')}
-    AND {not_backscatter()} AND NOT {established()}),
+    AND c.orig_h IN (SELECT orig_h FROM cand) AND c.orig_internal
+    AND c.initiated AND NOT c.established),
 vscan AS (SELECT orig_h, resp_h FROM att GROUP BY orig_h, resp_h HAVING count(DISTINCT resp_p) >= {n}),
 hscan AS (SELECT orig_h, proto, resp_p FROM att GROUP BY orig_h, proto, resp_p
           HAVING count(DISTINCT resp_h) >= {n}),"""
     if not p["count_failed"]:
-        return ctes, established()
-    return ctes, f"""({established()} OR (
+        return ctes, "c.established"
+    return ctes, f"""(c.established OR (
       NOT EXISTS (SELECT 1 FROM vscan v WHERE v.orig_h = c.orig_h AND v.resp_h = c.resp_h)
       AND NOT EXISTS (SELECT 1 FROM hscan h WHERE h.orig_h = c.orig_h AND h.proto = c.proto
                                              AND h.resp_p = c.resp_p)))"""
@@ -172,24 +142,23 @@ hscan AS (SELECT orig_h, proto, resp_p FROM att GROUP BY orig_h, proto, resp_p
 def _c2_query(p: dict, ctx: Context) -> str:
     specs = port_specs(p["ports"], "c2_port.ports") + port_specs(p["extra_ports"], "c2_port.extra_ports")
     by_port, irc = port_match(specs), has_service("c.service", ["irc"])
-    peer_ok = f"NOT {special_address('c.resp_h')}" + (
-        "" if p["include_internal_peers"] else f" AND NOT {ctx.internal('c.resp_h')}")
+    peer_ok = "NOT c.resp_special" + ("" if p["include_internal_peers"] else " AND NOT c.resp_internal")
     ctes, counts = _c2_failed(p, ctx)
     d = ctx.dialect
     return f"""
 WITH cand AS {d.materialized()} (  -- the cheap, selective test first: a C2 port or IRC
-  SELECT * FROM conn c
+  SELECT * FROM cx c
   WHERE c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL AND c.resp_h IS NOT NULL
     AND ({by_port} OR {irc})),
 {ctes}
 ev AS (
-  SELECT c.orig_h AS host, c.resp_h AS peer, {_key()} AS key, {ctx.epoch('c.ts')} AS t, c.uid,
+  SELECT c.orig_h AS host, c.resp_h AS peer, {_key()} AS key, c.t, c.uid,
          c.service, c.orig_bytes, c.resp_bytes,
          CASE WHEN {by_port} THEN 1 ELSE 0 END AS by_port,
          CASE WHEN {irc} THEN 1 ELSE 0 END AS by_service,
-         CASE WHEN {established()} THEN 1 ELSE 0 END AS est
+         CASE WHEN c.established THEN 1 ELSE 0 END AS est
   FROM cand c
-  WHERE {ctx.internal('c.orig_h')} AND {not_backscatter()}
+  WHERE c.orig_internal AND c.initiated
     AND {counts}
     AND (({by_port} AND {peer_ok}) OR {irc}))
 SELECT host, peer, key, min(t) AS t_first, max(t) AS t_last, count(*) AS observed,
@@ -236,9 +205,9 @@ register(Detector(
 def _ftp_data(p: dict, a: str, ctx: Context) -> str:
     """SQL: ``a`` is an FTP data channel (labelled, or a high port after a control connection
     between the same two hosts, either direction)."""
-    e, f = ctx.epoch(f"{a}.ts"), ctx.epoch("f.ts")
+    e, f = f"{a}.t", "f.t"
     return f"""({has_service(f'{a}.service', ['ftp-data'])} OR ({a}.proto = 'tcp' AND {a}.resp_p >= 1024
-  AND EXISTS (SELECT 1 FROM conn f
+  AND EXISTS (SELECT 1 FROM cx f
     WHERE f.proto = 'tcp'
       AND ({in_list('f.resp_p', p['ftp_control_ports'])} OR {has_service('f.service', ['ftp'])})
       AND ((f.orig_h = {a}.orig_h AND f.resp_h = {a}.resp_h)
@@ -254,15 +223,15 @@ def _unusual_query(p: dict, ctx: Context) -> str:
     m = d.materialized()
     return f"""
 WITH out AS {m} (
-  SELECT c.orig_h, c.resp_h, c.resp_p, c.proto, c.service, c.uid, c.ts, {ctx.epoch('c.ts')} AS t,
+  SELECT c.orig_h, c.resp_h, c.resp_p, c.proto, c.service, c.uid, c.ts, c.t,
          c.orig_bytes, c.resp_bytes
-  FROM conn c WHERE {_outbound(ctx)} AND {established()}),
+  FROM cx c WHERE {_outbound()} AND c.established),
 prev AS (SELECT proto, resp_p, count(DISTINCT orig_h) AS prevalence FROM out GROUP BY proto, resp_p),
 rare AS {m} (
   SELECT o.*, p.prevalence FROM out o JOIN prev p ON p.proto = o.proto AND p.resp_p = o.resp_p
   WHERE p.prevalence <= {int(p['max_hosts'])}),
-p2p AS (SELECT x.orig_h AS h FROM conn x WHERE {p2p}
-        UNION SELECT x.resp_h AS h FROM conn x WHERE {p2p}),
+p2p AS (SELECT x.orig_h AS h FROM cx x WHERE {p2p}
+        UNION SELECT x.resp_h AS h FROM cx x WHERE {p2p}),
 ev AS (
   SELECT o.* FROM rare o
   WHERE NOT {common} AND NOT {has_service('o.service', p['common_services'])}
@@ -319,16 +288,17 @@ def _rare_query(p: dict, ctx: Context) -> str:
     svc = f"CASE WHEN {service_known('c.service')} THEN lower(c.service) ELSE {_key()} END"
     ignored = (f"({port_match(port_specs(p['ignore_ports'], 'rare_destination.ignore_ports'), 'e')}"
                f" OR {has_service('e.service', p['ignore_services'])}"
-               f" OR {ctx.member('e.resp_h', 'dns')})")
+               " OR e.resp_dns)")
     dns_ok = "(SELECT count(*) FROM dns) > 0" if p["require_dns"] else "TRUE"
     return f"""
-WITH active AS (SELECT count(DISTINCT c.orig_h) AS n FROM conn c WHERE {ctx.internal('c.orig_h')}),
+WITH active AS (SELECT count(DISTINCT c.orig_h) AS n FROM cx c WHERE c.orig_internal),
 out AS {d.materialized()} (
-  SELECT c.orig_h, c.resp_h, c.resp_p, c.proto, c.service, c.uid, c.ts, c.orig_bytes, c.resp_bytes
-  FROM conn c WHERE {_outbound(ctx)} AND {established()}),
+  SELECT c.orig_h, c.resp_h, c.resp_p, c.proto, c.service, c.uid, c.ts, c.t, c.orig_bytes,
+         c.resp_bytes, c.resp_dns
+  FROM cx c WHERE {_outbound()} AND c.established),
 prev AS (SELECT resp_h, count(DISTINCT orig_h) AS prevalence FROM out GROUP BY resp_h),
 rare AS {d.materialized()} (  -- rare destinations first; the string work only for them
-  SELECT c.*, {ctx.epoch('c.ts')} AS t, {svc} AS svc, {_key()} AS port
+  SELECT c.*, {svc} AS svc, {_key()} AS port
   FROM out c JOIN prev q ON q.resp_h = c.resp_h
   WHERE q.prevalence <= {int(p['max_hosts'])}),
 ev AS (
@@ -391,17 +361,17 @@ def _nonweb_query(p: dict, ctx: Context) -> str:
     m = int(p["unknown_min_bytes"])
     unknown = (f"(NOT {known} AND coalesce(c.orig_bytes, 0) >= {m} AND coalesce(c.resp_bytes, 0) >= {m})"
                if p["unknown_service_counts"] else "FALSE")
-    peer_ok = "TRUE" if p["include_internal_peers"] else f"NOT {ctx.internal('c.resp_h')}"
+    peer_ok = "TRUE" if p["include_internal_peers"] else "NOT c.resp_internal"
     d = ctx.dialect
     label = f"CASE WHEN {known} THEN lower(c.service) ELSE '(unidentified)' END"
     return f"""
 WITH ev AS (
-  SELECT c.orig_h AS host, c.resp_h AS peer, {_key()} AS key, {ctx.epoch('c.ts')} AS t, c.uid,
+  SELECT c.orig_h AS host, c.resp_h AS peer, {_key()} AS key, c.t, c.uid,
          {label} AS label, CASE WHEN {known} THEN 0 ELSE 1 END AS unidentified,
          c.orig_bytes, c.resp_bytes
-  FROM conn c
-  WHERE c.resp_h IS NOT NULL AND {ports} AND {ctx.internal('c.orig_h')} AND {peer_ok}
-    AND NOT {special_address('c.resp_h')} AND {not_backscatter()} AND {established()}
+  FROM cx c
+  WHERE c.resp_h IS NOT NULL AND {ports} AND c.orig_internal AND {peer_ok}
+    AND NOT c.resp_special AND c.initiated AND c.established
     AND coalesce(c.orig_bytes, 0) > 0 AND coalesce(c.resp_bytes, 0) > 0
     AND ({non_web} OR {unknown}))
 SELECT host, peer, key, min(t) AS t_first, max(t) AS t_last, count(*) AS observed,

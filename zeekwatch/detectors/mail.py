@@ -9,7 +9,6 @@ and an MX lookup burst corroborates a mass mailer.
 from __future__ import annotations
 
 from .base import Context, Detector, distinct_window, in_list, register
-from .scan import not_backscatter
 
 MX = "upper(d.qtype_name) = 'MX'"
 
@@ -17,12 +16,11 @@ MX = "upper(d.qtype_name) = 'MX'"
 def _smtp_events(p: dict, ctx: Context) -> str:
     """SQL: SMTP attempts of internal non-mail-servers to external servers (host, t, v, uid)."""
     return f"""
-SELECT c.orig_h AS host, {ctx.epoch('c.ts')} AS t, c.resp_h AS v, c.uid
-FROM conn c
+SELECT c.orig_h AS host, c.t, c.resp_h AS v, c.uid
+FROM cx c
 WHERE c.ts IS NOT NULL AND c.proto = 'tcp' AND c.resp_h IS NOT NULL
   AND {in_list('c.resp_p', p['ports'])}
-  AND {ctx.internal('c.orig_h')} AND NOT {ctx.member('c.orig_h', 'mail')}
-  AND NOT {ctx.internal('c.resp_h')} AND {not_backscatter()}"""
+  AND c.orig_internal AND NOT c.orig_mail AND NOT c.resp_internal AND c.initiated"""
 
 
 def _spans(gap: float) -> str:

@@ -1,38 +1,27 @@
-"""Worm behaviour: horizontal and vertical scans, ping sweeps, outbound pings."""
+"""Worm behaviour: horizontal and vertical scans, ping sweeps, outbound pings.
+
+The queries read the enriched conn table ``cx`` (``zeekwatch/enrich.py``): ``failed`` (conn_state
+S0, REJ, RSTOS0, SH), ``initiated`` (not backscatter: the originator sent a SYN, or there is no
+history) and the address classes are columns decided once per row.
+"""
 
 from __future__ import annotations
 
-from .base import Context, Detector, distinct_window, in_list, register, sql_list
+from .base import Context, Detector, distinct_window, in_list, register
 
-# Zeek conn_state values of an attempt that got no usable answer. S0: no reply; REJ: refused;
-# RSTOS0: originator SYN then RST, no SYN-ACK; SH: originator SYN then FIN, no SYN-ACK.
-FAILED_STATES = ("S0", "REJ", "RSTOS0", "SH")
-# States that mean the "originator" never sent a SYN: backscatter or mid-stream pickup.
-BACKSCATTER_STATES = ("SHR", "RSTRH", "OTH")
 NETBIOS = {("udp", 137), ("udp", 138), ("tcp", 139)}
-
-
-def not_backscatter(alias: str = "c") -> str:
-    """SQL: the originator really initiated (a TCP SYN is in the history, or no history)."""
-    return (f"NOT coalesce({alias}.proto = 'tcp' AND ({alias}.conn_state IN "
-            f"{sql_list(BACKSCATTER_STATES)} OR ({alias}.history IS NOT NULL AND "
-            f"{alias}.history NOT LIKE '%S%')), FALSE)")
-
-
-def failed(alias: str = "c") -> str:
-    return f"{alias}.conn_state IN {sql_list(FAILED_STATES)}"
 
 
 def _horizontal_query(p: dict, ctx: Context) -> str:
     nb = " OR ".join(f"(c.proto = '{pr}' AND c.resp_p = {port})" for pr, port in sorted(NETBIOS))
     events = f"""
-SELECT c.orig_h AS host, c.proto, c.resp_p, {ctx.epoch('c.ts')} AS t, c.resp_h AS v, c.uid,
+SELECT c.orig_h AS host, c.proto, c.resp_p, c.t, c.resp_h AS v, c.uid,
        ({nb}) AS netbios
-FROM conn c
+FROM cx c
 LEFT JOIN resolved r ON r.host = c.orig_h AND r.addr = c.resp_h
 WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
-  AND {ctx.internal('c.orig_h')} AND {not_backscatter()}
-  AND ({failed()} OR r.addr IS NULL)
+  AND c.orig_internal AND c.initiated
+  AND (c.failed OR r.addr IS NULL)
   AND {in_list('c.resp_p', p['ignore_ports'], negate=True)}"""
     normal = distinct_window(f"SELECT host, proto, resp_p, t, v, uid FROM ({events}) x WHERE NOT netbios",
                              ["host", "proto", "resp_p"], p["window"], p["min_hosts"], ctx.dialect)
@@ -65,20 +54,20 @@ register(Detector(
 
 
 def _vertical_query(p: dict, ctx: Context) -> str:
-    scope = ctx.internal("c.orig_h") if p["internal_only"] else "TRUE"
+    scope = "c.orig_internal" if p["internal_only"] else "TRUE"
     events = f"""
-SELECT c.orig_h AS host, c.resp_h AS peer, {ctx.epoch('c.ts')} AS t,
+SELECT c.orig_h AS host, c.resp_h AS peer, c.t,
        c.proto || '/' || CAST(c.resp_p AS VARCHAR) AS v, c.uid
-FROM conn c
+FROM cx c
 WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
-  AND {scope} AND {failed()} AND {not_backscatter()}
+  AND {scope} AND c.failed AND c.initiated
   AND {in_list("coalesce(c.service, '')", p['dynamic_services'], negate=True)}
   AND NOT EXISTS (
-    SELECT 1 FROM conn f
+    SELECT 1 FROM cx f
     WHERE f.orig_h = c.orig_h AND f.resp_h = c.resp_h AND f.proto = 'tcp'
       AND {in_list('f.resp_p', p['control_ports'])} AND c.resp_p >= 1024
-      AND NOT ({failed('f')})
-      AND f.ts <= c.ts AND {ctx.epoch('f.ts')} + coalesce(f.duration, 0) + 60 >= {ctx.epoch('c.ts')})"""
+      AND NOT f.failed
+      AND f.ts <= c.ts AND f.t + coalesce(f.duration, 0) + 60 >= c.t)"""
     eps = distinct_window(events, ["host", "peer"], p["window"], p["min_ports"], ctx.dialect)
     return (f"SELECT host, peer, NULL AS key, t_first, t_last, observed, {p['min_ports']} AS threshold, "
             f"distinct_total, distinct_values, uids, evidence_total FROM ({eps}) x")
@@ -109,8 +98,8 @@ ECHO = "((c.proto = 'icmp' AND c.orig_p IN (8, 128)))"
 
 def _sweep_query(p: dict, ctx: Context) -> str:
     events = f"""
-SELECT c.orig_h AS host, {ctx.epoch('c.ts')} AS t, c.resp_h AS v, c.uid
-FROM conn c WHERE c.ts IS NOT NULL AND {ECHO} AND {ctx.internal('c.orig_h')}"""
+SELECT c.orig_h AS host, c.t, c.resp_h AS v, c.uid
+FROM cx c WHERE c.ts IS NOT NULL AND {ECHO} AND c.orig_internal"""
     eps = distinct_window(events, ["host"], p["window"], p["min_hosts"], ctx.dialect)
     return (f"SELECT host, NULL AS peer, 'icmp/echo' AS key, t_first, t_last, observed, "
             f"{p['min_hosts']} AS threshold, distinct_total, distinct_values, uids, evidence_total "
@@ -136,13 +125,13 @@ def _outbound_query(p: dict, ctx: Context) -> str:
     d = ctx.dialect
     return f"""
 SELECT c.orig_h AS host, NULL AS peer, 'icmp/echo' AS key,
-       min({ctx.epoch('c.ts')}) AS t_first, max({ctx.epoch('c.ts')}) AS t_last,
+       min(c.t) AS t_first, max(c.t) AS t_last,
        count(DISTINCT c.resp_h) AS observed, 1 AS threshold,
        count(DISTINCT c.resp_h) AS distinct_total,
        {d.distinct_list('c.resp_h', 20)} AS distinct_values,
        {d.first_list('c.uid', 20)} AS uids, count(*) AS evidence_total
-FROM conn c
-WHERE c.ts IS NOT NULL AND {ECHO} AND {ctx.internal('c.orig_h')} AND NOT {ctx.internal('c.resp_h')}
+FROM cx c
+WHERE c.ts IS NOT NULL AND {ECHO} AND c.orig_internal AND NOT c.resp_internal
 GROUP BY c.orig_h"""
 
 

@@ -69,7 +69,7 @@ class Lookback:
     """Owns the ``Engine`` of a follow session and lays out its tables per batch."""
 
     def __init__(self, config: Config, lookback: float, window: float, gate: int = 1):
-        self.engine = Engine(config)
+        self.engine = Engine(config, raw_conn=True)
         self.con = self.engine.con
         self.lookback, self.window, self.gate = float(lookback), float(window), int(gate)
         self.span = max(self.lookback / 8, 1.0)
