@@ -72,12 +72,13 @@ def in_memory_fits(config: Config, table_bytes: int | None) -> bool:
 class Engine:
     def __init__(self, config: Config, table_bytes: int | None = None, raw_conn: bool = False):
         """``table_bytes``: the expected size of the normalized tables, when the caller knows
-        it (``pipeline.analyze`` estimates it from the inputs); small inputs stay in memory.
+        it (``pipeline.analyze`` estimates it from the inputs); small inputs stay in memory,
+        as the readers' Arrow chunks that DuckDB scans in place (no copy).
 
-        Conn rows go into the enriched table ``cx`` as they are loaded (``enrich``), and
-        ``conn`` is a view of its normalized columns. With ``raw_conn`` (follow mode, which
-        lays out ``conn`` itself), ``conn`` is a plain table and ``detect`` builds ``cx``
-        from it."""
+        Conn rows are enriched as they are loaded (``enrich``) into ``cx``, and ``conn`` is a
+        view of its normalized columns. With ``raw_conn`` (follow mode, which lays out its
+        tables itself and enriches the conn rows it appends: ``enrich``), ``conn`` is a
+        table of the enriched schema and ``cx`` a view of it."""
         self.config = config
         # private, so that engines sharing a configured temp_directory never share files
         if config.engine.temp_directory:
@@ -98,16 +99,35 @@ class Engine:
             self.con.execute("PRAGMA disable_checkpoint_on_shutdown")  # deleted at close
         self.con.execute("SET TimeZone = 'UTC'")
         self.nets = Nets(config)
+        self.book = enrich.AddressBook(self.con, self.nets)
         self.raw_conn = raw_conn
-        enrich.create_addr_table(self.con, self.nets)
-        for name, sch in schema.TABLES.items():
-            empty = sch.empty_table()  # noqa: F841  (scanned by name below)
-            if name == "conn" and not raw_conn:
-                self.con.execute(f"CREATE TABLE cx AS {enrich.enriched_select('empty', self.nets)}")
-                cols = ", ".join(f.name for f in schema.CONN)
-                self.con.execute(f"CREATE VIEW conn AS SELECT {cols} FROM cx")
+        # in memory: the Arrow chunks themselves are the tables (DuckDB scans them in place)
+        self.arrow = self.in_memory and not raw_conn
+        self._chunks: dict[str, list[pa.Table]] = {}
+        for name in schema.TABLES:
+            store = self._store(name)
+            empty = self._schema(name).empty_table()  # noqa: F841  (scanned by name below)
+            if self.arrow:
+                self._chunks[store] = []
             else:
-                self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
+                self.con.execute(f"CREATE TABLE {store} AS SELECT * FROM empty")
+        self._sync()
+        if raw_conn:
+            self.con.execute("CREATE VIEW cx AS SELECT * FROM conn")
+        else:
+            self.con.execute("CREATE VIEW conn AS SELECT "
+                             f"{', '.join(f.name for f in schema.CONN)} FROM cx")
+
+    def _store(self, table: str) -> str:
+        """Where a normalized table's rows are kept: conn's in the enriched ``cx``."""
+        return "cx" if table == "conn" and not self.raw_conn else table
+
+    def _schema(self, table: str) -> pa.Schema:
+        return enrich.schema_for(self.nets) if table == "conn" else schema.TABLES[table]
+
+    def enrich(self, conn: pa.Table) -> pa.Table:
+        """Conn rows (normalized schema) with the enrichment columns (``enrich``)."""
+        return enrich.enrich(conn, self.book)
 
     def ingest(self, todo: list[tuple[str, str]], log: IngestLog,
                overrides: dict | None = None) -> None:
@@ -126,27 +146,37 @@ class Engine:
             except duckdb.Error:  # the transaction was aborted by a failed INSERT
                 self.con.rollback()
             raise
+        finally:
+            self._sync()
         self.con.commit()
 
     def load(self, table: str, data: pa.Table) -> None:
         """Append an Arrow table of the normalized schema (tests, small batches)."""
         self._insert(table, schema.conform(table, data))
+        self._sync()
 
     def _insert(self, table: str, chunk: pa.Table) -> None:
+        if table == "conn":
+            chunk = self.enrich(chunk)
+        store = self._store(table)
+        if self.arrow:
+            self._chunks[store].append(chunk)
+            return
         self.con.register("zw_chunk", chunk)
         try:
-            if table == "conn" and not self.raw_conn:  # classified and enriched on the way in
-                enrich.classify(self.con, self.nets, enrich.addresses_of("zw_chunk"))
-                self.con.execute(f"INSERT INTO cx {enrich.enriched_select('zw_chunk', self.nets)}")
-            else:
-                self.con.execute(f"INSERT INTO {table} SELECT * FROM zw_chunk")
+            self.con.execute(f"INSERT INTO {store} SELECT * FROM zw_chunk")
         finally:
             self.con.unregister("zw_chunk")
 
+    def _sync(self) -> None:
+        """Point DuckDB at the Arrow chunks of each table (in memory; zero-copy)."""
+        for store, chunks in self._chunks.items():
+            table = self._schema("conn" if store == "cx" else store)
+            self.con.register(store, pa.concat_tables(chunks) if chunks else table.empty_table())
+
     def context(self) -> Context:
         """What detector SQL may use. Builds the helper tables (address and service classes,
-        DNS resolutions, the enriched ``cx``) if no ``detect`` has built them yet; ``detect``
-        rebuilds them."""
+        DNS resolutions) if no ``detect`` has built them yet; ``detect`` rebuilds them."""
         ctx = Context(self.nets, Dialect(), self.config)
         exists = self.con.execute("SELECT count(*) FROM duckdb_tables() "
                                   "WHERE table_name = 'resolved'").fetchall()[0][0]
@@ -193,30 +223,25 @@ class Engine:
 
     def _prepare(self, known_services: list[dict]) -> None:
         """Helper tables every detector may use: address classes of every table's addresses,
-        the enriched ``cx`` (built here only for a raw ``conn``), services, DNS resolutions,
-        and the stored baseline of known services."""
+        services, DNS resolutions, and the stored baseline of known services."""
         con = self.con
         con.execute("CREATE OR REPLACE TABLE known_services "
                     "(host VARCHAR, port INTEGER, proto VARCHAR)")
         if known_services:
             con.executemany("INSERT INTO known_services VALUES (?, ?, ?)",
                             [[r["host"], r["port"], r["proto"]] for r in known_services])
-        others = [t for t in ("alert", "dns") if self.count(t)]
-        if self.raw_conn:
-            others.append("conn")
-        if self.raw_conn:  # follow: rebuilt per batch, so it holds the look-back's addresses only
-            enrich.create_addr_table(con, self.nets)
-        if others:
-            enrich.classify(con, self.nets, " UNION ALL ".join(enrich.addresses_of(t) for t in others))
-        if self.raw_conn:
-            con.execute(f"CREATE OR REPLACE TABLE cx AS {enrich.enriched_select('conn', self.nets)}")
+        for t in ("alert", "dns"):  # conn's addresses were classified as its rows came in
+            if self.count(t):
+                found = con.sql(f"SELECT DISTINCT a FROM (SELECT orig_h AS a FROM {t} UNION ALL "
+                                f"SELECT resp_h FROM {t}) x").to_arrow_table()
+                self.book.add(found.column("a"))
         con.execute("CREATE OR REPLACE TABLE zw_services AS SELECT DISTINCT service AS s FROM cx "
                     "WHERE service IS NOT NULL")
         con.execute("CREATE OR REPLACE TABLE resolved AS SELECT DISTINCT orig_h AS host, addr FROM "
                     "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) x")
 
     def count(self, table: str) -> int:
-        return self.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        return self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
     def close(self) -> None:
         self.con.close()

@@ -1,137 +1,189 @@
-"""The enriched conn table ``cx``: every conn row with the facts detectors test, decided once.
+"""The enriched conn rows (table ``cx``): every conn row with the facts detectors test, once.
 
 Most detectors ask the same questions of a connection: is the originator internal, is the
-responder a mail or DNS server, a special address; did the attempt fail, was it established,
+responder a mail or DNS server or a special address; did the attempt fail, was it established,
 did the originator really initiate it (not backscatter), did the responder answer. Asked
 inside every detector query, each question costs a pass over all the rows (string tests on
 ``conn_state`` and ``history``, a semi-join per address class); on 2 M rows, 14 detectors
-spent about 2 s on them. Here they are columns, computed while the rows are loaded:
+spent about 2 s on them. Here they are columns, computed with Arrow compute kernels as each
+chunk is read (in the reader's thread, C++ all the way), so detectors only read them:
 
-    t                    epoch seconds of ts (DOUBLE; NULL when ts is)
-    orig_<class>         the originator is in the address class (internal, mail, dns,
-    resp_<class>         vpn, vpngw: ``nets.NET_CLASSES``); never NULL
-    resp_special         the responder is multicast, broadcast, link-local, loopback or
-                         unspecified: never a host on the Internet; never NULL
-    failed               conn_state says the attempt got no usable answer (NULL without a state)
-    established          the connection was answered (see ``established``); never NULL
-    initiated            the originator really initiated (a SYN, or no history): not
-                         backscatter; never NULL
-    answered             the responder answered (conn_state or a SYN-ACK 'h'); never NULL
+    t               epoch seconds of ts (DOUBLE; NULL when ts is)
+    orig_<class>    the originator / responder is in the address class: internal, mail,
+    resp_<class>    dns, vpn, vpngw (``nets.NET_CLASSES``); never NULL
+    resp_special    the responder is multicast, broadcast, link-local, loopback or
+                    unspecified (never a host on the Internet); never NULL
+    failed          conn_state S0, REJ, RSTOS0 or SH: the attempt got no usable answer
+                    (NULL when conn_state is NULL)
+    established     the connection was answered: conn_state SF, S1, S2, S3, RSTO, RSTR; or
+                    a TCP history with the originator's SYN (S) and the responder's SYN-ACK
+                    (h); or, without a state (flows from other sensors), responder payload
+                    (TCP) or responder packets (other protocols); never NULL
+    initiated       the originator really initiated: not TCP with conn_state SHR, RSTRH or
+                    OTH, or a history without an S (backscatter, mid-stream pickup); never NULL
+    answered        conn_state SF, S1, S2, S3, RSTO, RSTR or a SYN-ACK 'h' in the history;
+                    never NULL
 
-Address classes come from the ``zw_addr`` table (one row per distinct address, classified
-once: IPv4 by integer range tests in SQL, IPv6 in Python), kept up to date as rows arrive
-(``classify``). The SQL is plain (joins, CASE, LIKE), so Spark runs it unchanged.
+Address classes are decided once per distinct address (``AddressBook``): IPv4 by range tests
+on the integer value (numpy), IPv6 with ``ipaddress``; the book is also the engine's ``zw_addr``
+table, which the other tables' predicates (``Nets.member``) and ``cidr_match`` read.
+The same function enriches rows for DuckDB now and, through Arrow batches, for Spark later.
 """
 
 from __future__ import annotations
 
+import ipaddress
+
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import schema
-from .nets import Nets, ipv4_int
-from .sql import sql_list
+from .nets import Nets
 
-# Zeek conn_state values of an attempt that got no usable answer. S0: no reply; REJ: refused;
-# RSTOS0: originator SYN then RST, no SYN-ACK; SH: originator SYN then FIN, no SYN-ACK.
 FAILED_STATES = ("S0", "REJ", "RSTOS0", "SH")
-# States that mean the "originator" never sent a SYN: backscatter or mid-stream pickup.
 BACKSCATTER_STATES = ("SHR", "RSTRH", "OTH")
-# States of a connection the responder answered (SYN-ACK seen or data both ways).
 ESTABLISHED_STATES = ("SF", "S1", "S2", "S3", "RSTO", "RSTR")
 # IPv4 ranges that are never a host on the Internet: this-network, loopback, link-local,
 # multicast, reserved + limited broadcast.
 SPECIAL_V4 = [(0, 0x00FFFFFF), (0x7F000000, 0x7FFFFFFF), (0xA9FE0000, 0xA9FEFFFF),
               (0xE0000000, 0xFFFFFFFF)]
 
-FLAGS = ("failed", "established", "initiated", "answered")
-
-
-def failed(a: str = "c") -> str:
-    """SQL: the attempt got no usable answer (NULL when conn_state is NULL)."""
-    return f"{a}.conn_state IN {sql_list(FAILED_STATES)}"
-
-
-def initiated(a: str = "c") -> str:
-    """SQL: the originator really initiated (a TCP SYN is in the history, or no history);
-    False for backscatter (SYN-ACK/RST sent by a host that never sent a SYN)."""
-    return (f"NOT coalesce({a}.proto = 'tcp' AND ({a}.conn_state IN "
-            f"{sql_list(BACKSCATTER_STATES)} OR ({a}.history IS NOT NULL AND "
-            f"{a}.history NOT LIKE '%S%')), FALSE)")
-
-
-def established(a: str = "c") -> str:
-    """SQL: the connection was answered: conn_state SF, S1, S2, S3, RSTO, RSTR; or a TCP
-    history with the originator's SYN (S) and the responder's SYN-ACK (h); or, for records
-    without a state (flows from other sensors), responder payload (TCP) or packets (UDP)."""
-    return (f"coalesce({a}.conn_state IN {sql_list(ESTABLISHED_STATES)}"
-            f" OR ({a}.proto = 'tcp' AND {a}.history LIKE '%S%' AND {a}.history LIKE '%h%')"
-            f" OR ({a}.conn_state IS NULL AND (coalesce({a}.resp_bytes, 0) > 0"
-            f" OR ({a}.proto <> 'tcp' AND coalesce({a}.resp_pkts, 0) > 0))), FALSE)")
-
-
-def answered(a: str = "c") -> str:
-    """SQL: the responder answered (an established state, or a SYN-ACK 'h' in the history)."""
-    return (f"coalesce({a}.conn_state IN {sql_list(ESTABLISHED_STATES)} "
-            f"OR {a}.history LIKE '%h%', FALSE)")
-
-
-def special_expr(col: str) -> str:
-    """SQL boolean over an address text: multicast, broadcast, link-local, loopback or
-    unspecified (never NULL)."""
-    n = ipv4_int(col)
-    v4 = " OR ".join(f"{n} BETWEEN {lo} AND {hi}" for lo, hi in SPECIAL_V4)
-    low = f"lower({col})"
-    v6 = (f"{low} LIKE 'ff__:%' OR {low} LIKE 'fe8_:%' OR {low} LIKE 'fe9_:%' "
-          f"OR {low} LIKE 'fea_:%' OR {low} LIKE 'feb_:%' OR {col} IN ('::', '::1')")
-    return f"coalesce(({v4}) OR {v6}, FALSE)"
+_NULL_BOOL = pa.scalar(None, pa.bool_())
+_V4_RE = r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
 
 
 def address_columns(nets: Nets) -> list[str]:
     return list(nets.classes) + ["special"]
 
 
-def enriched_select(src: str, nets: Nets, epoch=lambda c: f"epoch({c})") -> str:
-    """SQL: the rows of ``src`` (conn's schema) with the enrichment columns appended."""
-    cols = [f"{epoch('c.ts')} AS t"]
-    for name in nets.classes:
-        cols.append(f"coalesce(o.{name}, FALSE) AS orig_{name}")
-    for name in nets.classes:
-        cols.append(f"coalesce(r.{name}, FALSE) AS resp_{name}")
-    cols.append("coalesce(r.special, FALSE) AS resp_special")
-    cols += [f"{failed()} AS failed", f"{established()} AS established",
-             f"{initiated()} AS initiated", f"{answered()} AS answered"]
-    names = ", ".join(f"c.{f.name}" for f in schema.CONN)
-    return (f"SELECT {names}, {', '.join(cols)} FROM {src} c "
-            f"LEFT JOIN zw_addr o ON o.a = c.orig_h LEFT JOIN zw_addr r ON r.a = c.resp_h")
+def schema_for(nets: Nets) -> pa.Schema:
+    """The enriched conn schema: conn's columns, then the enrichment columns."""
+    fields = list(schema.CONN) + [pa.field("t", pa.float64())]
+    fields += [pa.field(f"orig_{n}", pa.bool_()) for n in nets.classes]
+    fields += [pa.field(f"resp_{n}", pa.bool_()) for n in nets.classes]
+    fields += [pa.field(n, pa.bool_()) for n in
+               ("resp_special", "failed", "established", "initiated", "answered")]
+    return pa.schema(fields)
 
 
-def create_addr_table(con, nets: Nets) -> None:
-    cols = ", ".join(f"{n} BOOLEAN" for n in address_columns(nets))
-    con.execute(f"CREATE OR REPLACE TABLE zw_addr (a VARCHAR, {cols})")
+class AddressBook:
+    """Every distinct address seen, with its classes: Arrow arrays for the row kernels and
+    the DuckDB table ``zw_addr`` (a, internal, mail, dns, vpn, vpngw, special) for SQL."""
+
+    def __init__(self, con, nets: Nets):
+        self.con, self.nets = con, nets
+        self.names = address_columns(nets)
+        cols = ", ".join(f"{n} BOOLEAN" for n in self.names)
+        con.execute(f"CREATE OR REPLACE TABLE zw_addr (a VARCHAR, {cols})")
+        self.known = pa.array([], pa.string())
+        self.classes = {n: pa.array([], pa.bool_()) for n in self.names}
+
+    def add(self, *columns) -> int:
+        """Classify the addresses of ``columns`` (Arrow string arrays) not seen yet; return
+        how many were new."""
+        values = [c for c in columns if len(c)]
+        if not values:
+            return 0
+        seen = pc.unique(pa.chunked_array([v for c in values for v in
+                                           (c.chunks if isinstance(c, pa.ChunkedArray) else [c])],
+                                          pa.string())) if len(values) > 1 or isinstance(
+            values[0], pa.ChunkedArray) else values[0]
+        new = seen.filter(pc.and_(pc.is_valid(seen),
+                                  pc.invert(pc.is_in(seen, value_set=self.known))))
+        if not len(new):
+            return 0
+        classified = self._classify(new)
+        self.con.register("zw_classified", classified)
+        try:
+            self.con.execute("INSERT INTO zw_addr SELECT * FROM zw_classified")
+        finally:
+            self.con.unregister("zw_classified")
+        self.known = pa.concat_arrays([self.known, classified.column("a").combine_chunks()])
+        self.classes = {n: pa.concat_arrays([self.classes[n], classified.column(n).combine_chunks()])
+                        for n in self.names}
+        return len(new)
+
+    def _classify(self, new: pa.Array) -> pa.Table:
+        """The classes of ``new`` addresses: IPv4 vectorised (range tests on the integer
+        value), IPv6 (and anything else) one by one with ``ipaddress``."""
+        v4 = pc.fill_null(pc.match_substring_regex(new, _V4_RE), False)
+        ints = np.full(len(new), -1, dtype=np.int64)
+        if pc.any(v4).as_py():
+            octets = pc.cast(pc.list_flatten(pc.split_pattern(new.filter(v4), ".")), pa.int64())
+            o = octets.to_numpy().reshape(-1, 4)
+            value = ((o[:, 0] * 256 + o[:, 1]) * 256 + o[:, 2]) * 256 + o[:, 3]
+            ints[v4.to_numpy(zero_copy_only=False)] = np.where((o <= 255).all(axis=1), value, -1)
+        cols = {"a": new}
+        ranges = {n: c.v4 for n, c in self.nets.classes.items()}
+        ranges["special"] = SPECIAL_V4
+        for n, spans in ranges.items():
+            hit = np.zeros(len(new), dtype=bool)
+            for lo, hi in spans:
+                hit |= (ints >= lo) & (ints <= hi)
+            cols[n] = hit
+        for i in np.flatnonzero(ints < 0):  # not dotted-quad IPv4: IPv6 or not an address
+            text = new[int(i)].as_py()
+            for n, cls in self.nets.classes.items():
+                cols[n][i] = cls.contains(text)
+            cols["special"][i] = _special6(text)
+        return pa.table({k: pa.array(v) if k != "a" else v for k, v in cols.items()})
+
+    def lookup(self, column) -> dict[str, pa.Array]:
+        """Per row of ``column``: its classes (False when the address is NULL). The column
+        is dictionary-encoded first, so each distinct address is looked up (and, if new,
+        classified) once per chunk."""
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        coded = pc.dictionary_encode(column)
+        self.add(coded.dictionary)
+        idx = pc.index_in(coded.dictionary, value_set=self.known)
+        return {n: pc.fill_null(pc.take(pc.take(arr, idx), coded.indices), False)
+                for n, arr in self.classes.items()}
 
 
-def classify(con, nets: Nets, addresses_sql: str) -> int:
-    """Add the addresses of ``addresses_sql`` (a query with column ``a``) that ``zw_addr``
-    does not hold yet, classified; return how many were new."""
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE zw_new_addr AS
-SELECT DISTINCT x.a FROM ({addresses_sql}) x
-WHERE x.a IS NOT NULL AND NOT EXISTS (SELECT 1 FROM zw_addr z WHERE z.a = x.a)""")
-    v6 = [a for (a,) in con.execute("SELECT a FROM zw_new_addr WHERE a LIKE '%:%'").fetchall()]
-    rows = nets.addr6_rows(v6)
-    names = list(nets.classes)
-    zw_v6 = pa.Table.from_pydict(  # noqa: F841  (scanned by DuckDB by name)
-        {n: [r[n] for r in rows] for n in ["a"] + names},
-        schema=pa.schema([("a", pa.string())] + [(n, pa.bool_()) for n in names]))
-    cols = [f"CASE WHEN x.a LIKE '%:%' THEN coalesce(v6.{n}, FALSE) ELSE {nets.v4_test('x.a', n)} END"
-            for n in names]
-    cols.append(special_expr("x.a"))
-    con.execute(f"INSERT INTO zw_addr SELECT x.a, {', '.join(cols)} FROM zw_new_addr x "
-                f"LEFT JOIN zw_v6 v6 ON v6.a = x.a")
-    n = con.execute("SELECT count(*) FROM zw_new_addr").fetchone()[0]
-    con.execute("DROP TABLE zw_new_addr")
-    return n
+def _special6(text: str) -> bool:
+    """IPv6 (or IPv4-mapped) multicast, link-local, loopback or unspecified."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return ip.is_multicast or ip.is_link_local or ip.is_loopback or ip.is_unspecified
 
 
-def addresses_of(src: str) -> str:
-    """SQL: the originator and responder addresses of ``src`` as column ``a``."""
-    return f"SELECT orig_h AS a FROM {src} UNION ALL SELECT resp_h FROM {src}"
+def _state_in(states, values) -> pa.Array:
+    """conn_state IN values, NULL where conn_state is NULL (SQL semantics)."""
+    hit = pc.is_in(states, value_set=pa.array(values, pa.string()))
+    return pc.if_else(pc.is_null(states), _NULL_BOOL, hit)
+
+
+def enrich(chunk: pa.Table, book: AddressBook) -> pa.Table:
+    """A conn chunk (normalized schema) with the enrichment columns appended (see the
+    module docstring for their meaning); new addresses go into ``book`` first."""
+    orig, resp = chunk.column("orig_h"), chunk.column("resp_h")
+    state, hist, proto = chunk.column("conn_state"), chunk.column("history"), chunk.column("proto")
+    tcp = pc.equal(proto, "tcp")
+    syn, synack = pc.match_substring(hist, "S"), pc.match_substring(hist, "h")
+    est_state = _state_in(state, ESTABLISHED_STATES)
+    no_state = pc.is_null(state)
+    reply = pc.or_kleene(
+        pc.greater(pc.fill_null(chunk.column("resp_bytes"), 0), 0),
+        pc.and_kleene(pc.invert(tcp), pc.greater(pc.fill_null(chunk.column("resp_pkts"), 0), 0)))
+    established = pc.or_kleene(pc.or_kleene(est_state, pc.and_kleene(pc.and_kleene(tcp, syn), synack)),
+                               pc.and_kleene(no_state, reply))
+    backscatter = pc.and_kleene(tcp, pc.or_kleene(_state_in(state, BACKSCATTER_STATES),
+                                                  pc.and_kleene(pc.is_valid(hist), pc.invert(syn))))
+    ts = chunk.column("ts")
+    extra = {"t": pc.divide(pc.cast(pc.cast(ts, pa.int64()), pa.float64()), 1e6)}
+    o_cls, r_cls = book.lookup(orig), book.lookup(resp)
+    for n in book.nets.classes:
+        extra[f"orig_{n}"] = o_cls[n]
+    for n in book.nets.classes:
+        extra[f"resp_{n}"] = r_cls[n]
+    extra["resp_special"] = r_cls["special"]
+    extra["failed"] = _state_in(state, FAILED_STATES)
+    extra["established"] = pc.fill_null(established, False)
+    extra["initiated"] = pc.invert(pc.fill_null(backscatter, False))
+    extra["answered"] = pc.fill_null(pc.or_kleene(est_state, synack), False)
+    cols = list(chunk.columns) + list(extra.values())
+    return pa.Table.from_arrays(cols, schema=schema_for(book.nets))

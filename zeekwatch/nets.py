@@ -72,14 +72,6 @@ class Nets:
     def __init__(self, config: Config):
         self.classes = classes(config)
 
-    def v4_test(self, col: str, name: str) -> str:
-        """SQL boolean: the IPv4 address in ``col`` is in class ``name`` (range tests)."""
-        cls = self.classes[name]
-        if not cls.v4:
-            return "FALSE"
-        n = ipv4_int(col)
-        return "coalesce(" + " OR ".join(f"{n} BETWEEN {lo} AND {hi}" for lo, hi in cls.v4) + ", FALSE)"
-
     def member(self, col: str, name: str) -> str:
         """SQL boolean: ``col`` belongs to class ``name`` (never NULL)."""
         if name not in self.classes:

@@ -97,8 +97,16 @@ class Lookback:
                 self.max_ts = m
 
     # -- batches ----------------------------------------------------------------------------
+    def _enriched(self, new: dict[str, pa.Table]) -> dict[str, pa.Table]:
+        """Conn rows get the engine's enrichment columns (``zeekwatch.enrich``) once, as
+        they enter the look-back."""
+        if new.get("conn") is None:
+            return new
+        return {**new, "conn": self.engine.enrich(new["conn"])}
+
     def replay(self, new: dict[str, pa.Table]) -> None:
         """Rows re-read after a restart: into the look-back only, never detected again."""
+        new = self._enriched(new)
         self.advance(new)
         for t, table in new.items():
             self._append(t, table)
@@ -107,9 +115,10 @@ class Lookback:
 
     def stage(self, new: dict[str, pa.Table]) -> None:
         """Lay out the tables for detecting on a batch of ``new`` rows (see the module doc)."""
+        new = self._enriched(new)
         self.advance(new)
         conn = new.get("conn")
-        self.con.register("zw_new", conn if conn is not None else schema.empty("conn"))
+        self.con.register("zw_new", conn if conn is not None else self.engine.enrich(schema.empty("conn")))
         try:
             self._slice()
         finally:
@@ -157,14 +166,14 @@ class Lookback:
     def _slice(self) -> None:
         """``conn`` = the look-back rows the new rows' windows need, plus the new rows."""
         W, con = self.window, self.con
-        newest = con.execute("SELECT max(epoch(ts)) FROM zw_new").fetchone()[0]
+        newest = con.execute("SELECT max(epoch(ts)) FROM zw_new").fetchall()[0][0]
         if newest is None:  # no timed rows: only the new rows (per-connection detectors)
             self._replace("conn", "table", "SELECT * FROM zw_new")
             return
-        start = con.execute(f"SELECT min(epoch(ts)) FROM zw_new WHERE epoch(ts) >= {newest - LATE!r}").fetchone()[0] - W
+        start = con.execute(f"SELECT min(epoch(ts)) FROM zw_new WHERE epoch(ts) >= {newest - LATE!r}").fetchall()[0][0] - W
         con.execute(f"CREATE OR REPLACE TEMP TABLE zw_late AS SELECT orig_h AS host, min(epoch(ts)) - {W!r} AS lo "
                     f"FROM zw_new WHERE epoch(ts) < {newest - LATE!r} AND orig_h IS NOT NULL GROUP BY orig_h")
-        lowest = con.execute("SELECT min(lo) FROM zw_late").fetchone()[0]
+        lowest = con.execute("SELECT min(lo) FROM zw_late").fetchall()[0][0]
         floor = start if lowest is None else min(start, lowest)
         segs = [s for s in self.segments["conn"] if s.max_ts is not None and s.max_ts >= floor]
         if self.gate > 1 and segs:
@@ -192,7 +201,7 @@ SELECT p.host, least({start!r}, min(l.lo)) AS lo
 FROM ({pairs} UNION ALL {_PAIRS.format(src="zw_new")}) p LEFT JOIN zw_late l ON l.host = p.host
 GROUP BY p.host
 HAVING count(DISTINCT p.resp_h) >= {self.gate} OR count(DISTINCT p.key) >= {self.gate}""")
-        return self.con.execute("SELECT count(*) FROM zw_hot").fetchone()[0] > 0
+        return self.con.execute("SELECT count(*) FROM zw_hot").fetchall()[0][0] > 0
 
     def _append(self, table: str, rows: pa.Table, extra: bool = False) -> None:
         """Rows inside the look-back go to the newest segment; with ``extra`` the rest (no
