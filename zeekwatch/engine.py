@@ -237,8 +237,11 @@ class Engine:
                 self.book.add(found.column("a"))
         con.execute("CREATE OR REPLACE TABLE zw_services AS SELECT DISTINCT service AS s FROM cx "
                     "WHERE service IS NOT NULL")
-        con.execute("CREATE OR REPLACE TABLE resolved AS SELECT DISTINCT orig_h AS host, addr FROM "
-                    "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) x")
+        # (host, addr): the host got addr in a DNS answer; ids as in zw_addr (NULL if unseen)
+        con.execute("CREATE OR REPLACE TABLE resolved AS SELECT x.host, x.addr, h.id AS host_id, "
+                    "a.id AS addr_id FROM (SELECT DISTINCT orig_h AS host, addr FROM "
+                    "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) d) x "
+                    "LEFT JOIN zw_addr h ON h.a = x.host LEFT JOIN zw_addr a ON a.a = x.addr")
 
     def count(self, table: str) -> int:
         return self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

@@ -13,6 +13,8 @@ chunk is read (in the reader's thread, C++ all the way), so detectors only read 
     resp_<class>    dns, vpn, vpngw (``nets.NET_CLASSES``); never NULL
     resp_special    the responder is multicast, broadcast, link-local, loopback or
                     unspecified (never a host on the Internet); never NULL
+    orig_id         the addresses as integers (their ``id`` in ``zw_addr``): cheap to join
+    resp_id         and group on; NULL when the address is
     failed          conn_state S0, REJ, RSTOS0 or SH: the attempt got no usable answer
                     (NULL when conn_state is NULL)
     established     the connection was answered: conn_state SF, S1, S2, S3, RSTO, RSTR; or
@@ -50,6 +52,9 @@ SPECIAL_V4 = [(0, 0x00FFFFFF), (0x7F000000, 0x7FFFFFFF), (0xA9FE0000, 0xA9FEFFFF
               (0xE0000000, 0xFFFFFFFF)]
 
 _NULL_BOOL = pa.scalar(None, pa.bool_())
+# conn's text columns kept dictionary-encoded in ``cx`` (few distinct values per chunk)
+CODED = ("orig_h", "resp_h", "proto", "service")
+TEXT_CODES = pa.dictionary(pa.int32(), pa.string())
 _V4_RE = r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
 
 
@@ -59,23 +64,26 @@ def address_columns(nets: Nets) -> list[str]:
 
 def schema_for(nets: Nets) -> pa.Schema:
     """The enriched conn schema: conn's columns, then the enrichment columns."""
-    fields = list(schema.CONN) + [pa.field("t", pa.float64())]
+    fields = [pa.field(f.name, TEXT_CODES) if f.name in CODED else f for f in schema.CONN]
+    fields.append(pa.field("t", pa.float64()))
     fields += [pa.field(f"orig_{n}", pa.bool_()) for n in nets.classes]
     fields += [pa.field(f"resp_{n}", pa.bool_()) for n in nets.classes]
-    fields += [pa.field(n, pa.bool_()) for n in
-               ("resp_special", "failed", "established", "initiated", "answered")]
+    fields += [pa.field("resp_special", pa.bool_()),
+               pa.field("orig_id", pa.int32()), pa.field("resp_id", pa.int32())]
+    fields += [pa.field(n, pa.bool_()) for n in ("failed", "established", "initiated", "answered")]
     return pa.schema(fields)
 
 
 class AddressBook:
     """Every distinct address seen, with its classes: Arrow arrays for the row kernels and
-    the DuckDB table ``zw_addr`` (a, internal, mail, dns, vpn, vpngw, special) for SQL."""
+    the DuckDB table ``zw_addr`` (a, internal, mail, dns, vpn, vpngw, special, id) for SQL;
+    ``id`` is the address's position, so ``known[id]`` is the address."""
 
     def __init__(self, con, nets: Nets):
         self.con, self.nets = con, nets
         self.names = address_columns(nets)
         cols = ", ".join(f"{n} BOOLEAN" for n in self.names)
-        con.execute(f"CREATE OR REPLACE TABLE zw_addr (a VARCHAR, {cols})")
+        con.execute(f"CREATE OR REPLACE TABLE zw_addr (a VARCHAR, {cols}, id INTEGER)")
         self.known = pa.array([], pa.string())
         self.classes = {n: pa.array([], pa.bool_()) for n in self.names}
 
@@ -94,6 +102,8 @@ class AddressBook:
         if not len(new):
             return 0
         classified = self._classify(new)
+        classified = classified.append_column("id", pa.array(
+            range(len(self.known), len(self.known) + len(new)), pa.int32()))
         self.con.register("zw_classified", classified)
         try:
             self.con.execute("INSERT INTO zw_addr SELECT * FROM zw_classified")
@@ -130,7 +140,8 @@ class AddressBook:
         return pa.table({k: pa.array(v) if k != "a" else v for k, v in cols.items()})
 
     def lookup(self, column) -> dict[str, pa.Array]:
-        """Per row of ``column``: its classes (False when the address is NULL). The column
+        """Per row of ``column``: its classes (False when the address is NULL) and its ``id``
+        (the address's row in ``zw_addr``; NULL for NULL). The column
         is dictionary-encoded first, so each distinct address is looked up (and, if new,
         classified) once per chunk."""
         if isinstance(column, pa.ChunkedArray):
@@ -138,8 +149,11 @@ class AddressBook:
         coded = pc.dictionary_encode(column)
         self.add(coded.dictionary)
         idx = pc.index_in(coded.dictionary, value_set=self.known)
-        return {n: pc.fill_null(pc.take(pc.take(arr, idx), coded.indices), False)
-                for n, arr in self.classes.items()}
+        out = {n: pc.fill_null(pc.take(pc.take(arr, idx), coded.indices), False)
+               for n, arr in self.classes.items()}
+        out["id"] = pc.take(idx, coded.indices)
+        out["coded"] = coded
+        return out
 
 
 def _special6(text: str) -> bool:
@@ -181,9 +195,13 @@ def enrich(chunk: pa.Table, book: AddressBook) -> pa.Table:
     for n in book.nets.classes:
         extra[f"resp_{n}"] = r_cls[n]
     extra["resp_special"] = r_cls["special"]
+    extra["orig_id"], extra["resp_id"] = o_cls["id"], r_cls["id"]
     extra["failed"] = _state_in(state, FAILED_STATES)
     extra["established"] = pc.fill_null(established, False)
     extra["initiated"] = pc.invert(pc.fill_null(backscatter, False))
     extra["answered"] = pc.fill_null(pc.or_kleene(est_state, synack), False)
-    cols = list(chunk.columns) + list(extra.values())
+    # low-cardinality text as dictionaries: DuckDB scans them without building each string
+    coded = {"orig_h": o_cls["coded"], "resp_h": r_cls["coded"],
+             "proto": pc.dictionary_encode(proto), "service": pc.dictionary_encode(chunk.column("service"))}
+    cols = [coded.get(f.name, chunk.column(f.name)) for f in schema.CONN] + list(extra.values())
     return pa.Table.from_arrays(cols, schema=schema_for(book.nets))

@@ -138,32 +138,44 @@ def register(det: Detector) -> Detector:
     return det
 
 
-def distinct_window(events: str, group: list[str], window: float, threshold: int,
-                    dialect: Dialect) -> str:
+def distinct_window(events: str, group: list[str], window: float, threshold: int | str,
+                    dialect: Dialect, label: str = "v") -> str:
     """Episodes where some exact sliding window held ≥ ``threshold`` distinct values.
 
-    ``events`` is SQL with columns ``<group...>, t (epoch seconds), v (value), uid``.
-    A window is closed: values whose events lie within ``window`` seconds of each other
-    (t_last - t_first <= window) count together. Per (group, value) the events are merged
-    into islands [first, last + window]; a running sum of +1 at island starts and -1 at
-    island ends (starts first on ties) is the distinct count of the window ending there.
+    ``events`` is SQL with columns ``<group...>, t (epoch seconds), v (value), uid`` (and
+    ``label`` if given). A window is closed: values whose events lie within ``window`` seconds
+    of each other (t_last - t_first <= window) count together. Per (group, value) the events
+    are merged into islands [first, last + window]; a running sum of +1 at island starts and
+    -1 at island ends (starts first on ties) is the distinct count of the window ending there.
     Maximal runs where it is ≥ threshold are episodes. Plain window functions only, so the
     same SQL runs on Spark (which has no count(DISTINCT) OVER).
 
-    Groups whose whole data holds fewer than ``threshold`` distinct values cannot have a
-    window over it, so they are dropped (one hash aggregate) before the window functions.
+    ``threshold`` is a number, or the name of an events column that holds each group's
+    threshold (constant within a group). ``v`` is what is counted (an integer id is cheapest);
+    ``label`` is what ``distinct_values`` lists (e.g. the address text of an address id), one
+    label per value.
 
-    Returns SQL with ``<group...>, t_first, t_last, observed, distinct_total,
+    Groups whose whole data holds fewer than ``threshold`` distinct values cannot have a
+    window over it, so they are dropped (one hash aggregate over the events' group keys and
+    values only) before anything else of the events is kept.
+
+    Returns SQL with ``<group...>, t_first, t_last, observed, threshold, distinct_total,
     distinct_values, uids, evidence_total``.
     """
     g = ", ".join(group)
     on = " AND ".join(f"e.{c} IS NOT DISTINCT FROM p.{c}" for c in group)
     W = float(window)
+    per_group = isinstance(threshold, str)
+    thr = "thr" if per_group else str(int(threshold))
+    thr_col = f", {threshold} AS thr" if per_group else ""
     return f"""
-WITH ev_all AS {dialect.materialized()} ({events}),
-busy AS (SELECT {g} FROM ev_all GROUP BY {g} HAVING count(DISTINCT v) >= {threshold}),
+WITH ev_all AS ({events}),
+busy AS (SELECT {g}{", max(thr) AS thr" if per_group else ""}
+         FROM (SELECT {g}, v{thr_col} FROM ev_all) x GROUP BY {g}
+         HAVING count(DISTINCT v) >= {"max(thr)" if per_group else thr}),
 ev AS {dialect.materialized()} (
-  SELECT e.* FROM ev_all e JOIN busy b ON {" AND ".join(f"e.{c} IS NOT DISTINCT FROM b.{c}" for c in group)}),
+  SELECT e.*{", b.thr" if per_group else ""} FROM ev_all e
+  JOIN busy b ON {" AND ".join(f"e.{c} IS NOT DISTINCT FROM b.{c}" for c in group)}),
 gaps AS (
   SELECT {g}, v, t,
          CASE WHEN t - lag(t) OVER (PARTITION BY {g}, v ORDER BY t) <= {W} THEN 0 ELSE 1 END AS brk
@@ -180,20 +192,20 @@ run AS (
                                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS c
   FROM pts),
 marked AS (
-  SELECT {g}, t, d, c,
-         sum(CASE WHEN c >= {threshold} THEN 0 ELSE 1 END) OVER (
-           PARTITION BY {g} ORDER BY t, d DESC
+  SELECT r.*, {"b.thr" if per_group else thr} AS thr,
+         sum(CASE WHEN c >= {"b.thr" if per_group else thr} THEN 0 ELSE 1 END) OVER (
+           PARTITION BY {", ".join("r." + c for c in group)} ORDER BY r.t, r.d DESC
            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS ep
-  FROM run),
+  FROM run r{(" JOIN busy b ON " + " AND ".join(f"r.{c} IS NOT DISTINCT FROM b.{c}" for c in group)) if per_group else ""}),
 eps AS (
-  SELECT {g}, ep, min(t) AS hot_start, max(t) AS hot_end, max(c) AS observed
-  FROM marked WHERE c >= {threshold} GROUP BY {g}, ep)
-SELECT {", ".join(f"p.{c}" for c in group)}, p.observed,
+  SELECT {g}, ep, thr, min(t) AS hot_start, max(t) AS hot_end, max(c) AS observed
+  FROM marked WHERE c >= thr GROUP BY {g}, ep, thr)
+SELECT {", ".join(f"p.{c}" for c in group)}, p.observed, p.thr AS threshold,
        min(e.t) AS t_first, max(e.t) AS t_last,
        count(DISTINCT e.v) AS distinct_total,
-       {dialect.distinct_list("e.v", VALUES_LIMIT)} AS distinct_values,
+       {dialect.distinct_list(f"e.{label}", VALUES_LIMIT)} AS distinct_values,
        {dialect.first_list("e.uid", UIDS_LIMIT)} AS uids,
        count(*) AS evidence_total
 FROM eps p JOIN ev e ON {on} AND e.t BETWEEN p.hot_start - {W} AND p.hot_end
-GROUP BY {", ".join(f"p.{c}" for c in group)}, p.ep, p.observed
+GROUP BY {", ".join(f"p.{c}" for c in group)}, p.ep, p.observed, p.thr
 """

@@ -14,24 +14,23 @@ NETBIOS = {("udp", 137), ("udp", 138), ("tcp", 139)}
 
 def _horizontal_query(p: dict, ctx: Context) -> str:
     nb = " OR ".join(f"(c.proto = '{pr}' AND c.resp_p = {port})" for pr, port in sorted(NETBIOS))
+    # addresses as integer ids (cheap to join and count); text only for what is listed
     events = f"""
-SELECT c.orig_h AS host, c.proto, c.resp_p, c.t, c.resp_h AS v, c.uid,
-       ({nb}) AS netbios
+SELECT c.orig_id AS hid, c.proto, c.resp_p, c.t, c.resp_id AS v, c.resp_h AS label, c.uid,
+       CASE WHEN {nb} THEN {int(p['netbios_min_hosts'])} ELSE {int(p['min_hosts'])} END AS thr
 FROM cx c
-LEFT JOIN resolved r ON r.host = c.orig_h AND r.addr = c.resp_h
+LEFT JOIN resolved r ON r.host_id = c.orig_id AND r.addr_id = c.resp_id
 WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
   AND c.orig_internal AND c.initiated
-  AND (c.failed OR r.addr IS NULL)
+  AND (c.failed OR r.addr_id IS NULL)
   AND {in_list('c.resp_p', p['ignore_ports'], negate=True)}"""
-    normal = distinct_window(f"SELECT host, proto, resp_p, t, v, uid FROM ({events}) x WHERE NOT netbios",
-                             ["host", "proto", "resp_p"], p["window"], p["min_hosts"], ctx.dialect)
-    netbios = distinct_window(f"SELECT host, proto, resp_p, t, v, uid FROM ({events}) x WHERE netbios",
-                              ["host", "proto", "resp_p"], p["window"], p["netbios_min_hosts"],
-                              ctx.dialect)
-    cols = ("host, NULL AS peer, proto || '/' || CAST(resp_p AS VARCHAR) AS key, t_first, t_last, "
-            "observed, {thr} AS threshold, distinct_total, distinct_values, uids, evidence_total")
-    return (f"SELECT {cols.format(thr=p['min_hosts'])} FROM ({normal}) a UNION ALL "
-            f"SELECT {cols.format(thr=p['netbios_min_hosts'])} FROM ({netbios}) b")
+    eps = distinct_window(events, ["hid", "proto", "resp_p"], p["window"], "thr", ctx.dialect,
+                          label="label")
+    return f"""
+SELECT z.a AS host, NULL AS peer, x.proto || '/' || CAST(x.resp_p AS VARCHAR) AS key, x.t_first,
+       x.t_last, x.observed, x.threshold, x.distinct_total, x.distinct_values, x.uids,
+       x.evidence_total
+FROM ({eps}) x JOIN zw_addr z ON z.id = x.hid"""
 
 
 def _horizontal_summary(f: dict, p: dict) -> str:
@@ -55,22 +54,27 @@ register(Detector(
 
 def _vertical_query(p: dict, ctx: Context) -> str:
     scope = "c.orig_internal" if p["internal_only"] else "TRUE"
+    # v: the (proto, port) as one integer; label: its text, for the listed values
     events = f"""
-SELECT c.orig_h AS host, c.resp_h AS peer, c.t,
-       c.proto || '/' || CAST(c.resp_p AS VARCHAR) AS v, c.uid
+SELECT c.orig_id AS hid, c.resp_id AS pid, c.t,
+       c.resp_p + CASE WHEN c.proto = 'udp' THEN 65536 ELSE 0 END AS v,
+       c.proto || '/' || CAST(c.resp_p AS VARCHAR) AS label, c.uid
 FROM cx c
 WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
   AND {scope} AND c.failed AND c.initiated
   AND {in_list("coalesce(c.service, '')", p['dynamic_services'], negate=True)}
   AND NOT EXISTS (
     SELECT 1 FROM cx f
-    WHERE f.orig_h = c.orig_h AND f.resp_h = c.resp_h AND f.proto = 'tcp'
+    WHERE f.orig_id = c.orig_id AND f.resp_id = c.resp_id AND f.proto = 'tcp'
       AND {in_list('f.resp_p', p['control_ports'])} AND c.resp_p >= 1024
       AND NOT f.failed
       AND f.ts <= c.ts AND f.t + coalesce(f.duration, 0) + 60 >= c.t)"""
-    eps = distinct_window(events, ["host", "peer"], p["window"], p["min_ports"], ctx.dialect)
-    return (f"SELECT host, peer, NULL AS key, t_first, t_last, observed, {p['min_ports']} AS threshold, "
-            f"distinct_total, distinct_values, uids, evidence_total FROM ({eps}) x")
+    eps = distinct_window(events, ["hid", "pid"], p["window"], p["min_ports"], ctx.dialect,
+                          label="label")
+    return f"""
+SELECT h.a AS host, r.a AS peer, NULL AS key, x.t_first, x.t_last, x.observed,
+       {p['min_ports']} AS threshold, x.distinct_total, x.distinct_values, x.uids, x.evidence_total
+FROM ({eps}) x JOIN zw_addr h ON h.id = x.hid JOIN zw_addr r ON r.id = x.pid"""
 
 
 def _vertical_summary(f: dict, p: dict) -> str:
