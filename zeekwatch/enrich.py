@@ -51,7 +51,6 @@ ESTABLISHED_STATES = ("SF", "S1", "S2", "S3", "RSTO", "RSTR")
 SPECIAL_V4 = [(0, 0x00FFFFFF), (0x7F000000, 0x7FFFFFFF), (0xA9FE0000, 0xA9FEFFFF),
               (0xE0000000, 0xFFFFFFFF)]
 
-_NULL_BOOL = pa.scalar(None, pa.bool_())
 # conn's text columns kept dictionary-encoded in ``cx`` (few distinct values per chunk)
 CODED = ("orig_h", "resp_h", "proto", "service")
 TEXT_CODES = pa.dictionary(pa.int32(), pa.string())
@@ -168,7 +167,7 @@ def _special6(text: str) -> bool:
 def _state_in(states, values) -> pa.Array:
     """conn_state IN values, NULL where conn_state is NULL (SQL semantics)."""
     hit = pc.is_in(states, value_set=pa.array(values, pa.string()))
-    return pc.if_else(pc.is_null(states), _NULL_BOOL, hit)
+    return pc.if_else(pc.is_valid(states), hit, pa.nulls(len(states), pa.bool_()))
 
 
 def enrich(chunk: pa.Table, book: AddressBook) -> pa.Table:

@@ -263,36 +263,35 @@ def parse_known(entries) -> list[tuple[str, int, str]]:
 
 
 def _ftp_control(client: str, server: str, p: dict, ctx: Context) -> str:
-    """SQL: an FTP control connection client -> server open around the outer row ``c``."""
+    """SQL: an FTP control connection client -> server (address ids) open around the outer
+    row ``c``."""
     return f"""EXISTS (
     SELECT 1 FROM cx f
-    WHERE f.orig_h = {client} AND f.resp_h = {server} AND f.proto = 'tcp'
+    WHERE f.orig_id = {client} AND f.resp_id = {server} AND f.proto = 'tcp'
       AND f.resp_p IN {sql_list(p['ftp_control_ports'])}
       AND f.t <= c.t + 1 AND f.t + coalesce(f.duration, 0) + 3600 >= c.t)"""
 
 
-def _answered_events(p: dict, ctx: Context) -> str:
+def _answered_events(p: dict, ctx: Context, cols: str = "") -> str:
     """SQL: connections an internal host answered on a port below max_port, FTP data and
-    (with ignore_udp_replies) misoriented UDP replies excluded (host, port, proto, client,
-    uid, ts, t, service)."""
+    (with ignore_udp_replies) misoriented UDP replies excluded: hid (the host's address id),
+    port, proto, t, ts, and the cx columns listed in ``cols`` (e.g. ", c.uid")."""
     udp_reply = ("NOT (c.proto = 'udp' AND coalesce(c.orig_p, 1024) < 1024 AND c.resp_p >= 1024)"
                  if p["ignore_udp_replies"] else "TRUE")
     # passive FTP: client -> server's data port; active FTP: server (port 20) -> client
-    ftp = (f"({_ftp_control('c.orig_h', 'c.resp_h', p, ctx)} OR "
-           f"{_ftp_control('c.resp_h', 'c.orig_h', p, ctx)})")
+    ftp = (f"({_ftp_control('c.orig_id', 'c.resp_id', p, ctx)} OR "
+           f"{_ftp_control('c.resp_id', 'c.orig_id', p, ctx)})")
     base = f"""
-SELECT c.resp_h AS host, c.resp_p AS port, c.proto, c.orig_h AS client, c.uid, c.ts,
-       c.t, c.service, c.orig_h, c.resp_h
 FROM cx c
 WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
   AND c.resp_p < {int(p['max_port'])} AND c.resp_internal AND c.answered
   AND coalesce(c.service, '') NOT LIKE '%ftp-data%' AND {udp_reply}"""
-    cols = "host, port, proto, client, uid, ts, t, service"
+    sel = f"SELECT c.resp_id AS hid, c.resp_p AS port, c.proto, c.t, c.ts{cols}"
     # the FTP control check (a correlated lookup) only runs on TCP to high ports
     return f"""
-SELECT {cols} FROM ({base}) b WHERE NOT (b.proto = 'tcp' AND b.port >= 1024)
+{sel} {base} AND NOT (c.proto = 'tcp' AND c.resp_p >= 1024)
 UNION ALL
-SELECT {cols} FROM ({base}) c WHERE c.proto = 'tcp' AND c.port >= 1024 AND NOT {ftp}"""
+{sel} {base} AND c.proto = 'tcp' AND c.resp_p >= 1024 AND NOT {ftp}"""
 
 
 def _known_predicate(p: dict, alias: str) -> str:
@@ -326,25 +325,28 @@ def _listener_query(p: dict, ctx: Context) -> str:
     d = ctx.dialect
     learn_s = float(p["learn_hours"]) * 3600
     return f"""
-WITH ev AS {d.materialized()} ({_answered_events(p, ctx)}),
-first_seen AS (SELECT host, port, proto, min(t) AS t_first FROM ev GROUP BY host, port, proto),
+WITH first_seen AS (  -- lean: address ids only; the evidence text only for new services
+  SELECT z.a AS host, e.hid, e.port, e.proto, min(e.t) AS t_first
+  FROM ({_answered_events(p, ctx)}) e JOIN zw_addr z ON z.id = e.hid
+  GROUP BY z.a, e.hid, e.port, e.proto),
 mode AS (
   SELECT (SELECT count(*) FROM known_services) = 0 AS learning,
          (SELECT min(t) FROM cx) + {learn_s!r} AS learn_until),
 new AS (
-  SELECT s.host, s.port, s.proto, m.learning
+  SELECT s.host, s.hid, s.port, s.proto, m.learning
   FROM first_seen s CROSS JOIN mode m
   LEFT JOIN known_services k ON k.host = s.host AND k.port = s.port AND k.proto = s.proto
   WHERE k.host IS NULL AND NOT {_known_predicate(p, 's')}
     AND NOT (m.learning AND s.t_first < m.learn_until)),
-svc AS (  -- the evidence lists, only for the few services that are new
-  SELECT e.host, e.port, e.proto, min(e.t) AS t_first, max(e.t) AS t_last, count(*) AS answered,
+svc AS (
+  SELECT n.host, e.port, e.proto, min(e.t) AS t_first, max(e.t) AS t_last, count(*) AS answered,
          count(DISTINCT e.client) AS distinct_total,
          {d.distinct_list('e.client', VALUES_LIMIT)} AS distinct_values,
          {d.first_list('e.uid', UIDS_LIMIT)} AS uids,
          {d.distinct_list('e.service', VALUES_LIMIT)} AS services
-  FROM ev e JOIN new n ON n.host = e.host AND n.port = e.port AND n.proto = e.proto
-  GROUP BY e.host, e.port, e.proto)
+  FROM ({_answered_events(p, ctx, ", c.orig_h AS client, c.uid, c.service")}) e
+  JOIN new n ON n.hid = e.hid AND n.port = e.port AND n.proto = e.proto
+  GROUP BY n.host, e.port, e.proto)
 SELECT s.host, NULL AS peer, s.proto || '/' || CAST(s.port AS VARCHAR) AS key,
        s.t_first, s.t_last, CAST(s.answered AS DOUBLE) AS observed, CAST(1 AS DOUBLE) AS threshold,
        s.distinct_total, s.distinct_values, s.uids, s.answered AS evidence_total, s.services,
@@ -355,10 +357,10 @@ FROM svc s CROSS JOIN mode m"""
 def _learn_query(p: dict, ctx: Context) -> str:
     """Every service answered in this run, for the stored baseline (Store.learn_services)."""
     return f"""
-SELECT host, port, proto, {ctx.dialect.iso_utc('min(ts)')} AS first_seen,
-       {ctx.dialect.iso_utc('max(ts)')} AS last_seen, 'learned' AS origin
-FROM ({_answered_events(p, ctx)}) e
-GROUP BY host, port, proto"""
+SELECT z.a AS host, e.port, e.proto, {ctx.dialect.iso_utc('min(e.ts)')} AS first_seen,
+       {ctx.dialect.iso_utc('max(e.ts)')} AS last_seen, 'learned' AS origin
+FROM ({_answered_events(p, ctx)}) e JOIN zw_addr z ON z.id = e.hid
+GROUP BY z.a, e.port, e.proto"""
 
 
 def _listener_summary(f: dict, p: dict) -> str:

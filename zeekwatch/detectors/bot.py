@@ -221,22 +221,23 @@ def _unusual_query(p: dict, ctx: Context) -> str:
     p2p = has_service("x.service", p["p2p_services"])
     d = ctx.dialect
     m = d.materialized()
+    # prevalence over integer address ids first; the text columns only for the rare ports
     return f"""
-WITH out AS {m} (
-  SELECT c.orig_h, c.resp_h, c.resp_p, c.proto, c.service, c.uid, c.ts, c.t,
-         c.orig_bytes, c.resp_bytes
-  FROM cx c WHERE {_outbound()} AND c.established),
-prev AS (SELECT proto, resp_p, count(DISTINCT orig_h) AS prevalence FROM out GROUP BY proto, resp_p),
+WITH prev AS (
+  SELECT c.proto, c.resp_p, count(DISTINCT c.orig_id) AS prevalence
+  FROM cx c WHERE {_outbound()} AND c.established GROUP BY c.proto, c.resp_p
+  HAVING count(DISTINCT c.orig_id) <= {int(p['max_hosts'])}),
 rare AS {m} (
-  SELECT o.*, p.prevalence FROM out o JOIN prev p ON p.proto = o.proto AND p.resp_p = o.resp_p
-  WHERE p.prevalence <= {int(p['max_hosts'])}),
-p2p AS (SELECT x.orig_h AS h FROM cx x WHERE {p2p}
-        UNION SELECT x.resp_h AS h FROM cx x WHERE {p2p}),
+  SELECT c.orig_h, c.orig_id, c.resp_h, c.resp_p, c.proto, c.service, c.uid, c.ts, c.t,
+         c.orig_bytes, c.resp_bytes, p.prevalence
+  FROM cx c JOIN prev p ON p.proto = c.proto AND p.resp_p = c.resp_p
+  WHERE {_outbound()} AND c.established),
+p2p AS (SELECT DISTINCT unnest([x.orig_id, x.resp_id]) AS h FROM cx x WHERE {p2p}),
 ev AS (
   SELECT o.* FROM rare o
   WHERE NOT {common} AND NOT {has_service('o.service', p['common_services'])}
     AND NOT {_ftp_data(p, 'o', ctx)}
-    AND NOT EXISTS (SELECT 1 FROM p2p WHERE p2p.h = o.orig_h))
+    AND NOT EXISTS (SELECT 1 FROM p2p WHERE p2p.h = o.orig_id))
 SELECT e.orig_h AS host, NULL AS peer, {_key('e')} AS key,
        min(e.t) AS t_first, max(e.t) AS t_last, e.prevalence AS observed,
        {int(p['max_hosts'])} AS threshold, count(DISTINCT e.resp_h) AS distinct_total,
@@ -291,19 +292,18 @@ def _rare_query(p: dict, ctx: Context) -> str:
                " OR e.resp_dns)")
     dns_ok = "(SELECT count(*) FROM dns) > 0" if p["require_dns"] else "TRUE"
     return f"""
-WITH active AS (SELECT count(DISTINCT c.orig_h) AS n FROM cx c WHERE c.orig_internal),
-out AS {d.materialized()} (
-  SELECT c.orig_h, c.resp_h, c.resp_p, c.proto, c.service, c.uid, c.ts, c.t, c.orig_bytes,
-         c.resp_bytes, c.resp_dns
-  FROM cx c WHERE {_outbound()} AND c.established),
-prev AS (SELECT resp_h, count(DISTINCT orig_h) AS prevalence FROM out GROUP BY resp_h),
-rare AS {d.materialized()} (  -- rare destinations first; the string work only for them
-  SELECT c.*, {svc} AS svc, {_key()} AS port
-  FROM out c JOIN prev q ON q.resp_h = c.resp_h
-  WHERE q.prevalence <= {int(p['max_hosts'])}),
+WITH active AS (SELECT count(DISTINCT c.orig_id) AS n FROM cx c WHERE c.orig_internal),
+prev AS (  -- over integer address ids; the text columns only for the rare destinations
+  SELECT c.resp_id, count(DISTINCT c.orig_id) AS prevalence
+  FROM cx c WHERE {_outbound()} AND c.established GROUP BY c.resp_id),
+rare AS {d.materialized()} (
+  SELECT c.orig_h, c.resp_h, c.resp_id, c.resp_p, c.proto, c.service, c.uid, c.ts, c.t,
+         c.orig_bytes, c.resp_bytes, c.resp_dns, {svc} AS svc, {_key()} AS port
+  FROM cx c JOIN prev q ON q.resp_id = c.resp_id
+  WHERE q.prevalence <= {int(p['max_hosts'])} AND {_outbound()} AND c.established),
 ev AS (
   SELECT e.* FROM rare e
-  WHERE NOT {ignored} AND NOT EXISTS (SELECT 1 FROM resolved r WHERE r.addr = e.resp_h)),
+  WHERE NOT {ignored} AND NOT EXISTS (SELECT 1 FROM resolved r WHERE r.addr_id = e.resp_id)),
 agg AS (
   SELECT e.orig_h AS host, e.resp_h AS peer, e.svc AS key, min(e.t) AS t_first, max(e.t) AS t_last,
          count(*) AS observed, {int(p['min_connections'])} AS threshold,
@@ -313,7 +313,7 @@ agg AS (
          p.prevalence AS prevalence, a.n AS active_hosts,
          round(CAST(100 * p.prevalence AS DOUBLE) / a.n, 2) AS prevalence_percent, e.svc AS service,
          sum(e.orig_bytes) AS bytes_out, sum(e.resp_bytes) AS bytes_in
-  FROM ev e JOIN prev p ON p.resp_h = e.resp_h CROSS JOIN active a
+  FROM ev e JOIN prev p ON p.resp_id = e.resp_id CROSS JOIN active a
   WHERE a.n >= {int(p['min_internal_hosts'])} AND {dns_ok}
     AND p.prevalence <= {int(p['max_hosts'])} AND p.prevalence * 100 <= {float(p['max_percent'])} * a.n
   GROUP BY e.orig_h, e.resp_h, e.svc, p.prevalence, a.n
