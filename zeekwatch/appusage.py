@@ -283,9 +283,11 @@ def _load_rules(con, rules: AppRules) -> None:
 
 
 EVENTS_SQL = """
-svc AS (
-  SELECT ts, orig_h, resp_h, trim(unnest(string_split(lower(service), ','))) AS name
-  FROM conn WHERE service IS NOT NULL AND ts IS NOT NULL),
+svc AS (  -- service tokens split once per distinct service value, kept when a rule names them
+  SELECT t.service, t.name, r.app FROM (
+    SELECT service, trim(unnest(string_split(lower(service), ','))) AS name
+    FROM (SELECT DISTINCT service FROM conn WHERE service IS NOT NULL) d) t
+  JOIN au_services r ON r.service = t.name),
 al AS (
   SELECT ts, sid, signature, category, lower(app_proto) AS app_proto,
          CASE WHEN orig_p < resp_p THEN resp_h ELSE orig_h END AS client,
@@ -336,8 +338,8 @@ hrules AS (
   FROM hcase h JOIN au_http r ON r.ord = h.ua_rule),
 ev AS (
   SELECT c.orig_h AS client, c.resp_h AS server, c.ts, 'conn' AS source,
-         'conn service ' || c.name AS evidence, s.app, c.resp_h AS value
-  FROM svc c JOIN au_services s ON s.service = c.name
+         'conn service ' || s.name AS evidence, s.app, c.resp_h AS value
+  FROM conn c JOIN svc s ON s.service = c.service WHERE c.ts IS NOT NULL
   UNION ALL
   SELECT a.client, a.server, a.ts, 'alert',
          'alert "' || coalesce(m.signature, '?') || '" (sid ' || coalesce(CAST(m.sid AS VARCHAR), '?') || ')',
