@@ -203,6 +203,63 @@ def test_dst_change_days():
     assert keys(detect("off_hours", config=cfg, conn=rows)) == [("10.0.0.5", "2024-10-26 night", 6)]
 
 
+def _transitions(tz: str, year: int) -> list[float]:
+    """UTC instants (epoch) in ``year`` where the zone's offset changes (to the minute)."""
+    z = ZoneInfo(tz)
+    t, stop = utc(year, 1, 1), utc(year + 1, 1, 1)
+    out, prev = [], dt.datetime.fromtimestamp(t, z).utcoffset()
+    while t < stop:
+        t += 3600
+        off = dt.datetime.fromtimestamp(t, z).utcoffset()
+        if off != prev:
+            lo = t - 3600
+            while t - lo > 60:  # bisect to the minute
+                mid = lo + (t - lo) // 2
+                if dt.datetime.fromtimestamp(mid, z).utcoffset() == prev:
+                    lo = mid
+                else:
+                    t = mid
+            out.append(t)
+            prev = off
+    return out
+
+
+@pytest.mark.parametrize("tz", ["Europe/Berlin", "Australia/Lord_Howe", "Asia/Kathmandu",
+                                "America/St_Johns", "Pacific/Chatham"])
+@pytest.mark.parametrize("hours", [("06:00", "22:00"), ("02:30", "23:00")])
+def test_off_hours_local_time_matches_zoneinfo_around_offset_changes(tz, hours):
+    # Bursts every 7.5 minutes for 3 hours either side of each offset change of 2024 (and
+    # every 5 hours through one ordinary week): each burst's period must be the one
+    # zoneinfo gives. Half-hour and 45-minute zones, 30-minute DST shifts included; business
+    # hours starting at 02:30 put a period boundary right after the 02:00 changes.
+    start, end = (int(x[:2]) * 60 + int(x[3:]) for x in hours)
+    starts = [t + k * 450 for t in _transitions(tz, 2024) for k in range(-24, 24)]
+    starts += [utc(2024, 6, 3) + k * 18000 for k in range(34)]
+    z, rows, want = ZoneInfo(tz), [], set()
+    for i, t0 in enumerate(starts):
+        host = str(ipaddress.ip_address("10.1.0.0") + i)
+        times = [t0 + s for s in range(5)]
+        periods = set()
+        for t in times:
+            lt = dt.datetime.fromtimestamp(t, z)
+            minute = lt.hour * 60 + lt.minute
+            day = (lt.replace(tzinfo=None) - dt.timedelta(minutes=start)).date()
+            if day.isoweekday() in (6, 7):
+                periods.add(f"{day} weekend")
+            elif minute >= end or minute < start:
+                periods.add(f"{day} night")
+            else:
+                periods.add(None)
+        rows += [conn(t, host, f"203.0.113.{k + 1}", 443) for k, t in enumerate(times)]
+        if len(periods) == 1 and None not in periods:
+            want.add((host, periods.pop()))
+    cfg = {"time": {"timezone": tz, "business_start": hours[0], "business_end": hours[1]}}
+    got = {(f["host"], f["key"]) for f in detect("off_hours", config=cfg, conn=rows)}
+    assert len(want) >= 10
+    bursts_split = {(h, k) for h, k in got if (h, k) not in want}
+    assert got == want, sorted(bursts_split)[:5]
+
+
 def test_vpn_segments_and_excluded_hosts_are_exempt():
     rows = burst(utc(2024, 4, 16, 23, 0)) + burst(utc(2024, 4, 16, 23, 0), host="fd00::5")
     assert len(detect("off_hours", conn=rows)) == 2

@@ -160,15 +160,17 @@ def _off_query(p: dict, ctx: Context) -> str:
     tz = tm.timezone
     start, end = _minutes(tm.business_start), _minutes(tm.business_end)
     anchor = start if start < end else end  # a period's day runs anchor..anchor (local)
-    # local wall-clock time is computed once per row (``c.lts``), then only read
-    m = d.minute_of_day_local("c.lts", None)
+    # local wall-clock time as epoch-like seconds (``c.ls``), then plain arithmetic
+    m = "(CAST(floor(c.ls / 60) AS BIGINT) % 1440 + 1440) % 1440"
+    day = f"CAST(floor((c.ls - {anchor * 60}) / 86400) AS BIGINT)"  # the period's local day
     if start < end:
         night = f"({m} >= {end} OR {m} < {start})"
     elif start > end:
         night = f"({m} >= {end} AND {m} < {start})"
     else:
         night = "FALSE"  # business_start == business_end: no weekday off-hours
-    weekend = (f"{d.dow_local_shift('c.lts', None, anchor)} IN (6, 7)" if tm.weekends_off else "FALSE")
+    # ISO day of week of that day (1970-01-01 was a Thursday, 4): Saturday 6, Sunday 7
+    weekend = f"(({day} + 3) % 7 + 7) % 7 + 1 IN (6, 7)" if tm.weekends_off else "FALSE"
     skip = ["NOT c.resp_dns", "c.initiated",
             f"NOT (c.proto IN ('tcp', 'udp') AND coalesce(c.resp_p, -1) IN {sql_list(p['ignore_ports'])})"
             if p["ignore_ports"] else "TRUE"]
@@ -177,12 +179,22 @@ def _off_query(p: dict, ctx: Context) -> str:
         skip.append("c.resp_h NOT LIKE 'ff%:%'")
     if p["exclude_hosts"]:
         skip.append(f"NOT {cidr_match('c.orig_h', p['exclude_hosts'], 'detectors.off_hours.exclude_hosts')}")
+    # The zone's offset per quarter hour of the data, looked up per row (a time-zone conversion
+    # per row costs more than the rest of the detector). Offsets change at whole quarter hours
+    # in every zone in use; a quarter whose start and end offsets differ anyway falls back to
+    # the exact per-row conversion.
+    q = "CAST(floor(x.t / 900) AS BIGINT)"
+    zone = f"""zone AS {d.materialized()} (
+  SELECT q, {d.utc_offset('q * 900.0', tz)} AS off, {d.utc_offset('q * 900.0 + 899.999999', tz)} AS off_end
+  FROM (SELECT DISTINCT {q} AS q FROM cx x WHERE x.t IS NOT NULL) u),"""
+    local = (f"CASE WHEN z.off = z.off_end THEN x.t + z.off "
+             f"ELSE x.t + {d.utc_offset('x.t', tz)} END")
     return f"""
-WITH off AS {ctx.dialect.materialized()} (
+WITH {zone}
+off AS {ctx.dialect.materialized()} (
   SELECT c.orig_h AS host, c.resp_h AS dest, c.uid, {ep} AS t,
-         CAST({d.date_local_shift('c.lts', None, anchor)} AS VARCHAR) || ' ' ||
-           CASE WHEN {weekend} THEN 'weekend' ELSE 'night' END AS period
-  FROM (SELECT x.*, {d.local_ts('x.ts', tz)} AS lts FROM cx x) c
+         {d.date_text(day)} || ' ' || CASE WHEN {weekend} THEN 'weekend' ELSE 'night' END AS period
+  FROM (SELECT x.*, {local} AS ls FROM cx x JOIN zone z ON z.q = {q}) c
   WHERE c.ts IS NOT NULL AND c.resp_h IS NOT NULL
     AND c.orig_internal AND NOT c.orig_vpn
     AND {' AND '.join(skip)}

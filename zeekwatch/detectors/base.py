@@ -54,33 +54,14 @@ class Dialect:
     def explode(self, expr: str) -> str:
         return f"unnest({expr})"
 
-    def hour_local(self, ts_col: str, tz: str) -> str:
-        return f"hour(timezone('{tz}', {ts_col}))"
+    def utc_offset(self, epoch: str, tz: str) -> str:
+        """Seconds that local time in zone ``tz`` is ahead of UTC at the instant ``epoch``
+        (epoch seconds)."""
+        return f"(epoch(timezone('{tz}', to_timestamp({epoch}))) - ({epoch}))"
 
-    def dow_local(self, ts_col: str, tz: str) -> str:
-        """ISO day of week, 1 = Monday .. 7 = Sunday."""
-        return f"isodow(timezone('{tz}', {ts_col}))"
-
-    def local_ts(self, ts_col: str, tz: str | None) -> str:
-        """Local wall-clock time of a UTC timestamp (``tz`` None: ``ts_col`` already is)."""
-        return f"timezone('{tz}', {ts_col})" if tz else ts_col
-
-    def minute_of_day_local(self, ts_col: str, tz: str | None) -> str:
-        lt = self.local_ts(ts_col, tz)
-        return f"(hour({lt}) * 60 + minute({lt}))"
-
-    def date_local(self, ts_col: str, tz: str | None) -> str:
-        return f"CAST({self.local_ts(ts_col, tz)} AS DATE)"
-
-    def date_local_shift(self, ts_col: str, tz: str | None, minutes: int) -> str:
-        """Local calendar date of the local wall-clock time minus ``minutes`` (the shift is
-        applied to wall-clock time, so a day that starts at 06:00 local stays right across
-        DST changes)."""
-        return f"CAST({self.local_ts(ts_col, tz)} - INTERVAL {int(minutes)} MINUTE AS DATE)"
-
-    def dow_local_shift(self, ts_col: str, tz: str | None, minutes: int) -> str:
-        """ISO day of week (1 = Monday .. 7 = Sunday) of ``date_local_shift``."""
-        return f"isodow({self.date_local_shift(ts_col, tz, minutes)})"
+    def date_text(self, days: str) -> str:
+        """'YYYY-MM-DD' of the day ``days`` (an integer) after 1970-01-01."""
+        return f"CAST(DATE '1970-01-01' + CAST({days} AS INTEGER) AS VARCHAR)"
 
     def ordered_list(self, expr: str, order_by: str, limit: int) -> str:
         """Aggregate: the first ``limit`` values of ``expr`` ordered by ``order_by`` (a SQL
