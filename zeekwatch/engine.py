@@ -201,6 +201,7 @@ class Engine:
             if not set(det.needs) & present:
                 continue
             params = self.config.params(det.id, det.defaults)
+            self._tables(det, params, ctx)
             cur = self.con.execute(det.query(params, ctx))
             names = [d[0] for d in cur.description]
             rows = [dict(zip(names, r)) for r in cur.fetchall()]
@@ -216,15 +217,27 @@ class Engine:
             if learn is None or (only and det.id not in only) or not self.config.enabled(det.id):
                 continue
             params = self.config.params(det.id, det.defaults)
+            self._tables(det, params, ctx)
             cur = self.con.execute(learn(params, ctx))
             names = [d[0] for d in cur.description]
             rows.extend(dict(zip(names, r)) for r in cur.fetchall())
         return rows
 
+    def _tables(self, det, params: dict, ctx: Context) -> None:
+        """The detector's own helper tables (``extra['tables']``: name -> SQL), made once per
+        ``_prepare``, for its query and its ``learn`` query to share."""
+        make = det.extra.get("tables")
+        if make is None or det.id in self._made:
+            return
+        for name, sql in make(params, ctx).items():
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        self._made.add(det.id)
+
     def _prepare(self, known_services: list[dict]) -> None:
         """Helper tables every detector may use: address classes of every table's addresses,
         services, DNS resolutions, and the stored baseline of known services."""
         con = self.con
+        self._made: set[str] = set()
         con.execute("CREATE OR REPLACE TABLE known_services "
                     "(host VARCHAR, port INTEGER, proto VARCHAR)")
         if known_services:

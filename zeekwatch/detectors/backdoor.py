@@ -337,10 +337,9 @@ def _listener_query(p: dict, ctx: Context) -> str:
     d = ctx.dialect
     learn_s = float(p["learn_hours"]) * 3600
     return f"""
-WITH first_seen AS (  -- lean: address ids only; the evidence text only for new services
-  SELECT z.a AS host, e.hid, e.port, e.proto, min(e.t) AS t_first
-  FROM ({_answered_events(p, ctx)}) e JOIN zw_addr z ON z.id = e.hid
-  GROUP BY z.a, e.hid, e.port, e.proto),
+WITH first_seen AS (  -- services from zw_answered; the evidence text only for new ones
+  SELECT z.a AS host, s.hid, s.port, s.proto, s.t_first
+  FROM zw_answered s JOIN zw_addr z ON z.id = s.hid),
 mode AS (
   SELECT (SELECT count(*) FROM known_services) = 0 AS learning,
          (SELECT min(t) FROM cx) + {learn_s!r} AS learn_until),
@@ -366,13 +365,20 @@ SELECT s.host, NULL AS peer, s.proto || '/' || CAST(s.port AS VARCHAR) AS key,
 FROM svc s CROSS JOIN mode m"""
 
 
+def _answered_tables(p: dict, ctx: Context) -> dict[str, str]:
+    """``zw_answered``: every (host id, port, proto) answered, with its first and last time;
+    read by the detector and by its learn query, so the connections are scanned once."""
+    return {"zw_answered": f"""
+SELECT e.hid, e.port, e.proto, min(e.t) AS t_first, min(e.ts) AS ts_first, max(e.ts) AS ts_last
+FROM ({_answered_events(p, ctx)}) e GROUP BY e.hid, e.port, e.proto"""}
+
+
 def _learn_query(p: dict, ctx: Context) -> str:
     """Every service answered in this run, for the stored baseline (Store.learn_services)."""
     return f"""
-SELECT z.a AS host, e.port, e.proto, {ctx.dialect.iso_utc('min(e.ts)')} AS first_seen,
-       {ctx.dialect.iso_utc('max(e.ts)')} AS last_seen, 'learned' AS origin
-FROM ({_answered_events(p, ctx)}) e JOIN zw_addr z ON z.id = e.hid
-GROUP BY z.a, e.port, e.proto"""
+SELECT z.a AS host, s.port, s.proto, {ctx.dialect.iso_utc('s.ts_first')} AS first_seen,
+       {ctx.dialect.iso_utc('s.ts_last')} AS last_seen, 'learned' AS origin
+FROM zw_answered s JOIN zw_addr z ON z.id = s.hid"""
 
 
 def _listener_summary(f: dict, p: dict) -> str:
@@ -397,5 +403,5 @@ register(Detector(
     query=_listener_query,
     summary=_listener_summary,
     doc=_listener_query.__doc__ or "",
-    extra={"learn": _learn_query},
+    extra={"learn": _learn_query, "tables": _answered_tables},
 ))

@@ -16,6 +16,14 @@ Every detector query returns these columns (the *candidate* contract):
     evidence_total             number of evidence events (BIGINT)
 
 Any further columns are kept in the finding's ``details`` (e.g. ``mx_lookups``).
+
+The queries read conn through ``cx``, the enriched conn rows (``zeekwatch/enrich.py``: address
+classes and ids, failed/established/initiated/answered), besides the normalized tables and the
+engine's helper tables (``zw_addr``, ``zw_services``, ``resolved``, ``known_services``).
+
+``extra`` may hold ``learn`` (a query of services to store in the baseline) and ``tables``
+(name -> SQL of helper tables the engine makes once per run before the detector's queries, so
+that the query and ``learn`` share one pass over the rows).
 """
 
 from __future__ import annotations
