@@ -437,8 +437,8 @@ def peer_names(con, addrs: list[str]) -> dict[str, list[str]]:
         return {}
     temp_table(con, "au_addrs", {"a": pa.string()}, [(a,) for a in addrs])
     rows = con.execute(
-        "SELECT x.addr, list_slice(list_sort(list_distinct(list(x.name))), 1, 10) FROM ("
-        "  SELECT rtrim(lower(query), '.') AS name, unnest(answers) AS addr FROM dns "
-        "  WHERE answers IS NOT NULL AND query IS NOT NULL) x "
+        "SELECT x.addr, list_slice(list_sort(list_distinct(list(rtrim(lower(x.query), '.')))), 1, 10) "
+        "FROM (SELECT query, unnest(answers) AS addr FROM dns "
+        "      WHERE answers IS NOT NULL AND query IS NOT NULL) x "
         "JOIN au_addrs a ON a.a = x.addr GROUP BY x.addr").fetchall()
     return {a: list(names) for a, names in rows}
