@@ -25,6 +25,8 @@ chunk is read (in the reader's thread, C++ all the way), so detectors only read 
                     OTH, or a history without an S (backscatter, mid-stream pickup); never NULL
     answered        conn_state SF, S1, S2, S3, RSTO, RSTR or a SYN-ACK 'h' in the history;
                     never NULL
+    rid             the row's number (unique in the engine): lets a query carry a number
+                    through its heavy steps and fetch text columns only for its evidence
 
 Address classes are decided once per distinct address (``AddressBook``): IPv4 by range tests
 on the integer value (numpy), IPv6 with ``ipaddress``; the book is also the engine's ``zw_addr``
@@ -70,6 +72,7 @@ def schema_for(nets: Nets) -> pa.Schema:
     fields += [pa.field("resp_special", pa.bool_()),
                pa.field("orig_id", pa.int32()), pa.field("resp_id", pa.int32())]
     fields += [pa.field(n, pa.bool_()) for n in ("failed", "established", "initiated", "answered")]
+    fields.append(pa.field("rid", pa.int64()))
     return pa.schema(fields)
 
 
@@ -84,6 +87,7 @@ class AddressBook:
         cols = ", ".join(f"{n} BOOLEAN" for n in self.names)
         con.execute(f"CREATE OR REPLACE TABLE zw_addr (a VARCHAR, {cols}, id INTEGER)")
         self.known = pa.array([], pa.string())
+        self.rows = 0  # conn rows enriched so far: the next row's ``rid``
         self.classes = {n: pa.array([], pa.bool_()) for n in self.names}
 
     def add(self, *columns) -> int:
@@ -199,6 +203,8 @@ def enrich(chunk: pa.Table, book: AddressBook) -> pa.Table:
     extra["established"] = pc.fill_null(established, False)
     extra["initiated"] = pc.invert(pc.fill_null(backscatter, False))
     extra["answered"] = pc.fill_null(pc.or_kleene(est_state, synack), False)
+    extra["rid"] = pa.array(np.arange(book.rows, book.rows + chunk.num_rows, dtype=np.int64))
+    book.rows += chunk.num_rows
     # low-cardinality text as dictionaries: DuckDB scans them without building each string
     coded = {"orig_h": o_cls["coded"], "resp_h": r_cls["coded"],
              "proto": pc.dictionary_encode(proto), "service": pc.dictionary_encode(chunk.column("service"))}

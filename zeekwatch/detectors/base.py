@@ -128,7 +128,7 @@ def register(det: Detector) -> Detector:
 
 
 def distinct_window(events: str, group: list[str], window: float, threshold: int | str,
-                    dialect: Dialect, label: str = "v") -> str:
+                    dialect: Dialect, label: str = "v", lookup: str | None = None) -> str:
     """Episodes where some exact sliding window held ≥ ``threshold`` distinct values.
 
     ``events`` is SQL with columns ``<group...>, t (epoch seconds), v (value), uid`` (and
@@ -142,7 +142,9 @@ def distinct_window(events: str, group: list[str], window: float, threshold: int
     ``threshold`` is a number, or the name of an events column that holds each group's
     threshold (constant within a group). ``v`` is what is counted (an integer id is cheapest);
     ``label`` is what ``distinct_values`` lists (e.g. the address text of an address id), one
-    label per value.
+    label per value. With ``lookup`` (SQL with columns ``rid, uid`` and the label column),
+    the events carry ``rid`` instead of ``uid`` and the label, and those are looked up for
+    the evidence rows only: the heavy steps then move numbers, not text.
 
     Groups whose whole data holds fewer than ``threshold`` distinct values cannot have a
     window over it, so they are dropped (one hash aggregate over the events' group keys and
@@ -154,6 +156,7 @@ def distinct_window(events: str, group: list[str], window: float, threshold: int
     g = ", ".join(group)
     on = " AND ".join(f"e.{c} IS NOT DISTINCT FROM p.{c}" for c in group)
     W = float(window)
+    ref = "x" if lookup else "e0"  # where uid and the label come from
     per_group = isinstance(threshold, str)
     thr = "thr" if per_group else str(int(threshold))
     thr_col = f", {threshold} AS thr" if per_group else ""
@@ -190,11 +193,12 @@ eps AS (
   SELECT {g}, ep, thr, min(t) AS hot_start, max(t) AS hot_end, max(c) AS observed
   FROM marked WHERE c >= thr GROUP BY {g}, ep, thr)
 SELECT {", ".join(f"p.{c}" for c in group)}, p.observed, p.thr AS threshold,
-       min(e.t) AS t_first, max(e.t) AS t_last,
-       count(DISTINCT e.v) AS distinct_total,
-       {dialect.distinct_list(f"e.{label}", VALUES_LIMIT)} AS distinct_values,
-       {dialect.first_list("e.uid", UIDS_LIMIT)} AS uids,
+       min(e0.t) AS t_first, max(e0.t) AS t_last,
+       count(DISTINCT e0.v) AS distinct_total,
+       {dialect.distinct_list(f"{ref}.{label}", VALUES_LIMIT)} AS distinct_values,
+       {dialect.first_list(f"{ref}.uid", UIDS_LIMIT)} AS uids,
        count(*) AS evidence_total
-FROM eps p JOIN ev e ON {on} AND e.t BETWEEN p.hot_start - {W} AND p.hot_end
+FROM eps p JOIN ev e0 ON {on.replace("e.", "e0.")} AND e0.t BETWEEN p.hot_start - {W} AND p.hot_end
+{f"JOIN ({lookup}) x ON x.rid = e0.rid" if lookup else ""}
 GROUP BY {", ".join(f"p.{c}" for c in group)}, p.ep, p.observed, p.thr
 """

@@ -16,7 +16,7 @@ def _horizontal_query(p: dict, ctx: Context) -> str:
     nb = " OR ".join(f"(c.proto = '{pr}' AND c.resp_p = {port})" for pr, port in sorted(NETBIOS))
     # addresses as integer ids (cheap to join and count); text only for what is listed
     events = f"""
-SELECT c.orig_id AS hid, c.proto, c.resp_p, c.t, c.resp_id AS v, c.resp_h AS label, c.uid,
+SELECT c.orig_id AS hid, c.proto, c.resp_p, c.t, c.resp_id AS v, c.rid,
        CASE WHEN {nb} THEN {int(p['netbios_min_hosts'])} ELSE {int(p['min_hosts'])} END AS thr
 FROM cx c
 LEFT JOIN resolved r ON r.host_id = c.orig_id AND r.addr_id = c.resp_id
@@ -25,7 +25,7 @@ WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
   AND (c.failed OR r.addr_id IS NULL)
   AND {in_list('c.resp_p', p['ignore_ports'], negate=True)}"""
     eps = distinct_window(events, ["hid", "proto", "resp_p"], p["window"], "thr", ctx.dialect,
-                          label="label")
+                          label="label", lookup="SELECT rid, uid, resp_h AS label FROM cx")
     return f"""
 SELECT z.a AS host, NULL AS peer, x.proto || '/' || CAST(x.resp_p AS VARCHAR) AS key, x.t_first,
        x.t_last, x.observed, x.threshold, x.distinct_total, x.distinct_values, x.uids,
