@@ -133,22 +133,16 @@ class Engine:
                overrides: dict | None = None) -> None:
         """Read every planned input into the normalized tables.
 
-        One transaction: full row groups go compressed into the database file, not through the
-        WAL. Rows read before a reader's error stay, as they did with a commit per chunk."""
-        self.con.begin()
+        In memory the chunks are kept as they come; into the scratch file each chunk is its own
+        transaction: DuckDB holds a transaction's appended rows in memory until it commits
+        (20 M conn rows in one transaction: 6 GB RSS; a commit per chunk: 1.5 GB, and faster).
+        Rows read before a reader's error stay."""
         try:
             for table, chunk in read_inputs(todo, log, overrides):
                 self._insert(table, chunk)
                 del chunk  # not held while the reader makes the next one
-        except BaseException:
-            try:
-                self.con.commit()
-            except duckdb.Error:  # the transaction was aborted by a failed INSERT
-                self.con.rollback()
-            raise
         finally:
             self._sync()
-        self.con.commit()
 
     def load(self, table: str, data: pa.Table) -> None:
         """Append an Arrow table of the normalized schema (tests, small batches)."""
