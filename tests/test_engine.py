@@ -157,3 +157,41 @@ def test_chunks_loaded_in_pieces_keep_classes_and_ids_consistent():
     assert [(r[2], r[5]) for r in got] == [(True, False), (False, True), (True, True)]
     assert [r[6] for r in got] == [0, 1, 2]
     assert pa.types.is_dictionary(eng._schema("conn").field("orig_h").type)
+
+
+def test_address_book_forgets_addresses_but_never_reuses_an_id():
+    eng = Engine(from_dict(CFG), table_bytes=0)
+    try:
+        book = eng.book
+        book.add(pa.array(["10.0.0.1", "10.0.0.2", "8.8.8.8"]))
+        ids = dict(eng.con.execute("SELECT a, id FROM zw_addr").fetchall())
+        assert book.retain(pa.array(["10.0.0.2", "8.8.8.8"])) == 1
+        assert len(book) == 2
+        assert dict(eng.con.execute("SELECT a, id FROM zw_addr").fetchall()) == {
+            "10.0.0.2": ids["10.0.0.2"], "8.8.8.8": ids["8.8.8.8"]}
+        book.add(pa.array(["10.0.0.1", "10.0.0.3"]))  # seen again: a new id
+        again = dict(eng.con.execute("SELECT a, id FROM zw_addr").fetchall())
+        assert again["10.0.0.1"] not in ids.values() and len(set(again.values())) == 4
+        got = book.lookup(pa.array(["8.8.8.8", "10.0.0.1", None]))
+        assert got["id"].to_pylist() == [ids["8.8.8.8"], again["10.0.0.1"], None]
+        assert got["internal"].to_pylist() == [False, True, False]
+    finally:
+        eng.close()
+
+
+def test_follow_keeps_the_address_book_to_the_look_back(monkeypatch, tmp_path):
+    from zeekwatch.follow import lookback
+
+    monkeypatch.setattr(lookback, "BOOK_MIN", 10)
+    lb = lookback.Lookback(from_dict(CFG), lookback=600, window=60)
+    try:
+        for k in range(6):  # every 10 minutes 20 new external addresses
+            rows = [conn(1000 + 600 * k + i, "10.0.0.5", f"203.0.{k}.{i}", 443) for i in range(20)]
+            lb.stage({"conn": table("conn", rows)})
+            lb.evict()
+        assert len(lb.engine.book) <= 2 * 20 + 1 + 20  # the look-back's, not all 121
+        ids = lb.con.execute("SELECT resp_h, resp_id FROM conn").fetchall()
+        addr = dict(lb.con.execute("SELECT a, id FROM zw_addr").fetchall())
+        assert ids and all(addr[a] == i for a, i in ids)
+    finally:
+        lb.engine.close()

@@ -1,27 +1,25 @@
-"""The engine: normalized tables in an embedded DuckDB, and the detectors run over them.
+"""The engine: the normalized tables in an embedded DuckDB, and the detectors run over them.
 
-Readers yield Arrow chunks; the engine appends them to DuckDB tables (zero-copy scan of the
-Arrow data), so the bulk path never loops per row in Python. Conn rows go to the enriched table
-``cx`` (``enrich``: the per-row facts every detector tests, computed once on the way in), and
-``conn`` is a view of its normalized columns. DuckDB's memory limit and temp directory let large
-inputs spill to disk instead of growing the process.
+Readers yield Arrow chunks. Conn chunks are enriched as they arrive (``enrich``: address classes
+and ids, failed/established/initiated/answered, a row id; Arrow kernels, no Python loop per
+row) into ``cx``, and ``conn`` is a view of its normalized columns; detectors read ``cx``.
 
 Small inputs (tables of at most half ``memory_limit``, as ``pipeline.analyze`` estimates them)
-stay in ``':memory:'``: loading a 2 M-row conn log is twice as fast there (no compression on
-write). Larger ones, and callers that do not say, get a scratch DuckDB *database file*
+stay in memory as the readers' Arrow chunks themselves, registered with DuckDB, which scans them
+in place: no copy into DuckDB's storage (for 2 M conn rows that copy cost more than the
+enrichment). Larger inputs, and callers that do not say, go to a scratch DuckDB *database file*
 (``tables.duckdb`` in a private temporary directory, under ``engine.temp_directory`` if set;
-a ``pid`` file lets the next engine remove the directory of a killed run). An in-memory database
-keeps table data uncompressed (2 M conn + 0.5 M dns rows: 515 MB) and counts it against
-``memory_limit``; past the limit DuckDB evicts it, still uncompressed, to temp files, and every
-detector query reads it back (20 M conn rows: each detector 30-50x slower than at 2 M). A
-database file holds the same rows compressed, and its blocks can leave the buffer pool and be
-re-read from the file (the OS page cache) without temp writes. Measured (scripts/bench.py scale,
-memory_limit 1GB): 2 M rows 4.2 s either way, peak RSS 1.1-1.2 GB -> 0.77 GB; 20 M rows 71 s ->
-39 s (15x -> 9x the 2 M time), 1.48 -> 1.42 GB. What stays above ``memory_limit`` is the
-interpreter and imports (~0.16 GB) and the readers' chunks in flight (~0.3 GB).
-The file is scratch: no fsync, no checkpoint at close; it goes with the directory. ``ingest``
-runs in one transaction, so full row groups are compressed and written straight into the file
-instead of through the write-ahead log.
+a ``pid`` file lets the next engine remove the directory of a killed run): it holds the rows
+compressed, and its blocks can leave the buffer pool and be re-read from the file (the OS page
+cache) without temp writes, so ``memory_limit`` bounds the engine. Each chunk is committed on its
+own: DuckDB keeps a transaction's appended rows in memory until it commits (20 M conn rows in one
+transaction: 6 GB RSS). The file is scratch: no fsync, no checkpoint at close; it goes with the
+directory. Follow mode (``raw_conn``) lays out its own tables and enriches the rows it appends.
+
+Measured (scripts/bench.py, 2 CPUs, memory_limit 1GB): 2 M conn + 0.5 M dns rows, whole
+``zeekwatch analyze`` 2.0-2.5 s, peak RSS 0.9 GB; 20 M + 5 M rows in the scratch file 37 s
+(10.2x for 10x the rows), 1.49 GB. What stays above ``memory_limit`` is the interpreter and
+imports (~0.16 GB) and the readers' chunks in flight (~0.3 GB).
 """
 
 from __future__ import annotations

@@ -77,9 +77,10 @@ def schema_for(nets: Nets) -> pa.Schema:
 
 
 class AddressBook:
-    """Every distinct address seen, with its classes: Arrow arrays for the row kernels and
-    the DuckDB table ``zw_addr`` (a, internal, mail, dns, vpn, vpngw, special, id) for SQL;
-    ``id`` is the address's position, so ``known[id]`` is the address."""
+    """Every distinct address seen, with its classes and a stable integer id: Arrow arrays
+    for the row kernels and the DuckDB table ``zw_addr`` (a, internal, mail, dns, vpn, vpngw,
+    special, id) for SQL. An id is never reused, so ``retain`` can forget addresses (follow
+    mode) without changing the ids of the rows that stay."""
 
     def __init__(self, con, nets: Nets):
         self.con, self.nets = con, nets
@@ -87,8 +88,26 @@ class AddressBook:
         cols = ", ".join(f"{n} BOOLEAN" for n in self.names)
         con.execute(f"CREATE OR REPLACE TABLE zw_addr (a VARCHAR, {cols}, id INTEGER)")
         self.known = pa.array([], pa.string())
+        self.ids = pa.array([], pa.int32())
+        self.next_id = 0
         self.rows = 0  # conn rows enriched so far: the next row's ``rid``
         self.classes = {n: pa.array([], pa.bool_()) for n in self.names}
+
+    def __len__(self) -> int:
+        return len(self.known)
+
+    def retain(self, addresses: pa.Array) -> int:
+        """Forget every address not in ``addresses`` (ids of the others stay); return how
+        many were forgotten."""
+        keep = pc.is_in(self.known, value_set=addresses)
+        dropped = len(self.known) - pc.sum(keep).as_py() if len(self.known) else 0
+        if not dropped:
+            return 0
+        self.known, self.ids = self.known.filter(keep), self.ids.filter(keep)
+        self.classes = {n: a.filter(keep) for n, a in self.classes.items()}
+        zw_keep = pa.table({"a": self.known})  # noqa: F841  (scanned by DuckDB by name)
+        self.con.execute("DELETE FROM zw_addr WHERE a NOT IN (SELECT a FROM zw_keep)")
+        return dropped
 
     def add(self, *columns) -> int:
         """Classify the addresses of ``columns`` (Arrow string arrays) not seen yet; return
@@ -105,14 +124,16 @@ class AddressBook:
         if not len(new):
             return 0
         classified = self._classify(new)
-        classified = classified.append_column("id", pa.array(
-            range(len(self.known), len(self.known) + len(new)), pa.int32()))
+        ids = pa.array(range(self.next_id, self.next_id + len(new)), pa.int32())
+        self.next_id += len(new)
+        classified = classified.append_column("id", ids)
         self.con.register("zw_classified", classified)
         try:
             self.con.execute("INSERT INTO zw_addr SELECT * FROM zw_classified")
         finally:
             self.con.unregister("zw_classified")
         self.known = pa.concat_arrays([self.known, classified.column("a").combine_chunks()])
+        self.ids = pa.concat_arrays([self.ids, ids])
         self.classes = {n: pa.concat_arrays([self.classes[n], classified.column(n).combine_chunks()])
                         for n in self.names}
         return len(new)
@@ -144,7 +165,7 @@ class AddressBook:
 
     def lookup(self, column) -> dict[str, pa.Array]:
         """Per row of ``column``: its classes (False when the address is NULL) and its ``id``
-        (the address's row in ``zw_addr``; NULL for NULL). The column
+        (as in ``zw_addr``; NULL for NULL). The column
         is dictionary-encoded first, so each distinct address is looked up (and, if new,
         classified) once per chunk."""
         if isinstance(column, pa.ChunkedArray):
@@ -154,7 +175,7 @@ class AddressBook:
         idx = pc.index_in(coded.dictionary, value_set=self.known)
         out = {n: pc.fill_null(pc.take(pc.take(arr, idx), coded.indices), False)
                for n, arr in self.classes.items()}
-        out["id"] = pc.take(idx, coded.indices)
+        out["id"] = pc.take(pc.take(self.ids, idx), coded.indices)
         out["coded"] = coded
         return out
 

@@ -46,6 +46,7 @@ _PAIRS = ("SELECT orig_h AS host, coalesce(resp_h, '') AS resp_h, coalesce(proto
 LATE = 10.0  # seconds: new rows older than the newest new row minus this are "late"
 SEGMENT_ROWS = 2_000_000
 FUTURE = 86400.0  # timestamps further ahead of the wall clock do not move the look-back
+BOOK_MIN = 200_000  # addresses the engine's address book may hold before it is pruned
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Lookback:
         self.span = max(self.lookback / 8, 1.0)
         self.segments: dict[str, list[Segment]] = {t: [] for t in schema.TABLES}
         self.max_ts: float | None = None
+        self._book_after_prune = 0
         self._seq = 0
         self._kind: dict[str, str] = {}
         for t in schema.TABLES:
@@ -154,7 +156,25 @@ class Lookback:
                 self.segments[t] = keep
                 if t not in SLICED or self._kind.get(t) == "view":
                     self._layout(t)
+        self._forget_addresses()
         return dropped
+
+    def _forget_addresses(self) -> None:
+        """Keep the engine's address book to the addresses the look-back still holds, once it
+        has grown past twice what it held at the last pruning (and past BOOK_MIN): memory
+        stays bounded however long the session runs."""
+        book = self.engine.book
+        if len(book) < max(BOOK_MIN, 2 * self._book_after_prune):
+            return
+        parts = [f"SELECT orig_h AS a FROM {s.name} UNION ALL SELECT resp_h FROM {s.name}"
+                 for t in ("conn", "dns", "alert") for s in self.segments[t]]
+        if parts:
+            held = self.con.sql(f"SELECT DISTINCT a FROM ({' UNION ALL '.join(parts)}) x "
+                                "WHERE a IS NOT NULL").to_arrow_table().column("a").combine_chunks()
+        else:
+            held = pa.array([], pa.string())
+        book.retain(held)
+        self._book_after_prune = len(book)
 
     def rows(self) -> int:
         return sum(s.rows for segs in self.segments.values() for s in segs)
