@@ -50,7 +50,9 @@ def detect(detector: str | list[str], config: Config | dict | None = None,
 
 
 def detect_files(paths, only=None, config: Config | dict | None = None, log=None) -> list[dict]:
-    """Read real files through the readers (plan + ingest) and run detectors on them.
+    """Read real files through the readers (plan + ingest) and run detectors on them, with
+    the tables in memory (as Arrow chunks) and in the scratch database file: both must find
+    the same; returns those findings.
 
     ``log`` (an IngestLog) lets the caller look at rejects and notes afterwards."""
     from zeekwatch.readers import plan
@@ -58,13 +60,17 @@ def detect_files(paths, only=None, config: Config | dict | None = None, log=None
 
     if isinstance(config, dict):
         config = from_dict(config)
-    log = log if log is not None else IngestLog()
-    eng = Engine(config or Config())
-    try:
-        eng.ingest(plan([str(p) for p in paths], log), log)
-        return eng.detect(only=[only] if isinstance(only, str) else only)
-    finally:
-        eng.close()
+    found = []
+    for i, storage in enumerate(({"table_bytes": 0}, {})):
+        run_log = log if log is not None and i == 0 else IngestLog()
+        eng = Engine(config or Config(), **storage)
+        try:
+            eng.ingest(plan([str(p) for p in paths], run_log), run_log)
+            found.append(eng.detect(only=[only] if isinstance(only, str) else only))
+        finally:
+            eng.close()
+    assert found[0] == found[1], "in-memory and scratch-file storage found different things"
+    return found[0]
 
 
 def conn(ts, orig_h, resp_h, resp_p, proto="tcp", conn_state="SF", history=None, orig_p=40000,
