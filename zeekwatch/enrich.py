@@ -156,11 +156,15 @@ class AddressBook:
             for lo, hi in spans:
                 hit |= (ints >= lo) & (ints <= hi)
             cols[n] = hit
-        for i in np.flatnonzero(ints < 0):  # not dotted-quad IPv4: IPv6 or not an address
-            text = new[int(i)].as_py()
+        rest = np.flatnonzero(ints < 0)  # not dotted-quad IPv4: IPv6, or not an address
+        for i, text in zip(rest, new.take(pa.array(rest)).to_pylist()):
+            try:
+                ip = ipaddress.ip_address(text)
+            except ValueError:
+                continue  # in no class
             for n, cls in self.nets.classes.items():
-                cols[n][i] = cls.contains(text)
-            cols["special"][i] = _special6(text)
+                cols[n][i] = cls.contains(ip)
+            cols["special"][i] = ip.is_multicast or ip.is_link_local or ip.is_loopback or ip.is_unspecified
         return pa.table({k: pa.array(v) if k != "a" else v for k, v in cols.items()})
 
     def lookup(self, column) -> dict[str, pa.Array]:
@@ -178,15 +182,6 @@ class AddressBook:
         out["id"] = pc.take(pc.take(self.ids, idx), coded.indices)
         out["coded"] = coded
         return out
-
-
-def _special6(text: str) -> bool:
-    """IPv6 (or IPv4-mapped) multicast, link-local, loopback or unspecified."""
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return ip.is_multicast or ip.is_link_local or ip.is_loopback or ip.is_unspecified
 
 
 def _state_in(states, values) -> pa.Array:

@@ -1,9 +1,9 @@
 """Address classes (internal, mail servers, DNS servers, VPN...) as SQL predicates.
 
 Addresses are text in the normalized tables. Each distinct address is classified once into the
-engine's ``zw_addr`` table (``enrich.classify``): IPv4 membership by integer range tests in SQL
-(no extension needed), IPv6 membership in Python (``addr6_rows``). Detectors read conn's classes
-as columns of the enriched table ``cx``; ``member`` is the semi-join for the other tables.
+engine's ``zw_addr`` table (``enrich.AddressBook``: IPv4 by integer range tests, IPv6 with
+``ipaddress``). Detectors read conn's classes as columns of the enriched rows ``cx``; ``member``
+is the semi-join for the other tables.
 Both forms are plain SQL that DuckDB and Spark accept.
 """
 
@@ -45,9 +45,10 @@ class NetClass:
                 v6.append(net)
         return cls(name, v4, v6)
 
-    def contains(self, addr: str) -> bool:
+    def contains(self, addr) -> bool:
+        """``addr``: text, or an ``ipaddress`` address already parsed."""
         try:
-            ip = ipaddress.ip_address(addr)
+            ip = addr if not isinstance(addr, str) else ipaddress.ip_address(addr)
         except ValueError:
             return False
         if ip.version == 4:
@@ -82,15 +83,3 @@ class Nets:
 
     def internal(self, col: str) -> str:
         return self.member(col, "internal")
-
-    def addr6_rows(self, addresses) -> list[dict]:
-        """Class memberships of IPv6 addresses (decided in Python; IPv4 is tested in SQL)."""
-        rows = []
-        for a in addresses:
-            if a is None or ":" not in a:
-                continue
-            row = {"a": a}
-            for name, cls in self.classes.items():
-                row[name] = cls.contains(a)
-            rows.append(row)
-        return rows
