@@ -59,9 +59,9 @@ def memory_bytes(text: str) -> int | None:
 def in_memory_fits(config: Config, table_bytes: int | None) -> bool:
     """Keep the tables in memory when they fill at most half the memory limit.
 
-    In memory, a 2 M-row conn log loads twice as fast (no compression on write); beyond the
-    limit DuckDB would evict the uncompressed data to temp files and every detector would read
-    it back, so large inputs go to the scratch database file instead.
+    In memory the readers' Arrow chunks are the tables: nothing is copied or compressed, but
+    they are held by Python, outside DuckDB's ``memory_limit``, so only inputs well below it
+    stay there; larger ones go to the scratch database file, where the limit bounds them.
     """
     limit = memory_bytes(config.engine.memory_limit)
     return table_bytes is not None and limit is not None and table_bytes <= limit // 2
