@@ -159,6 +159,19 @@ def zeekwatch_load(path: str, table: str) -> Callable[[Ctx], dict]:
     return run
 
 
+def zeekwatch_read(path: str) -> Callable[[Ctx], dict]:
+    """The readers alone: the file into normalized Arrow chunks, no enrichment, no engine."""
+    def run(ctx: Ctx) -> dict:
+        from zeekwatch.readers import plan, read_inputs
+        from zeekwatch.readers.base import IngestLog
+
+        t0 = time.perf_counter()
+        log = IngestLog()
+        rows = sum(chunk.num_rows for _, chunk in read_inputs(plan([str(ctx.data / path)], log), log))
+        return {"rows": rows, "seconds": time.perf_counter() - t0, "rejects": log.reject_count}
+    return run
+
+
 def meta_rows(key: str) -> Callable[[Ctx], int]:
     return lambda ctx: ctx.meta[key]
 
@@ -197,12 +210,15 @@ def load_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
 
 register(Suite(
     name="load",
-    doc="read conn.log / conn.json / dns.log into the normalized tables, against wc -l and zat",
+    doc="read conn.log / conn.json / dns.log into the normalized tables (conn rows enriched for the "
+        "detectors), and the readers alone, against wc -l and zat",
     steps=[
         Step("wc", "wc -l conn.log", cmd=lambda c: ["wc", "-l", str(c.data / "conn.log")], rows=meta_rows("conn_rows"),
              input="conn"),
         Step("zat-df", "zat LogToDataFrame conn.log", py=zat_dataframe("conn.log"), input="conn"),
-        Step("zw-conn-tsv", "zeekwatch load conn.log", py=zeekwatch_load("conn.log", "conn"), input="conn"),
+        Step("zw-read-tsv", "zeekwatch readers only, conn.log", py=zeekwatch_read("conn.log"), input="conn"),
+        Step("zw-conn-tsv", "zeekwatch load conn.log (+ enrichment)", py=zeekwatch_load("conn.log", "conn"),
+             input="conn"),
         Step("zw-conn-json", "zeekwatch load conn.json", py=zeekwatch_load("conn.json", "conn"), input="conn"),
         Step("zw-dns-tsv", "zeekwatch load dns.log", py=zeekwatch_load("dns.log", "dns"), input="dns"),
     ],
