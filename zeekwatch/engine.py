@@ -239,7 +239,7 @@ class Engine:
             if self.count(t):
                 found = con.sql(f"SELECT DISTINCT a FROM (SELECT orig_h AS a FROM {t} UNION ALL "
                                 f"SELECT resp_h FROM {t}) x").to_arrow_table()
-                self.book.add(found.column("a"))
+                self.book.add(found.column("a").combine_chunks())
         con.execute("CREATE OR REPLACE TABLE zw_services AS SELECT DISTINCT service AS s FROM cx "
                     "WHERE service IS NOT NULL")
         # (host, addr): the host got addr in a DNS answer; ids as in zw_addr (NULL if unseen)

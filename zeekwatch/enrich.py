@@ -109,18 +109,10 @@ class AddressBook:
         self.con.execute("DELETE FROM zw_addr WHERE a NOT IN (SELECT a FROM zw_keep)")
         return dropped
 
-    def add(self, *columns) -> int:
-        """Classify the addresses of ``columns`` (Arrow string arrays) not seen yet; return
-        how many were new."""
-        values = [c for c in columns if len(c)]
-        if not values:
-            return 0
-        seen = pc.unique(pa.chunked_array([v for c in values for v in
-                                           (c.chunks if isinstance(c, pa.ChunkedArray) else [c])],
-                                          pa.string())) if len(values) > 1 or isinstance(
-            values[0], pa.ChunkedArray) else values[0]
-        new = seen.filter(pc.and_(pc.is_valid(seen),
-                                  pc.invert(pc.is_in(seen, value_set=self.known))))
+    def add(self, addresses: pa.Array) -> int:
+        """Classify the distinct ``addresses`` not seen yet; return how many were new."""
+        new = addresses.filter(pc.and_(pc.is_valid(addresses),
+                                       pc.invert(pc.is_in(addresses, value_set=self.known))))
         if not len(new):
             return 0
         classified = self._classify(new)
@@ -168,10 +160,9 @@ class AddressBook:
         return pa.table({k: pa.array(v) if k != "a" else v for k, v in cols.items()})
 
     def lookup(self, column) -> dict[str, pa.Array]:
-        """Per row of ``column``: its classes (False when the address is NULL) and its ``id``
-        (as in ``zw_addr``; NULL for NULL). The column
-        is dictionary-encoded first, so each distinct address is looked up (and, if new,
-        classified) once per chunk."""
+        """Per row of ``column``: its classes (False when the address is NULL), its ``id``
+        (as in ``zw_addr``; NULL for NULL) and the column dictionary-encoded (``coded``).
+        Each distinct address is looked up (and, if new, classified) once per chunk."""
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
         coded = pc.dictionary_encode(column)
