@@ -202,3 +202,13 @@ FROM eps p JOIN ev e0 ON {on.replace("e.", "e0.")} AND e0.t BETWEEN p.hot_start 
 {f"JOIN ({lookup}) x ON x.rid = e0.rid" if lookup else ""}
 GROUP BY {", ".join(f"p.{c}" for c in group)}, p.ep, p.observed, p.thr
 """
+
+
+def window_candidates(eps: str, key: str = "NULL", host: str = "x.host", peer: str = "NULL",
+                      joins: str = "") -> str:
+    """SQL: ``distinct_window``'s episodes (alias ``x``) as candidate rows. ``host``, ``peer``
+    and ``key`` are SQL expressions; ``joins`` may add tables they read (e.g. ``zw_addr``
+    to turn address ids back into text)."""
+    return (f"SELECT {host} AS host, {peer} AS peer, {key} AS key, x.t_first, x.t_last, "
+            f"x.observed, x.threshold, x.distinct_total, x.distinct_values, x.uids, "
+            f"x.evidence_total FROM ({eps}) x {joins}")

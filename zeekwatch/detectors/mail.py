@@ -8,7 +8,7 @@ and an MX lookup burst corroborates a mass mailer.
 
 from __future__ import annotations
 
-from .base import Context, Detector, distinct_window, in_list, register
+from .base import Context, Detector, distinct_window, in_list, register, window_candidates
 
 MX = "upper(d.qtype_name) = 'MX'"
 
@@ -134,9 +134,7 @@ WHERE d.ts IS NOT NULL AND d.query IS NOT NULL AND {MX}
   AND {ctx.internal('d.orig_h')} AND NOT {ctx.member('d.orig_h', 'mail')}
   AND NOT {dns_exempt}"""
     eps = distinct_window(events, ["host"], p["window"], p["min_queries"], ctx.dialect)
-    return (f"SELECT host, NULL AS peer, 'dns/MX' AS key, t_first, t_last, observed, "
-            f"{p['min_queries']} AS threshold, distinct_total, distinct_values, uids, "
-            f"evidence_total FROM ({eps}) x")
+    return window_candidates(eps, key="'dns/MX'")
 
 
 register(Detector(

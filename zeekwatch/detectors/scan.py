@@ -7,7 +7,7 @@ history) and the address classes are columns decided once per row.
 
 from __future__ import annotations
 
-from .base import Context, Detector, distinct_window, in_list, register
+from .base import Context, Detector, distinct_window, in_list, register, window_candidates
 
 NETBIOS = {("udp", 137), ("udp", 138), ("tcp", 139)}
 
@@ -26,11 +26,8 @@ WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
   AND {in_list('c.resp_p', p['ignore_ports'], negate=True)}"""
     eps = distinct_window(events, ["hid", "proto", "resp_p"], p["window"], "thr", ctx.dialect,
                           label="label", lookup="SELECT rid, uid, resp_h AS label FROM cx")
-    return f"""
-SELECT z.a AS host, NULL AS peer, x.proto || '/' || CAST(x.resp_p AS VARCHAR) AS key, x.t_first,
-       x.t_last, x.observed, x.threshold, x.distinct_total, x.distinct_values, x.uids,
-       x.evidence_total
-FROM ({eps}) x JOIN zw_addr z ON z.id = x.hid"""
+    return window_candidates(eps, host="z.a", key="x.proto || '/' || CAST(x.resp_p AS VARCHAR)",
+                             joins="JOIN zw_addr z ON z.id = x.hid")
 
 
 def _horizontal_summary(f: dict, p: dict) -> str:
@@ -71,10 +68,8 @@ WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
       AND f.ts <= c.ts AND f.t + coalesce(f.duration, 0) + 60 >= c.t)"""
     eps = distinct_window(events, ["hid", "pid"], p["window"], p["min_ports"], ctx.dialect,
                           label="label")
-    return f"""
-SELECT h.a AS host, r.a AS peer, NULL AS key, x.t_first, x.t_last, x.observed,
-       {p['min_ports']} AS threshold, x.distinct_total, x.distinct_values, x.uids, x.evidence_total
-FROM ({eps}) x JOIN zw_addr h ON h.id = x.hid JOIN zw_addr r ON r.id = x.pid"""
+    return window_candidates(eps, host="h.a", peer="r.a",
+                             joins="JOIN zw_addr h ON h.id = x.hid JOIN zw_addr r ON r.id = x.pid")
 
 
 def _vertical_summary(f: dict, p: dict) -> str:
@@ -105,9 +100,7 @@ def _sweep_query(p: dict, ctx: Context) -> str:
 SELECT c.orig_h AS host, c.t, c.resp_h AS v, c.uid
 FROM cx c WHERE c.ts IS NOT NULL AND {ECHO} AND c.orig_internal"""
     eps = distinct_window(events, ["host"], p["window"], p["min_hosts"], ctx.dialect)
-    return (f"SELECT host, NULL AS peer, 'icmp/echo' AS key, t_first, t_last, observed, "
-            f"{p['min_hosts']} AS threshold, distinct_total, distinct_values, uids, evidence_total "
-            f"FROM ({eps}) x")
+    return window_candidates(eps, key="'icmp/echo'")
 
 
 register(Detector(
