@@ -20,14 +20,12 @@ from zeekwatch.readers import plan, read_inputs, sniff, zeek_tsv
 from zeekwatch.readers.base import IngestLog
 
 from conftest import SHARED, shared_file, shared_files
+from helpers import CONN_FIELDS as CONN_LAYOUT
 
 # ---------------------------------------------------------------- helpers
 
-CONN_FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto service duration orig_bytes "
-               "resp_bytes conn_state local_orig local_resp missed_bytes history orig_pkts "
-               "orig_ip_bytes resp_pkts resp_ip_bytes tunnel_parents").split()
-CONN_TYPES = ("time string addr port addr port enum string interval count count string bool bool "
-              "count string count count count count set[string]").split()
+CONN_FIELDS = [f for f, _ in CONN_LAYOUT]
+CONN_TYPES = [t for _, t in CONN_LAYOUT]
 DNS_FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto trans_id query qtype_name "
               "rcode_name answers TTLs").split()
 DNS_TYPES = ("time string addr port addr port enum count string string string vector[string] "
