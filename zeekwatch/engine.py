@@ -36,6 +36,7 @@ import pyarrow as pa
 from . import enrich, schema
 from .config import Config
 from .detectors import REGISTRY, Context, Dialect
+from .detectors.base import CANDIDATE_COLUMNS
 from .nets import Nets
 from .readers import read_inputs
 from .readers.base import IngestLog
@@ -298,16 +299,13 @@ def merge_episodes(rows: list[dict], gap: float) -> list[dict]:
     return merged
 
 
-BASE_COLUMNS = {"host", "peer", "key", "t_first", "t_last", "observed", "threshold",
-                "distinct_total", "distinct_values", "uids", "evidence_total"}
-
 
 def _candidate(det, params: dict, r: dict) -> dict:
     """A query row as a finding candidate: contract columns, explanation, evidence.
 
     An optional ``threat`` column overrides the detector's declared threat type per row
     (ids_alert types each alert group by its category)."""
-    details = {k: v for k, v in r.items() if k not in BASE_COLUMNS and k != "threat"}
+    details = {k: v for k, v in r.items() if k not in CANDIDATE_COLUMNS and k != "threat"}
     values = [str(v) for v in (r.get("distinct_values") or []) if v is not None]
     peer = r.get("peer")
     key = r.get("key")

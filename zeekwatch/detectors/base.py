@@ -59,9 +59,6 @@ class Dialect:
         """CTE keyword that computes a CTE once (DuckDB); Spark caches by itself."""
         return "MATERIALIZED"
 
-    def explode(self, expr: str) -> str:
-        return f"unnest({expr})"
-
     def utc_offset(self, epoch: str, tz: str) -> str:
         """Seconds that local time in zone ``tz`` is ahead of UTC at the instant ``epoch``
         (epoch seconds)."""
