@@ -36,7 +36,7 @@ import pyarrow as pa
 from . import enrich, schema
 from .config import Config
 from .detectors import REGISTRY, Context, Dialect
-from .detectors.base import CANDIDATE_COLUMNS
+from .detectors.base import CANDIDATE_COLUMNS, pair
 from .nets import Nets
 from .readers import read_inputs
 from .readers.base import IngestLog
@@ -243,11 +243,13 @@ class Engine:
                 self.book.add(found.column("a").combine_chunks())
         con.execute("CREATE OR REPLACE TABLE zw_services AS SELECT DISTINCT service AS s FROM cx "
                     "WHERE service IS NOT NULL")
-        # (host, addr): the host got addr in a DNS answer; ids as in zw_addr (NULL if unseen)
-        con.execute("CREATE OR REPLACE TABLE resolved AS SELECT x.host, x.addr, h.id AS host_id, "
-                    "a.id AS addr_id FROM (SELECT DISTINCT orig_h AS host, addr FROM "
-                    "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) d) x "
-                    "LEFT JOIN zw_addr h ON h.a = x.host LEFT JOIN zw_addr a ON a.a = x.addr")
+        # (host_id, addr_id): the host got the address in a DNS answer, as zw_addr ids (only
+        # addresses the tables hold matter); ``pair`` is both in one BIGINT (PAIR), the
+        # cheapest key to test a connection's (orig_id, resp_id) against
+        con.execute("CREATE OR REPLACE TABLE resolved AS SELECT DISTINCT h.id AS host_id, "
+                    f"a.id AS addr_id, {pair('h.id', 'a.id')} AS pair FROM "
+                    "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) d "
+                    "JOIN zw_addr h ON h.a = d.orig_h JOIN zw_addr a ON a.a = d.addr")
 
     def count(self, table: str) -> int:
         return self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

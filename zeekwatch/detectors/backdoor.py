@@ -34,8 +34,14 @@ def ipv6_hex(col: str) -> str:
     return "(" + " || ".join(f"lpad(split_part({full}, ':', {i}), 4, '0')" for i in range(1, 9)) + ")"
 
 
-def cidr_match(col: str, cidrs, where: str) -> str:
-    """SQL boolean (never NULL): the address in ``col`` lies in one of ``cidrs``."""
+def cidr_match(col: str, cidrs, where: str, key: str = "a", within: str = "TRUE",
+               also: str = "FALSE") -> str:
+    """SQL boolean (never NULL): the address in ``col`` lies in one of ``cidrs``.
+
+    ``col`` holds address text (``key`` "a") or address ids (``key`` "id", cheaper);
+    ``within`` narrows the ``zw_addr`` rows (alias ``h``) tested, when the ranges are known
+    to lie inside a class (e.g. ``h.special``); ``also`` is a further SQL test on ``h``
+    that counts as a match."""
     try:
         net = NetClass.from_cidrs("param", cidrs)
     except ValueError as exc:
@@ -50,10 +56,13 @@ def cidr_match(col: str, cidrs, where: str) -> str:
         ranges = " OR ".join(f"{h} BETWEEN '{int(n.network_address):032x}' "
                              f"AND '{int(n.broadcast_address):032x}'" for n in net.v6)
         terms.append(f"({a} LIKE '%:%' AND {a} NOT LIKE '%.%' AND ({ranges}))")
+    if also != "FALSE":
+        terms.append(f"({also})")
     if not terms:
         return "FALSE"
     # decided once per distinct address (semi-join against the engine's ``zw_addr`` table)
-    return f"coalesce({col} IN (SELECT h.a FROM zw_addr h WHERE {' OR '.join(terms)}), FALSE)"
+    return (f"coalesce({col} IN (SELECT h.{key} FROM zw_addr h WHERE ({within}) AND "
+            f"({' OR '.join(terms)})), FALSE)")
 
 
 def _hours(h: float) -> str:
@@ -175,10 +184,14 @@ def _off_query(p: dict, ctx: Context) -> str:
             f"NOT (c.proto IN ('tcp', 'udp') AND coalesce(c.resp_p, -1) IN {sql_list(p['ignore_ports'])})"
             if p["ignore_ports"] else "TRUE"]
     if p["ignore_multicast"]:
-        skip.append(f"NOT {cidr_match('c.resp_h', [MULTICAST, '255.255.255.255/32'], 'multicast')}")
-        skip.append("c.resp_h NOT LIKE 'ff%:%'")
+        # multicast and broadcast are special addresses (``zw_addr.special``): only those
+        # are tested, by id; IPv6 multicast is ff00::/8
+        multicast = cidr_match("c.resp_id", [MULTICAST, "255.255.255.255/32"], "multicast",
+                               key="id", within="h.special", also="h.a LIKE 'ff%:%'")
+        skip.append(f"NOT {multicast}")
     if p["exclude_hosts"]:
-        skip.append(f"NOT {cidr_match('c.orig_h', p['exclude_hosts'], 'detectors.off_hours.exclude_hosts')}")
+        where = "detectors.off_hours.exclude_hosts"
+        skip.append(f"NOT {cidr_match('c.orig_id', p['exclude_hosts'], where, key='id')}")
     # The zone's offset per quarter hour of the data, looked up per row (a time-zone conversion
     # per row costs more than the rest of the detector). Offsets change at whole quarter hours
     # in every zone in use; a quarter whose start and end offsets differ anyway falls back to

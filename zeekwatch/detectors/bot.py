@@ -22,7 +22,8 @@ All SQL is plain (``instr``, ``replace``, ``lower``, ``||``) so Spark runs it un
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .base import UIDS_LIMIT, VALUES_LIMIT, Context, Detector, in_list, register
+from .base import (UIDS_LIMIT, VALUES_LIMIT, Context, Detector, has_service, in_list, only_services,
+                   register, service_known)
 
 # A passive FTP data connection follows its control connection within the control's
 # duration plus this slack (seconds); control connections still open have no duration.
@@ -59,43 +60,6 @@ def port_match(specs: list[tuple[str, int, int]], a: str = "c") -> str:
         rng = f"{a}.resp_p = {lo}" if lo == hi else f"{a}.resp_p BETWEEN {lo} AND {hi}"
         terms.append(f"({a}.proto = '{proto}' AND {rng})")
     return "(" + " OR ".join(terms) + ")" if terms else "FALSE"
-
-
-def _tokens(col: str) -> str:
-    return f"(',' || replace(lower({col}), ' ', '') || ',')"
-
-
-def _lit(text: str) -> str:
-    return "'" + str(text).lower().replace("'", "''") + "'"
-
-
-def _per_service(col: str, test: str) -> str:
-    """``test`` (over ``s.s``) decided once per distinct service value — a semi-join against
-    the engine's ``zw_services`` table — instead of string work on every connection."""
-    return f"coalesce({col} IN (SELECT s.s FROM zw_services s WHERE {test}), FALSE)"
-
-
-def has_service(col: str, names) -> str:
-    """SQL boolean: one of the comma-separated tokens of ``col`` (conn.service) is in ``names``."""
-    names = list(names)
-    if not names:
-        return "FALSE"
-    toks = _tokens("s.s")
-    hits = " OR ".join(f"instr({toks}, ',' || {_lit(n)} || ',') > 0" for n in names)
-    return _per_service(col, hits)
-
-
-def only_services(col: str, names) -> str:
-    """SQL boolean: every token of ``col`` (conn.service) is in ``names`` (non-empty)."""
-    expr = _tokens("s.s")
-    for _ in range(2):  # twice: a replace pass skips a token right after a replaced one
-        for n in names:
-            expr = f"replace({expr}, ',' || {_lit(n)} || ',', ',')"
-    return _per_service(col, f"({expr} = ',')")
-
-
-def service_known(col: str) -> str:
-    return f"({col} IS NOT NULL AND trim({col}) NOT IN ('', '-'))"
 
 
 def _key(a: str = "c") -> str:

@@ -8,15 +8,16 @@ and an MX lookup burst corroborates a mass mailer.
 
 from __future__ import annotations
 
-from .base import Context, Detector, distinct_window, in_list, register, window_candidates
+from .base import Context, Detector, distinct_window, in_list, pair, register, window_candidates
 
 MX = "upper(d.qtype_name) = 'MX'"
 
 
 def _smtp_events(p: dict, ctx: Context) -> str:
-    """SQL: SMTP attempts of internal non-mail-servers to external servers (host, t, v, uid)."""
+    """SQL: SMTP attempts of internal non-mail-servers to external servers (host, t, v, uid;
+    hv: the (host, server) address-id pair, as in ``resolved.pair``)."""
     return f"""
-SELECT c.orig_h AS host, c.t, c.resp_h AS v, c.uid
+SELECT c.orig_h AS host, c.t, c.resp_h AS v, c.uid, {pair('c.orig_id', 'c.resp_id')} AS hv
 FROM cx c
 WHERE c.ts IS NOT NULL AND c.proto = 'tcp' AND c.resp_h IS NOT NULL
   AND {in_list('c.resp_p', p['ports'])}
@@ -56,9 +57,9 @@ mx AS (
   GROUP BY k.host, k.s),
 rs AS (
   SELECT k.host, k.s, count(DISTINCT e.v) AS servers,
-         count(DISTINCT r.addr) AS resolved_servers
+         count(DISTINCT CASE WHEN r.pair IS NOT NULL THEN e.v END) AS resolved_servers
   FROM span k JOIN ({events}) e ON e.host = k.host AND e.t BETWEEN k.s_first AND k.s_last
-  LEFT JOIN resolved r ON r.host = e.host AND r.addr = e.v
+  LEFT JOIN resolved r ON r.pair = e.hv
   GROUP BY k.host, k.s)"""
 
 

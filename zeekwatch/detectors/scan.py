@@ -7,7 +7,8 @@ history) and the address classes are columns decided once per row.
 
 from __future__ import annotations
 
-from .base import Context, Detector, distinct_window, in_list, register, window_candidates
+from .base import (Context, Detector, distinct_window, in_list, pair, register, service_in,
+                   window_candidates)
 
 NETBIOS = {("udp", 137), ("udp", 138), ("tcp", 139)}
 
@@ -19,10 +20,10 @@ def _horizontal_query(p: dict, ctx: Context) -> str:
 SELECT c.orig_id AS hid, c.proto, c.resp_p, c.t, c.resp_id AS v, c.rid,
        CASE WHEN {nb} THEN {int(p['netbios_min_hosts'])} ELSE {int(p['min_hosts'])} END AS thr
 FROM cx c
-LEFT JOIN resolved r ON r.host_id = c.orig_id AND r.addr_id = c.resp_id
+LEFT JOIN resolved r ON r.pair = {pair('c.orig_id', 'c.resp_id')}
 WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
   AND c.orig_internal AND c.initiated
-  AND (c.failed OR r.addr_id IS NULL)
+  AND (c.failed OR r.pair IS NULL)
   AND {in_list('c.resp_p', p['ignore_ports'], negate=True)}"""
     eps = distinct_window(events, ["hid", "proto", "resp_p"], p["window"], "thr", ctx.dialect,
                           label="label", lookup="SELECT rid, uid, resp_h AS label FROM cx")
@@ -59,7 +60,7 @@ SELECT c.orig_id AS hid, c.resp_id AS pid, c.t,
 FROM cx c
 WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
   AND {scope} AND c.failed AND c.initiated
-  AND {in_list("coalesce(c.service, '')", p['dynamic_services'], negate=True)}
+  AND NOT {service_in("c.service", p['dynamic_services'])}
   AND NOT EXISTS (
     SELECT 1 FROM cx f
     WHERE f.orig_id = c.orig_id AND f.resp_id = c.resp_id AND f.proto = 'tcp'
