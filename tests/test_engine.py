@@ -62,6 +62,28 @@ def test_connection_flags(case, want):
     assert (got["failed"], got["established"], got["initiated"], got["answered"]) == want
 
 
+# outbound: internal originator, TCP/UDP with a port, external non-special responder, initiated
+OUTBOUND_CASES = [
+    (row(), True),
+    (row(proto="udp", resp_p=53), True),
+    (row(resp_h="2001:db8::7"), True),
+    (row(orig_h="203.0.113.9", resp_h="10.0.0.5"), False),  # inbound
+    (row(resp_h="10.0.0.9"), False),  # internal peer
+    (row(resp_h="224.0.0.251", proto="udp"), False),  # special
+    (row(resp_h="ff02::fb", proto="udp"), False),
+    (row(proto="icmp", resp_p=0), False),
+    (row(resp_p=None), False),
+    (row(resp_h=None), False),
+    (row(orig_h=None), False),
+    (row(conn_state="SHR", history="Hr"), False),  # backscatter: not initiated
+]
+
+
+@pytest.mark.parametrize("case,want", OUTBOUND_CASES)
+def test_outbound_flag(case, want):
+    assert enriched([case])[0]["outbound"] is want
+
+
 def test_address_classes_ids_and_special_addresses():
     rows = [row(orig_h="10.0.0.25", resp_h="224.0.0.251"),  # mail server -> multicast
             row(orig_h="10.9.1.1", resp_h="10.0.0.53"),  # VPN client -> DNS server

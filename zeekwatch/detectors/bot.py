@@ -68,10 +68,8 @@ def _key(a: str = "c") -> str:
 
 def _outbound(a: str = "c") -> str:
     """SQL over ``cx``: an internal host initiated a TCP/UDP connection to an external
-    (non-special) host."""
-    return (f"{a}.proto IN ('tcp', 'udp') AND {a}.resp_p IS NOT NULL AND {a}.resp_h IS NOT NULL"
-            f" AND {a}.orig_internal AND NOT {a}.resp_internal AND NOT {a}.resp_special"
-            f" AND {a}.initiated")
+    (non-special) host (the enriched ``outbound`` flag)."""
+    return f"{a}.outbound"
 
 
 def _n(f: dict, k: str) -> int:
@@ -325,7 +323,10 @@ def _nonweb_query(p: dict, ctx: Context) -> str:
     m = int(p["unknown_min_bytes"])
     unknown = (f"(NOT {known} AND coalesce(c.orig_bytes, 0) >= {m} AND coalesce(c.resp_bytes, 0) >= {m})"
                if p["unknown_service_counts"] else "FALSE")
-    peer_ok = "TRUE" if p["include_internal_peers"] else "NOT c.resp_internal"
+    # outbound (enrich): internal -> external, initiated; with internal peers, any responder
+    # that is not special
+    scope = ("c.outbound" if not p["include_internal_peers"] else
+             "c.resp_h IS NOT NULL AND c.orig_internal AND NOT c.resp_special AND c.initiated")
     d = ctx.dialect
     label = f"CASE WHEN {known} THEN lower(c.service) ELSE '(unidentified)' END"
     return f"""
@@ -334,8 +335,7 @@ WITH ev AS (
          {label} AS label, CASE WHEN {known} THEN 0 ELSE 1 END AS unidentified,
          c.orig_bytes, c.resp_bytes
   FROM cx c
-  WHERE c.resp_h IS NOT NULL AND {ports} AND c.orig_internal AND {peer_ok}
-    AND NOT c.resp_special AND c.initiated AND c.established
+  WHERE {ports} AND {scope} AND c.established
     AND coalesce(c.orig_bytes, 0) > 0 AND coalesce(c.resp_bytes, 0) > 0
     AND ({non_web} OR {unknown}))
 SELECT host, peer, key, min(t) AS t_first, max(t) AS t_last, count(*) AS observed,
