@@ -75,6 +75,22 @@ def test_analyze_end_to_end_is_idempotent(tmp_path):
     assert con.execute("SELECT count(*) FROM runs WHERE status = 'ok'").fetchone()[0] == 2
 
 
+def test_the_command_exits_hard_but_flushes_everything_first(tmp_path):
+    # the console script ends with os._exit (cli.entry): output must be complete, in a
+    # file and in a pipe, and a reader that closes the pipe early must cause no traceback
+    out = tmp_path / "out.txt"
+    with open(out, "w") as f:
+        res = subprocess.run([str(EXE), "detectors"], stdout=f, stderr=subprocess.PIPE, text=True,
+                             timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    for det in ("horizontal_scan", "ids_alert", "non_web_on_web_port"):
+        assert det in text
+    piped = subprocess.run(f"'{EXE}' detectors | head -n 1", shell=True, capture_output=True,
+                           text=True, timeout=120)
+    assert piped.stdout.count("\n") == 1 and "Traceback" not in piped.stderr
+
+
 def test_analyze_refuses_a_text_file_by_name(tmp_path):
     p = tmp_path / "conn.log"
     p.write_text("Lorem ipsum dolor sit amet\nconsectetur adipiscing elit\n")
