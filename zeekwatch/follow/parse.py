@@ -21,6 +21,7 @@ import tempfile
 
 import pyarrow as pa
 
+from .. import schema
 from ..errors import ZeekwatchError
 from ..readers import reader_for, sniff
 from ..readers.base import Chunk, IngestLog
@@ -154,5 +155,4 @@ def _with_source(chunk: pa.Table, path: str) -> pa.Table:
     i = chunk.schema.get_field_index("source")
     if i < 0:
         return chunk
-    field = chunk.schema.field(i)
-    return chunk.set_column(i, field, pa.repeat(pa.scalar(path, field.type), chunk.num_rows))
+    return chunk.set_column(i, chunk.schema.field(i), schema.source_column(path, chunk.num_rows))

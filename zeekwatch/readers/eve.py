@@ -175,7 +175,7 @@ class _Builder:
                 cols[name] = _array(values, sch.field(name).type)
         if "end" in cols:
             cols["duration"] = _seconds_between(cols["ts"], cols.pop("end"))
-        cols["source"] = pa.repeat(self.path, len(rows))
+        cols["source"] = schema.source_column(self.path, len(rows))
         return schema.conform(table, pa.table(cols))
 
     def finish(self) -> None:

@@ -23,7 +23,7 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from ..schema import TABLES, conform
+from ..schema import TABLES, conform, source_column
 from .base import Chunk, IngestLog, Reader
 from .flows import FlowTable
 from .pcap_decode import Decoder
@@ -89,7 +89,7 @@ def to_table(name: str, rows: list[tuple]) -> pa.Table:
     columns = list(zip(*rows))
     arrays = [pa.array(col, type=schema.field(c).type) for c, col in zip(COLUMNS[name], columns)]
     table = pa.Table.from_arrays(arrays, names=COLUMNS[name])
-    table = table.append_column("source", pa.array([SOURCE] * len(rows), pa.string()))
+    table = table.append_column("source", source_column(SOURCE, len(rows)))
     return conform(name, table)
 
 

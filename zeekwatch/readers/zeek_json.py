@@ -157,7 +157,7 @@ class _Normalizer:
         if low is not None and (self.earliest is None or low < self.earliest):
             self.earliest = low
         part = part.set_column(names.index("ts"), "ts", ts)
-        part = part.append_column("source", pa.repeat(self.path, part.num_rows))
+        part = part.append_column("source", schema.source_column(self.path, part.num_rows))
         return schema.conform(table, part)
 
     def finish(self) -> None:

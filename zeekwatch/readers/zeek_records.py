@@ -257,7 +257,7 @@ def finish(table: pa.Table, layout: Layout, source: str) -> pa.Table:
             col = _blank_empty(col, layout)
         cols.append(col)
         names.append(name)
-    cols.append(pa.chunked_array([pa.repeat(source, table.num_rows)], pa.string()))
+    cols.append(schema.source_column(source, table.num_rows))
     names.append("source")
     # One chunk per column: DuckDB scans a table whose columns share chunk boundaries about
     # twice as fast as pyarrow's one-chunk-per-block layout (measured on 2 M conn rows).
