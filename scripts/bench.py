@@ -4,9 +4,9 @@
     python scripts/bench.py [load] [analyze] [--data DIR] [--repeat 3] [--small] [--json OUT]
     python scripts/bench.py --list
 
-The machine is shared and noisy, so a suite runs all of its steps in the same run, round-robin
-(repeat 1: a b c, repeat 2: b c a, ...), and judges *ratios within the run* and medians of
-``--repeat`` runs. Every step runs in a fresh process, and its peak RSS is that process's own
+The machine is shared and noisy, so a suite runs all of its steps in the same run, interleaved
+in balanced orders (``balanced_order``: each step in each position, and after each other step),
+and judges *ratios within the run* and medians of ``--repeat`` runs. Every step runs in a fresh process, and its peak RSS is that process's own
 (``os.wait4``; for a Python step that runs a command, the larger of the two).
 
 Data: scripts/gen_logs.py output (conn.log, conn.json, dns.log, truth.json, zeekwatch.toml),
@@ -750,12 +750,29 @@ def run_step(suite: Suite, st: Step, ctx: Ctx, res: Result, i: int) -> None:
     res.extra.update(result)
 
 
+def balanced_order(n: int, i: int) -> list[int]:
+    """The order of n steps in repeat i: a row of a Williams Latin square. Over n repeats
+    every step runs once in each position and (n even) follows every other step once.
+
+    A plain rotation (a b c, b c a, ...) keeps the cyclic order, so a step always follows the
+    same step; on this machine that matters: a process that runs right after zat (numpy,
+    pandas: 0.8 GB of huge pages freed) spends up to 0.8 s more in the kernel faulting its
+    own memory in than one that follows zeekwatch, so rotation billed that cost to one step."""
+    seq, lo, hi = [0], 1, n - 1
+    while len(seq) < n:
+        seq.append(lo)
+        lo += 1
+        if len(seq) < n:
+            seq.append(hi)
+            hi -= 1
+    return [(s + i) % n for s in seq]
+
+
 def run_suite(suite: Suite, ctx: Ctx, repeat: int, quiet: bool) -> dict[str, Result]:
     res = {st.name: Result(st) for st in suite.steps}
     steps = suite.steps
     for i in range(repeat):
-        k = i % len(steps)
-        for st in steps[k:] + steps[:k]:  # round-robin: drift on a shared machine hits every step alike
+        for st in (steps[j] for j in balanced_order(len(steps), i)):
             if res[st.name].error or res[st.name].skipped:
                 continue
             if st.skip is not None and (why := st.skip(ctx)):
