@@ -282,6 +282,19 @@ def _load_rules(con, rules: AppRules) -> None:
                [(i, h["field"], h["pattern"], h["name"], h["app"]) for i, h in enumerate(rules.http)])
 
 
+# DNS queries, TLS SNI and HTTP Host names of the records, as written (``raw``); EVENTS_SQL
+# reads them twice (the distinct names, then the records of matching names) instead of keeping
+# a normalized copy of every record
+NAMES_SQL = """
+  SELECT orig_h AS client, resp_h AS server, ts, 'dns' AS source, 'dns query' AS what, query AS raw
+  FROM dns WHERE query IS NOT NULL AND ts IS NOT NULL
+  UNION ALL
+  SELECT orig_h, resp_h, ts, 'tls', 'tls sni', server_name
+  FROM tls WHERE server_name IS NOT NULL AND ts IS NOT NULL
+  UNION ALL
+  SELECT orig_h, resp_h, ts, 'http', 'http host', host
+  FROM http WHERE host IS NOT NULL AND ts IS NOT NULL"""
+
 EVENTS_SQL = """
 svc AS (  -- service tokens split once per distinct service value, kept when a rule names them
   SELECT t.service, t.name, r.app FROM (
@@ -297,17 +310,12 @@ sigs AS (SELECT DISTINCT sid, signature, category FROM al),
 sigmatch AS (
   SELECT s.sid, s.signature, s.category, r.app
   FROM (SELECT *, {sig_case} AS rule FROM sigs) s JOIN au_sigs r ON r.ord = s.rule),
-nm AS (
-  SELECT orig_h AS client, resp_h AS server, ts, 'dns' AS source, 'dns query' AS what,
-         rtrim(lower(query), '.') AS name FROM dns WHERE query IS NOT NULL AND ts IS NOT NULL
-  UNION ALL
-  SELECT orig_h, resp_h, ts, 'tls', 'tls sni', rtrim(lower(server_name), '.')
-  FROM tls WHERE server_name IS NOT NULL AND ts IS NOT NULL
-  UNION ALL
-  SELECT orig_h, resp_h, ts, 'http', 'http host',
-         rtrim(regexp_replace(lower(host), ':[0-9]+$', ''), '.')
-  FROM http WHERE host IS NOT NULL AND ts IS NOT NULL),
-dn AS (SELECT DISTINCT name FROM nm WHERE name <> ''),
+raw AS (  -- each distinct name as written, normalized once (not once per record)
+  SELECT source, raw, CASE WHEN source = 'http'
+                           THEN rtrim(regexp_replace(lower(raw), ':[0-9]+$', ''), '.')
+                           ELSE rtrim(lower(raw), '.') END AS name
+  FROM (SELECT DISTINCT source, raw FROM ({names}) x) d),
+dn AS (SELECT DISTINCT name FROM raw WHERE name <> ''),
 parts AS (SELECT name, string_split(name, '.') AS labels FROM dn),
 sfx AS (
   SELECT name, labels[1] AS first_label, len(labels) AS n, i,
@@ -350,8 +358,10 @@ ev AS (
   SELECT a.client, a.server, a.ts, 'alert', 'alert app_proto ' || a.app_proto, s.app, a.server
   FROM al a JOIN au_services s ON s.service = a.app_proto
   UNION ALL
-  SELECT n.client, n.server, n.ts, n.source, n.what || ' matching ' || b.pattern, b.app, n.name
-  FROM nm n JOIN best b ON b.name = n.name
+  SELECT n.client, n.server, n.ts, n.source, n.what || ' matching ' || h.pattern, h.app, h.name
+  FROM ({names}) n
+  JOIN (SELECT r.source, r.raw, r.name, b.pattern, b.app FROM raw r JOIN best b ON b.name = r.name) h
+    ON h.source = n.source AND h.raw = n.raw
   UNION ALL
   SELECT orig_h, resp_h, ts, 'http', 'http ' || name, app, value FROM hrules),
 hosts AS (
@@ -414,7 +424,8 @@ def compute(con, rules: AppRules, nets, session_gap: float) -> list[dict]:
     row (time span). ``nets`` comes from ``engine.context()``, which builds the address tables
     the internal() predicate reads."""
     _load_rules(con, rules)
-    sql = USAGE_SQL.format(server_internal=nets.internal("e.server"), gap=float(session_gap),
+    sql = USAGE_SQL.format(names=NAMES_SQL, server_internal=nets.internal("e.server"),
+                           gap=float(session_gap),
                            sig_case=_first_signature(rules.signatures),
                            url_case=_first_match("url", rules.http, "url"),
                            ua_case=_first_match("user_agent", rules.http, "user_agent"))
