@@ -8,7 +8,7 @@ import time
 import pytest
 
 from zeekwatch.errors import NotALogError
-from zeekwatch.readers import zeek_tsv
+from zeekwatch.readers import plan, read_inputs, zeek_tsv
 from zeekwatch.readers.base import IngestLog
 from zeekwatch.readers.readahead import read_ahead
 
@@ -67,3 +67,35 @@ def test_zeek_reader_refusal_with_read_ahead(tmp_path, monkeypatch):
     path = write(tmp_path, "plain text\n", name="notes.log")
     with pytest.raises(NotALogError, match="notes.log: not a Zeek TSV log"):
         list(zeek_tsv.read(path, IngestLog()))
+
+
+def _ahead_threads():
+    time.sleep(0.05)
+    return [t for t in threading.enumerate() if t.name == "zeekwatch-read-ahead"]
+
+
+def test_read_inputs_starts_the_next_file_early_and_keeps_the_order(tmp_path, monkeypatch):
+    # the next file's reader works ahead while this one's chunks are consumed; the chunks
+    # still come file by file, in order, and every reader stops with the consumer
+    monkeypatch.setattr(zeek_tsv, "READ_AHEAD_MIN", 0)
+    paths = []
+    for n, name in enumerate(("a", "b", "c")):
+        d = tmp_path / name
+        d.mkdir()
+        paths.append(str(write(d, header() + "".join(conn_line(1000 * n + i) for i in range(50)))))
+    log = IngestLog()
+    todo = plan(paths, log)
+    chunks = read_inputs(todo, log)
+    first = next(chunks)[1]
+    # a's worker has handed over its only chunk and ended; b's already runs (its first piece
+    # parsed, waiting); c's is made when b's turn comes
+    assert len(_ahead_threads()) == 1
+    rest = [c for _, c in chunks]
+    uids = [r["uid"] for c in [first, *rest] for r in c.to_pylist()]
+    assert uids == [f"Cabcdef{i:06d}" for n in range(3) for i in range(1000 * n, 1000 * n + 50)]
+    assert log.files == paths and log.records["conn"] == 150
+    assert not _ahead_threads()
+    early = read_inputs(plan(paths, IngestLog()), IngestLog())
+    next(early)
+    early.close()
+    assert not _ahead_threads()

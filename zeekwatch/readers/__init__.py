@@ -145,10 +145,39 @@ def read_inputs(todo: list[tuple[str, str]], log: IngestLog,
     """Chunks of every planned input; ``overrides`` maps a kind to another reader function
     (``--pcap-labels`` plugs in the labelling pcap reader this way)."""
     overrides = overrides or {}
-    for path, kind in todo:
-        log.files.append(path)
+
+    def start(path: str, kind: str) -> Iterator[Chunk]:
         read = overrides.get(kind) or reader_for(kind)
-        for table, chunk in read(path, log):
-            if chunk.num_rows:
-                log.records[table] += chunk.num_rows
-                yield table, chunk
+        try:
+            return read(path, log)
+        except Exception as exc:  # noqa: BLE001 - raised at the file's turn, as if read then
+            return _raise(exc)
+
+    # The next file's reader is made while this one's chunks are consumed: a reader that works
+    # ahead in a thread of its own (large Zeek logs: ``readahead``) then parses its first piece
+    # meanwhile, and there is no pause between files. It holds at most that one piece.
+    following = start(*todo[0]) if todo else None
+    try:
+        for i, (path, _kind) in enumerate(todo):
+            current, following = following, (start(*todo[i + 1]) if i + 1 < len(todo) else None)
+            log.files.append(path)
+            try:
+                for table, chunk in current:
+                    if chunk.num_rows:
+                        log.records[table] += chunk.num_rows
+                        yield table, chunk
+            finally:
+                _close(current)
+    finally:
+        _close(following)
+
+
+def _raise(exc: Exception) -> Iterator[Chunk]:
+    raise exc
+    yield  # a generator: raises when iterated
+
+
+def _close(chunks) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()

@@ -41,22 +41,42 @@ def _work(items: Iterator, q: queue.Queue, stop: threading.Event) -> None:
             close()
 
 
-def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
-    """Yield what ``items`` yields, produced by a worker thread up to ``depth`` items ahead."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    worker = threading.Thread(target=_work, args=(items, q, stop), name="zeekwatch-read-ahead",
-                              daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = q.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
-        worker.join()
+class read_ahead(Iterator[T]):
+    """Yield what ``items`` yields, produced by a worker thread up to ``depth`` items ahead.
+
+    The worker starts at once (not at the first ``next``), so a reader made before its turn
+    (``read_inputs`` makes the next file's) parses meanwhile. ``close()`` stops the worker,
+    also when iteration never began; it runs by itself at the end or on an error."""
+
+    def __init__(self, items: Iterator[T], depth: int = 1):
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=_work, args=(items, self._q, self._stop),
+                                        name="zeekwatch-read-ahead", daemon=True)
+        self._worker.start()
+        self._done = False
+
+    def __iter__(self) -> "read_ahead[T]":
+        return self
+
+    def __next__(self) -> T:
+        if self._done:
+            raise StopIteration
+        kind, value = self._q.get()
+        if kind == "item":
+            return value
+        self.close()
+        if kind == "error":
+            raise value
+        raise StopIteration
+
+    def close(self) -> None:
+        self._done = True
+        self._stop.set()
+        if self._worker is not threading.current_thread():
+            self._worker.join()
+
+    def __del__(self) -> None:  # dropped unfinished without close(): let the worker end
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
