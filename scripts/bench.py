@@ -634,20 +634,34 @@ def scale_prepare(ctx: Ctx) -> None:
     os.environ["ZEEKWATCH_BENCH_SCALE_DATA"] = str(data)
 
 
+def file_storage_config(ctx: Ctx, data: Path) -> Path:
+    """The dataset's config with ``[engine] storage = "file"``: the small dataset in the same
+    scratch-database storage the large one gets by itself, to compare like with like."""
+    text = (data / "zeekwatch.toml").read_text()
+    if "[engine]" in text:
+        text = text.replace("[engine]", '[engine]\nstorage = "file"', 1)
+    else:
+        text += '\n[engine]\nstorage = "file"\n'
+    path = ctx.tmp / "zeekwatch-file-storage.toml"
+    path.write_text(text)
+    return path
+
+
 def scale_analyze(which: str) -> Callable[[Ctx], list[str]]:
     def argv(ctx: Ctx) -> list[str]:
-        data = ctx.data if which == "base" else scale_data()
+        data = scale_data() if which == "large" else ctx.data
+        config = file_storage_config(ctx, data) if which == "base-file" else data / "zeekwatch.toml"
         db = ctx.tmp / f"scale-{which}.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        return zeekwatch_cmd() + ["--config", str(data / "zeekwatch.toml"), "analyze", "-q", "--db", str(db),
+        return zeekwatch_cmd() + ["--config", str(config), "analyze", "-q", "--db", str(db),
                                   str(data / "conn.log"), str(data / "dns.log")]
     return argv
 
 
 def scale_rows(which: str) -> Callable[[Ctx], int]:
     def rows(ctx: Ctx) -> int:
-        if which == "base":
+        if which != "large":
             return both_rows(ctx)
         meta = json.loads((scale_data() / "truth.json").read_text())["meta"]
         return meta["conn_rows"] + meta["dns_rows"]
@@ -657,15 +671,21 @@ def scale_rows(which: str) -> Callable[[Ctx], int]:
 def scale_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
     out = []
     small, big = res["zw-analyze-base"], res["zw-analyze-large"]
+    small_file = res["zw-analyze-base-file"]
     if big.seconds:
         out.append(Target(f"analyze peak RSS <= {SCALE_RSS_MB} MB at {big.rows:,} rows", big.peak_mb <= SCALE_RSS_MB,
                           f"{big.peak_mb:.0f} MB (at {small.rows:,} rows: {small.peak_mb:.0f} MB)"))
-    if big.seconds and small.seconds:
-        grow, ratio = big.rows / small.rows, big.median / small.median
-        out.append(Target(f"time grows linearly (time ratio <= {SCALE_LINEAR:g}x the rows ratio)",
+    # the large dataset goes to the scratch database file (it does not fit in half the memory
+    # limit); its time is compared with the small one's in that same storage
+    if big.seconds and small_file.seconds:
+        grow, ratio = big.rows / small_file.rows, big.median / small_file.median
+        memory = f"; in memory the small one takes {small.median:.1f} s" if small.seconds else ""
+        out.append(Target(f"time grows linearly (time ratio <= {SCALE_LINEAR:g}x the rows ratio, "
+                          "both in the scratch database file)",
                           ratio <= SCALE_LINEAR * grow,
-                          f"{small.median:.1f} s -> {big.median:.1f} s: {ratio:.1f}x for {grow:.1f}x the rows "
-                          f"({small.rows / small.median / 1e3:.0f} k -> {big.rows / big.median / 1e3:.0f} k rows/s)"))
+                          f"{small_file.median:.1f} s -> {big.median:.1f} s: {ratio:.1f}x for {grow:.1f}x the rows "
+                          f"({small_file.rows / small_file.median / 1e3:.0f} k -> "
+                          f"{big.rows / big.median / 1e3:.0f} k rows/s{memory})"))
     for which, r in (("base", small), ("large", big)):
         if not r.seconds:
             continue
@@ -696,6 +716,8 @@ register(Suite(
     steps=[
         Step("zw-analyze-base", "zeekwatch analyze, dataset (whole process)", cmd=scale_analyze("base"),
              rows=scale_rows("base"), input="base"),
+        Step("zw-analyze-base-file", "  same, tables in the scratch database file (storage = file)",
+             cmd=scale_analyze("base-file"), rows=scale_rows("base-file"), input="base"),
         Step("zw-analyze-large", f"zeekwatch analyze, ~{SCALE_FACTOR}x dataset (whole process)",
              cmd=scale_analyze("large"), rows=scale_rows("large"), input="large"),
     ],

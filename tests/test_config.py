@@ -34,6 +34,7 @@ def test_file_overrides_defaults(tmp_path):
     ("[time]\ntimezone = 'Mars/Olympus'\n", r"unknown time zone 'Mars/Olympus'"),
     ("[time]\nbusiness_start = '25:00'\n", r"time.business_start: '25:00' is not HH:MM"),
     ("[networks\n", r"invalid TOML"),
+    ("[engine]\nstorage = 'disk'\n", r"engine.storage: 'disk' is not one of auto, memory, file"),
 ])
 def test_bad_config_is_refused_with_the_key(tmp_path, text, message):
     p = tmp_path / "bad.toml"

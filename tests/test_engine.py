@@ -217,3 +217,18 @@ def test_follow_keeps_the_address_book_to_the_look_back(monkeypatch, tmp_path):
         assert ids and all(addr[a] == i for a, i in ids)
     finally:
         lb.engine.close()
+
+
+@pytest.mark.parametrize("storage, table_bytes, want", [
+    ("auto", 10**6, True), ("auto", 10**10, False), ("auto", None, False),
+    ("memory", 10**10, True), ("memory", None, True), ("file", 10**6, False),
+])
+def test_engine_storage_setting(storage, table_bytes, want):
+    eng = Engine(from_dict({"engine": {"storage": storage, "memory_limit": "1GB"}}), table_bytes=table_bytes)
+    try:
+        assert eng.in_memory is want
+        eng.load("conn", table("conn", [row()]))
+        assert eng.count("conn") == 1
+    finally:
+        eng.close()
+

@@ -35,11 +35,17 @@ class Time:
     weekends_off: bool = True
 
 
+STORAGES = ("auto", "memory", "file")
+
+
 @dataclass
 class Engine:
     memory_limit: str = "1GB"
     threads: int = 2
     temp_directory: str = ""  # empty: a temporary directory per run
+    # where the tables are kept: "auto" (in memory up to half of memory_limit, else the
+    # scratch database file), "memory" or "file"
+    storage: str = "auto"
 
 
 @dataclass
@@ -74,6 +80,9 @@ class Config:
                 assert 0 <= int(h) < 24 and 0 <= int(m) < 60
             except Exception:
                 raise ConfigError(f"time.{key}: {value!r} is not HH:MM") from None
+        if self.engine.storage not in STORAGES:
+            raise ConfigError(f"engine.storage: {self.engine.storage!r} is not one of "
+                              f"{', '.join(STORAGES)}")
         try:
             import zoneinfo
 

@@ -58,12 +58,15 @@ def memory_bytes(text: str) -> int | None:
 
 
 def in_memory_fits(config: Config, table_bytes: int | None) -> bool:
-    """Keep the tables in memory when they fill at most half the memory limit.
+    """Keep the tables in memory when they fill at most half the memory limit (or always /
+    never, with ``engine.storage`` "memory" / "file").
 
     In memory the readers' Arrow chunks are the tables: nothing is copied or compressed, but
     they are held by Python, outside DuckDB's ``memory_limit``, so only inputs well below it
     stay there; larger ones go to the scratch database file, where the limit bounds them.
     """
+    if config.engine.storage != "auto":
+        return config.engine.storage == "memory"
     limit = memory_bytes(config.engine.memory_limit)
     return table_bytes is not None and limit is not None and table_bytes <= limit // 2
 
