@@ -172,8 +172,9 @@ class AddressBook:
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
         coded = pc.dictionary_encode(column)
-        self.add(coded.dictionary)
         idx = pc.index_in(coded.dictionary, value_set=self.known)
+        if idx.null_count and self.add(coded.dictionary.filter(pc.is_null(idx))):
+            idx = pc.index_in(coded.dictionary, value_set=self.known)  # (only when new came)
         out = {n: pc.fill_null(pc.take(pc.take(arr, idx), coded.indices), False)
                for n, arr in self.classes.items()}
         out["id"] = pc.take(pc.take(self.ids, idx), coded.indices)
