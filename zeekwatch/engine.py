@@ -17,8 +17,8 @@ transaction: 6 GB RSS). The file is scratch: no fsync, no checkpoint at close; i
 directory. Follow mode (``raw_conn``) lays out its own tables and enriches the rows it appends.
 
 Measured (scripts/bench.py, 2 CPUs, memory_limit 1GB): 2 M conn + 0.5 M dns rows, whole
-``zeekwatch analyze`` 2.0-2.5 s, peak RSS 0.9 GB; 20 M + 5 M rows in the scratch file 37 s
-(10.2x for 10x the rows), 1.49 GB. What stays above ``memory_limit`` is the interpreter and
+``zeekwatch analyze`` 1.9-2.1 s in memory (3.8 s with ``storage = "file"``), peak RSS 0.8 GB;
+20 M + 5 M rows in the scratch file 36 s (9.6x for 10x the rows in the same storage), 1.6 GB. What stays above ``memory_limit`` is the interpreter and
 imports (~0.16 GB) and the readers' chunks in flight (~0.3 GB).
 """
 
