@@ -135,7 +135,7 @@ class BufferParser:
             if r.path == fake and r.line is not None and line < 1:
                 line = None
             log.reject(path, line, r.reason.replace(fake, path), r.raw)
-        log.reject_count += scratch.reject_count - len(scratch.rejects)
+        log.count_rejects(scratch.reject_count - len(scratch.rejects))
         for note in scratch.notes:
             note = note.replace(fake, path)
             if note not in self.seen_notes and len(self.seen_notes) < 1000:

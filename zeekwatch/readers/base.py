@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -43,13 +44,21 @@ class IngestLog:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     files: list[str] = field(default_factory=list)
     progress: Callable[[int], None] | None = None  # called with bytes of input consumed
+    # readers of two files may run at once (``read_inputs`` starts the next one early)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def reject(self, path: str, line: int | None, reason: str, raw: bytes | str = "") -> None:
-        self.reject_count += 1
-        if len(self.rejects) < self.max_kept:
-            if isinstance(raw, bytes):
-                raw = raw[:RAW_LIMIT].decode("utf-8", "replace")
-            self.rejects.append(Reject(str(path), line, reason, raw[:RAW_LIMIT]))
+        if isinstance(raw, bytes):
+            raw = raw[:RAW_LIMIT].decode("utf-8", "replace")
+        with self._lock:
+            self.reject_count += 1
+            if len(self.rejects) < self.max_kept:
+                self.rejects.append(Reject(str(path), line, reason, raw[:RAW_LIMIT]))
+
+    def count_rejects(self, n: int) -> None:
+        """Count ``n`` more rejected records that are not kept one by one."""
+        with self._lock:
+            self.reject_count += n
 
     def note(self, message: str) -> None:
         self.notes.append(message)

@@ -103,7 +103,7 @@ def report(path: str, log: IngestLog, capture: Capture, decoder: Decoder) -> Non
     for number in stats.short[:SHORT_KEPT]:
         log.reject(path, number, f"{path}: packet {number} is too short for its own headers")
     if stats.short_count > len(stats.short):
-        log.reject_count += stats.short_count - len(stats.short)
+        log.count_rejects(stats.short_count - len(stats.short))
     skipped = []
     if stats.non_ip:
         skipped.append(f"{stats.non_ip} non-IP frames")
