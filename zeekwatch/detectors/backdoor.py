@@ -205,20 +205,20 @@ def _off_query(p: dict, ctx: Context) -> str:
     return f"""
 WITH {zone}
 off AS {ctx.dialect.materialized()} (
-  SELECT c.orig_h AS host, c.resp_h AS dest, c.uid, {ep} AS t,
+  SELECT c.orig_h AS host, c.resp_h AS dest, c.resp_id AS dest_id, c.uid, {ep} AS t,
          {d.date_text(day)} || ' ' || CASE WHEN {weekend} THEN 'weekend' ELSE 'night' END AS period
   FROM (SELECT x.*, {local} AS ls FROM cx x JOIN zone z ON z.q = {q}) c
   WHERE c.ts IS NOT NULL AND c.resp_h IS NOT NULL
     AND c.orig_internal AND NOT c.orig_vpn
     AND {' AND '.join(skip)}
     AND ({night} OR {weekend})),
-prevalence AS (
-  SELECT c.resp_h AS dest, count(DISTINCT c.orig_h) AS hosts
-  FROM cx c WHERE c.orig_internal AND c.resp_h IN (SELECT dest FROM off)
-  GROUP BY c.resp_h),
+prevalence AS (  -- over address ids: no text per connection
+  SELECT c.resp_id AS dest_id, count(DISTINCT c.orig_id) AS hosts
+  FROM cx c WHERE c.orig_internal AND c.resp_id IN (SELECT dest_id FROM off)
+  GROUP BY c.resp_id),
 dests AS (
   SELECT o.host, o.period, o.dest, coalesce(max(p.hosts), 0) AS hosts
-  FROM off o LEFT JOIN prevalence p ON p.dest = o.dest
+  FROM off o LEFT JOIN prevalence p ON p.dest_id = o.dest_id
   GROUP BY o.host, o.period, o.dest),
 rare AS (
   SELECT host, period, min(hosts) AS rarest_prevalence,
