@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -100,3 +102,14 @@ def test_scratch_of_a_killed_run_is_removed(tmp_path):
     eng = Engine(cfg)
     assert not stale.exists() and foreign.exists()
     eng.close()
+
+
+def test_the_store_does_not_load_pandas_but_leaves_it_importable():
+    # sqlite-utils imports pandas when it is installed (~0.2 s of every triage command);
+    # the store loads it with pandas hidden, and pandas stays importable afterwards
+    pytest.importorskip("pandas", reason="pandas is not installed here: nothing to hide")
+    code = ("import sys; import zeekwatch.store, zeekwatch.triage_store; "
+            "print('pandas' in sys.modules); import pandas; print(pandas.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "pandas"]

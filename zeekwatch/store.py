@@ -12,9 +12,28 @@ import datetime as dt
 import hashlib
 import json
 import sqlite3
+import sys
 from typing import Any, Iterable
 
-import sqlite_utils
+
+def _import_sqlite_utils():
+    """sqlite-utils imports pandas when it is installed, only to store ``pandas.Timestamp``
+    values as TEXT. zeekwatch never stores pandas objects, and the import costs ~0.2 s of
+    every command on machines that have pandas (zat's users do), so sqlite-utils is loaded
+    with pandas hidden; pandas stays importable for everything else."""
+    if "pandas" in sys.modules:  # loaded already: nothing to save
+        import sqlite_utils
+        return sqlite_utils
+    sys.modules["pandas"] = None  # type: ignore[assignment]  (import pandas -> ImportError)
+    try:
+        import sqlite_utils
+    finally:
+        if "pandas" in sys.modules and sys.modules["pandas"] is None:
+            del sys.modules["pandas"]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
 
 from .timefmt import iso, now_iso, parse_iso  # noqa: F401  (re-exported)
 
