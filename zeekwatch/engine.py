@@ -18,8 +18,9 @@ directory. Follow mode (``raw_conn``) lays out its own tables and enriches the r
 
 Measured (scripts/bench.py, 2 CPUs, memory_limit 1GB): 2 M conn + 0.5 M dns rows, whole
 ``zeekwatch analyze`` 1.9-2.1 s in memory (3.8 s with ``storage = "file"``), peak RSS 0.8 GB;
-20 M + 5 M rows in the scratch file 36 s (9.6x for 10x the rows in the same storage), 1.6 GB. What stays above ``memory_limit`` is the interpreter and
-imports (~0.16 GB) and the readers' chunks in flight (~0.3 GB).
+20 M + 5 M rows in the scratch file 36 s (9.6x for 10x the rows in the same storage), 1.6 GB.
+What stays above ``memory_limit`` is the interpreter and imports (~0.16 GB) and the readers'
+chunks in flight (~0.3 GB).
 """
 
 from __future__ import annotations
@@ -247,8 +248,8 @@ class Engine:
         con.execute("CREATE OR REPLACE TABLE zw_services AS SELECT DISTINCT service AS s FROM cx "
                     "WHERE service IS NOT NULL")
         # (host_id, addr_id): the host got the address in a DNS answer, as zw_addr ids (only
-        # addresses the tables hold matter); ``pair`` is both in one BIGINT (PAIR), the
-        # cheapest key to test a connection's (orig_id, resp_id) against
+        # addresses the tables hold matter); ``pair`` is both ids in one BIGINT
+        # (``detectors.base.pair``), the cheapest key to test a connection's ids against
         con.execute("CREATE OR REPLACE TABLE resolved AS SELECT DISTINCT h.id AS host_id, "
                     f"a.id AS addr_id, {pair('h.id', 'a.id')} AS pair FROM "
                     "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) d "
