@@ -150,14 +150,21 @@ def _per_service(col: str, test: str) -> str:
     return f"coalesce({col} IN (SELECT s.s FROM zw_services s WHERE {test}), FALSE)"
 
 
-def has_service(col: str, names) -> str:
-    """SQL boolean: one of the comma-separated tokens of ``col`` (conn.service) is in ``names``."""
+def service_token(col: str, names) -> str:
+    """SQL boolean over one service value ``col`` (a ``zw_services`` row): one of its
+    comma-separated tokens is in ``names``."""
     names = list(names)
     if not names:
         return "FALSE"
-    toks = _tokens("s.s")
-    hits = " OR ".join(f"instr({toks}, ',' || {_lit(n)} || ',') > 0" for n in names)
-    return _per_service(col, hits)
+    toks = _tokens(col)
+    return "(" + " OR ".join(f"instr({toks}, ',' || {_lit(n)} || ',') > 0" for n in names) + ")"
+
+
+def has_service(col: str, names) -> str:
+    """SQL boolean: one of the comma-separated tokens of ``col`` (conn.service) is in ``names``."""
+    if not list(names):
+        return "FALSE"
+    return _per_service(col, service_token("s.s", names))
 
 
 def only_services(col: str, names) -> str:
