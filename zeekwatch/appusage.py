@@ -46,6 +46,7 @@ import duckdb
 import pyarrow as pa
 
 from .errors import ConfigError
+from .sql import sql_text
 from .timefmt import iso
 
 CATEGORIES = ("p2p", "im", "voip")
@@ -392,14 +393,10 @@ ORDER BY host, first_seen, app, source, evidence
 """
 
 
-def _lit(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
 def _first_match(col: str, http_rules: list[dict], fld: str) -> str:
     """SQL: the index of the first HTTP rule of field ``fld`` whose pattern matches ``col``.
     Patterns are literals so that each regular expression is compiled once, not per row."""
-    whens = [f"WHEN regexp_matches({col}, {_lit(h['pattern'])}, 'i') THEN {i}"
+    whens = [f"WHEN regexp_matches({col}, {sql_text(h['pattern'])}, 'i') THEN {i}"
              for i, h in enumerate(http_rules) if h["field"] == fld]
     return f"CASE {' '.join(whens)} END" if whens else "CAST(NULL AS INTEGER)"
 
@@ -413,7 +410,7 @@ def _first_signature(sig_rules: list[dict]) -> str:
             whens.append(f"WHEN sid = {int(r['sid'])} THEN {i}")
         else:
             col = "category" if r.get("field") == "category" else "signature"
-            whens.append(f"WHEN regexp_matches(coalesce({col}, ''), {_lit(r['pattern'])}, 'i') THEN {i}")
+            whens.append(f"WHEN regexp_matches(coalesce({col}, ''), {sql_text(r['pattern'])}, 'i') THEN {i}")
     return f"CASE {' '.join(whens)} END" if whens else "CAST(NULL AS INTEGER)"
 
 

@@ -1,8 +1,9 @@
 """The engine: the normalized tables in an embedded DuckDB, and the detectors run over them.
 
-Readers yield Arrow chunks. Conn chunks are enriched as they arrive (``enrich``: address classes
-and ids, failed/established/initiated/answered, a row id; Arrow kernels, no Python loop per
-row) into ``cx``, and ``conn`` is a view of its normalized columns; detectors read ``cx``.
+Readers yield Arrow chunks. Conn chunks are enriched as they arrive (``enrich``: address
+classes and ids, failed/established/initiated/answered/outbound, a row id; Arrow kernels, no
+Python loop per row) into ``cx``, and ``conn`` is a view of its normalized columns; detectors
+read ``cx``.
 
 Small inputs (tables of at most half ``memory_limit``, as ``pipeline.analyze`` estimates them)
 stay in memory as the readers' Arrow chunks themselves, registered with DuckDB, which scans them
@@ -25,11 +26,10 @@ chunks in flight (~0.3 GB).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-
-import json
 
 import duckdb
 import pyarrow as pa

@@ -6,7 +6,7 @@ did the originator really initiate it (not backscatter), did the responder answe
 inside every detector query, each question costs a pass over all the rows (string tests on
 ``conn_state`` and ``history``, a semi-join per address class); on 2 M rows, 14 detectors
 spent about 2 s on them. Here they are columns, computed with Arrow compute kernels as each
-chunk is read (in the reader's thread, C++ all the way), so detectors only read them:
+chunk is read (while the reader parses the next one; C++ all the way), so detectors only read them:
 
     t               epoch seconds of ts (DOUBLE; NULL when ts is)
     orig_<class>    the originator / responder is in the address class: internal, mail,

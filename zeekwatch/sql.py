@@ -4,14 +4,14 @@ DuckDB and Spark both accept)."""
 from __future__ import annotations
 
 
+def sql_text(value) -> str:
+    """A SQL string literal of ``value`` (quotes doubled)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def sql_list(values) -> str:
     """A SQL IN-list of literals (ints or strings)."""
-    out = []
-    for v in values:
-        if isinstance(v, (int, float)):
-            out.append(str(v))
-        else:
-            out.append("'" + str(v).replace("'", "''") + "'")
+    out = [str(v) if isinstance(v, (int, float)) else sql_text(v) for v in values]
     return "(" + ", ".join(out or ["NULL"]) + ")"
 
 

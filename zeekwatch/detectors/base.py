@@ -18,7 +18,7 @@ Every detector query returns these columns (the *candidate* contract):
 Any further columns are kept in the finding's ``details`` (e.g. ``mx_lookups``).
 
 The queries read conn through ``cx``, the enriched conn rows (``zeekwatch/enrich.py``: address
-classes and ids, failed/established/initiated/answered), besides the normalized tables and the
+classes and ids, failed/established/initiated/answered/outbound), besides the normalized tables and the
 engine's helper tables (``zw_addr``, ``zw_services``, ``resolved``, ``known_services``).
 
 ``extra`` may hold ``learn`` (a query of services to store in the baseline) and ``tables``
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..nets import Nets
-from ..sql import in_list, sql_list  # noqa: F401  (detectors import them from here)
+from ..sql import in_list, sql_list, sql_text  # noqa: F401  (detectors import them from here)
 
 VALUES_LIMIT = 20  # distinct values listed on a finding (the total is kept too)
 UIDS_LIMIT = 20  # evidence uids listed on a finding
@@ -141,7 +141,7 @@ def _tokens(col: str) -> str:
 
 
 def _lit(text: str) -> str:
-    return "'" + str(text).lower().replace("'", "''") + "'"
+    return sql_text(str(text).lower())
 
 
 def _per_service(col: str, test: str) -> str:
@@ -188,8 +188,7 @@ def service_in(col: str, names) -> str:
     names = [str(n) for n in names]
     if not names:
         return "FALSE"
-    listed = ", ".join("'" + n.replace("'", "''") + "'" for n in names)
-    hit = _per_service(col, f"s.s IN ({listed})")
+    hit = _per_service(col, f"s.s IN {sql_list(names)}")
     return f"({hit} OR {col} IS NULL)" if "" in names else hit
 
 

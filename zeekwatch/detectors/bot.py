@@ -66,12 +66,6 @@ def _key(a: str = "c") -> str:
     return f"{a}.proto || '/' || CAST({a}.resp_p AS VARCHAR)"
 
 
-def _outbound(a: str = "c") -> str:
-    """SQL over ``cx``: an internal host initiated a TCP/UDP connection to an external
-    (non-special) host (the enriched ``outbound`` flag)."""
-    return f"{a}.outbound"
-
-
 def _n(f: dict, k: str) -> int:
     return int(f.get(k) or 0)
 
@@ -194,13 +188,13 @@ def _unusual_query(p: dict, ctx: Context) -> str:
     return f"""
 WITH prev AS (
   SELECT c.proto, c.resp_p, count(DISTINCT c.orig_id) AS prevalence
-  FROM cx c WHERE {_outbound()} AND c.established GROUP BY c.proto, c.resp_p
+  FROM cx c WHERE c.outbound AND c.established GROUP BY c.proto, c.resp_p
   HAVING count(DISTINCT c.orig_id) <= {int(p['max_hosts'])}),
 rare AS {m} (
   SELECT c.orig_h, c.orig_id, c.resp_h, c.resp_id, c.resp_p, c.proto, c.service, c.uid, c.ts, c.t,
          c.orig_bytes, c.resp_bytes, p.prevalence
   FROM cx c JOIN prev p ON p.proto = c.proto AND p.resp_p = c.resp_p
-  WHERE {_outbound()} AND c.established),
+  WHERE c.outbound AND c.established),
 p2p AS (SELECT DISTINCT unnest([x.orig_id, x.resp_id]) AS h FROM cx x WHERE {p2p}),
 ev AS (
   SELECT o.* FROM rare o
@@ -264,12 +258,12 @@ def _rare_query(p: dict, ctx: Context) -> str:
 WITH active AS (SELECT count(DISTINCT c.orig_id) AS n FROM cx c WHERE c.orig_internal),
 prev AS (  -- over integer address ids; the text columns only for the rare destinations
   SELECT c.resp_id, count(DISTINCT c.orig_id) AS prevalence
-  FROM cx c WHERE {_outbound()} AND c.established GROUP BY c.resp_id),
+  FROM cx c WHERE c.outbound AND c.established GROUP BY c.resp_id),
 rare AS {d.materialized()} (
   SELECT c.orig_h, c.resp_h, c.resp_id, c.resp_p, c.proto, c.service, c.uid, c.ts, c.t,
          c.orig_bytes, c.resp_bytes, c.resp_dns, {svc} AS svc, {_key()} AS port
   FROM cx c JOIN prev q ON q.resp_id = c.resp_id
-  WHERE q.prevalence <= {int(p['max_hosts'])} AND {_outbound()} AND c.established),
+  WHERE q.prevalence <= {int(p['max_hosts'])} AND c.outbound AND c.established),
 ev AS (
   SELECT e.* FROM rare e
   WHERE NOT {ignored} AND NOT EXISTS (SELECT 1 FROM resolved r WHERE r.addr_id = e.resp_id)),

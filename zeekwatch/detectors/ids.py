@@ -8,7 +8,7 @@ the alert category: a trojan's C2 weighs more than a policy violation.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .base import VALUES_LIMIT, Context, Detector, register
+from .base import VALUES_LIMIT, Context, Detector, register, sql_text
 
 # Suricata/ET classification descriptions (classification.config) -> zeekwatch threat type.
 # Matched case-insensitively; anything else gets ``default_threat``. Config key
@@ -29,10 +29,6 @@ CATEGORY_THREATS: dict[str, str] = {
 }
 
 
-def _lit(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
 def threat_case(col: str, p: dict) -> str:
     """SQL: the threat type of the alert category in ``col`` (built-in map + params)."""
     extra = p.get("category_threats") or {}
@@ -41,8 +37,8 @@ def threat_case(col: str, p: dict) -> str:
                           "category = \"threat\" strings")
     mapping = {k.lower(): v for k, v in CATEGORY_THREATS.items()}
     mapping.update({k.lower(): v for k, v in extra.items()})
-    whens = " ".join(f"WHEN {_lit(k)} THEN {_lit(v)}" for k, v in sorted(mapping.items()))
-    return f"CASE lower({col}) {whens} ELSE {_lit(p['default_threat'])} END"
+    whens = " ".join(f"WHEN {sql_text(k)} THEN {sql_text(v)}" for k, v in sorted(mapping.items()))
+    return f"CASE lower({col}) {whens} ELSE {sql_text(p['default_threat'])} END"
 
 
 def _alerts(ctx: Context) -> str:
