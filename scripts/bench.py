@@ -140,9 +140,9 @@ def zat_dataframe(path: str) -> Callable[[Ctx], dict]:
 
 def zeekwatch_load(path: str, table: str) -> Callable[[Ctx], dict]:
     def run(ctx: Ctx) -> dict:
+        from zeekwatch.app.analyze import table_bytes
         from zeekwatch.config import Config
-        from zeekwatch.engine import Engine
-        from zeekwatch.pipeline import table_bytes
+        from zeekwatch.engine.core import Engine
         from zeekwatch.readers import plan
         from zeekwatch.readers.base import IngestLog
 
@@ -180,7 +180,7 @@ def zeekwatch_cmd() -> list[str]:
     exe = Path(sys.executable).parent / "zeekwatch"
     if exe.exists():
         return [str(exe)]
-    return [sys.executable, "-c", "import sys; from zeekwatch.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from zeekwatch.cli.main import main; sys.exit(main())"]
 
 
 # -- the load suite -----------------------------------------------------------------------------
@@ -488,7 +488,7 @@ def rss_now_kb() -> int:
 def zeekwatch_pcap(which: str) -> Callable[[Ctx], dict]:
     def run(ctx: Ctx) -> dict:
         from zeekwatch.readers.base import IngestLog
-        from zeekwatch.readers.pcap import read
+        from zeekwatch.readers.pcap.reader import read
 
         path = pcap_file(which)
         rss0 = rss_now_kb()
@@ -565,7 +565,7 @@ def pcap_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
 
 register(Suite(
     name="pcap",
-    doc="capture -> normalized tables (zeekwatch.readers.pcap) against tshark -T fields and scapy PcapReader "
+    doc="capture -> normalized tables (zeekwatch.readers.pcap.reader) against tshark -T fields and scapy PcapReader "
         "on a bulk capture (--pcap-packets, --pcap-flows); RSS with 10x the packets over the same flows",
     steps=[
         Step("zw-pcap", "zeekwatch pcap reader (all chunks)", py=zeekwatch_pcap("base"), input="pcap"),

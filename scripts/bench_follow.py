@@ -170,7 +170,7 @@ def percentile(values: list[float], p: float) -> float | None:
 
 def zeekwatch_argv() -> list[str]:
     exe = Path(sys.executable).parent / "zeekwatch"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "zeekwatch.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "zeekwatch.cli.main"]
 
 
 def run(workdir: Path, seconds: float, rate: int, lookback: float, plant_every: float = 3.0,

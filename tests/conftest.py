@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "setup.cfg").exists())
 SHARED = Path(os.environ.get("ZEEKWATCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
 PCAPS = ROOT / "pcaps"
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from zeekwatch import schema
 from zeekwatch.config import Config, from_dict
-from zeekwatch.engine import Engine
+from zeekwatch.engine.core import Engine
 
 
 def _ts(v):

@@ -13,10 +13,10 @@ import pyarrow as pa
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from zeekwatch.readers import pcap
 from zeekwatch.readers.base import IngestLog
+from zeekwatch.readers.pcap import reader as pcap
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "setup.cfg").exists())
 TSHARK = shutil.which("tshark")
 CLIENT, SERVER = "10.0.0.1", "192.0.2.9"
 T0 = 1_710_000_000.0

@@ -7,11 +7,11 @@ from __future__ import annotations
 from helpers import conn, engine_with
 
 from zeekwatch.config import Config, from_dict
-from zeekwatch.engine import Engine
+from zeekwatch.engine.core import Engine
 from zeekwatch.readers import sniff
 from zeekwatch.readers.base import IngestLog
-from zeekwatch.store import Store
-from zeekwatch.triage import TriageStage
+from zeekwatch.store.db import Store
+from zeekwatch.triage.stage import TriageStage
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from importlib import resources
 from typing import Any
 
-from .errors import ConfigError
+from zeekwatch.errors import ConfigError
 
 RFC1918 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
 

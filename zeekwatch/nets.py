@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from .config import Config
+from zeekwatch.config import Config
 
 # config.networks attribute -> short name used in SQL (zw_addr columns, cx orig_/resp_ columns)
 NET_CLASSES = {

@@ -3,18 +3,21 @@
 Importing this package registers every detector in ``REGISTRY`` (id -> Detector).
 """
 
-from .base import REGISTRY, Context, Detector, Dialect  # noqa: F401
-from . import scan  # noqa: F401  (registers)
-from . import backdoor  # noqa: F401
-from . import mail, ids  # noqa: F401
-from . import bot  # noqa: F401
+from zeekwatch.detectors import (  # noqa: F401
+    backdoor,  # noqa: F401
+    bot,  # noqa: F401
+    ids,
+    mail,
+    scan,  # noqa: F401  (registers)
+)
+from zeekwatch.detectors.base import REGISTRY, Context, Detector, Dialect  # noqa: F401
 
 __all__ = ["REGISTRY", "Context", "Detector", "Dialect"]
 
 
 def validate(config) -> None:
     """Refuse unknown detector sections and unknown parameters before a run writes anything."""
-    from ..errors import ConfigError
+    from zeekwatch.errors import ConfigError
 
     unknown = set(config.detectors) - set(REGISTRY)
     if unknown:

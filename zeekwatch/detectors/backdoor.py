@@ -15,9 +15,16 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ..errors import ConfigError
-from ..nets import NetClass, ipv4_int
-from .base import (UIDS_LIMIT, VALUES_LIMIT, Context, Detector, register, sql_list)
+from zeekwatch.detectors.base import (
+    UIDS_LIMIT,
+    VALUES_LIMIT,
+    Context,
+    Detector,
+    register,
+    sql_list,
+)
+from zeekwatch.errors import ConfigError
+from zeekwatch.nets import NetClass, ipv4_int
 
 # -- address ranges given as detector parameters (IPv4 and IPv6 CIDRs) ---------------------
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..nets import Nets
-from ..sql import in_list, sql_list, sql_text  # noqa: F401  (detectors import them from here)
+from zeekwatch.nets import Nets
+from zeekwatch.sql import in_list, sql_list, sql_text  # noqa: F401  (detectors import them from here)
 
 VALUES_LIMIT = 20  # distinct values listed on a finding (the total is kept too)
 UIDS_LIMIT = 20  # evidence uids listed on a finding

@@ -21,9 +21,19 @@ All SQL is plain (``instr``, ``replace``, ``lower``, ``||``) so Spark runs it un
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from .base import (UIDS_LIMIT, VALUES_LIMIT, Context, Detector, has_service, in_list, only_services,
-                   register, service_known, service_token)
+from zeekwatch.detectors.base import (
+    UIDS_LIMIT,
+    VALUES_LIMIT,
+    Context,
+    Detector,
+    has_service,
+    in_list,
+    only_services,
+    register,
+    service_known,
+    service_token,
+)
+from zeekwatch.errors import ConfigError
 
 # A passive FTP data connection follows its control connection within the control's
 # duration plus this slack (seconds); control connections still open have no duration.
@@ -89,7 +99,7 @@ hscan AS (SELECT orig_h, proto, resp_p FROM att GROUP BY orig_h, proto, resp_p
           HAVING count(DISTINCT resp_h) >= {n}),"""
     if not p["count_failed"]:
         return ctes, "c.established"
-    return ctes, f"""(c.established OR (
+    return ctes, """(c.established OR (
       NOT EXISTS (SELECT 1 FROM vscan v WHERE v.orig_h = c.orig_h AND v.resp_h = c.resp_h)
       AND NOT EXISTS (SELECT 1 FROM hscan h WHERE h.orig_h = c.orig_h AND h.proto = c.proto
                                              AND h.resp_p = c.resp_p)))"""

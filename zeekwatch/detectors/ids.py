@@ -7,8 +7,8 @@ the alert category: a trojan's C2 weighs more than a policy violation.
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from .base import VALUES_LIMIT, Context, Detector, register, sql_text
+from zeekwatch.detectors.base import VALUES_LIMIT, Context, Detector, register, sql_text
+from zeekwatch.errors import ConfigError
 
 # Suricata/ET classification descriptions (classification.config) -> zeekwatch threat type.
 # Matched case-insensitively; anything else gets ``default_threat``. Config key

@@ -8,7 +8,15 @@ and an MX lookup burst corroborates a mass mailer.
 
 from __future__ import annotations
 
-from .base import Context, Detector, distinct_window, in_list, pair, register, window_candidates
+from zeekwatch.detectors.base import (
+    Context,
+    Detector,
+    distinct_window,
+    in_list,
+    pair,
+    register,
+    window_candidates,
+)
 
 # qtype_name is MX in any letter case; spelled out so that no string function runs per record
 MX = "d.qtype_name IN ('MX', 'mx', 'Mx', 'mX')"

@@ -7,8 +7,16 @@ history) and the address classes are columns decided once per row.
 
 from __future__ import annotations
 
-from .base import (Context, Detector, distinct_window, in_list, pair, register, service_in,
-                   window_candidates)
+from zeekwatch.detectors.base import (
+    Context,
+    Detector,
+    distinct_window,
+    in_list,
+    pair,
+    register,
+    service_in,
+    window_candidates,
+)
 
 NETBIOS = {("udp", 137), ("udp", 138), ("tcp", 139)}
 

@@ -12,8 +12,8 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from ..errors import InputError, NotALogError
-from .base import Chunk, IngestLog, head
+from zeekwatch.errors import InputError, NotALogError
+from zeekwatch.readers.base import Chunk, IngestLog, head
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",  # pcap, microseconds (LE, BE)
@@ -23,10 +23,10 @@ PCAP_MAGICS = {
 
 # kind -> module implementing ``read(path, log)``
 READERS = {
-    "zeek_tsv": "zeekwatch.readers.zeek_tsv",
-    "zeek_json": "zeekwatch.readers.zeek_json",
-    "eve": "zeekwatch.readers.eve",
-    "pcap": "zeekwatch.readers.pcap",
+    "zeek_tsv": "zeekwatch.readers.zeek.tsv",
+    "zeek_json": "zeekwatch.readers.zeek.jsonl",
+    "eve": "zeekwatch.readers.eve.reader",
+    "pcap": "zeekwatch.readers.pcap.reader",
 }
 
 

@@ -18,8 +18,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import TS
-from .base import IngestLog
+from zeekwatch.readers.base import IngestLog
+from zeekwatch.schema import TS
 
 BLOCK_SIZE = 8 << 20  # bytes of whole lines handed to a parser at a time
 

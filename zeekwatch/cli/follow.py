@@ -1,0 +1,133 @@
+"""``zeekwatch follow``: tail live sensor logs into the findings database.
+
+Attached to the ``zeekwatch`` group by ``cli.main`` (``COMMANDS``). Library errors propagate to
+``cli.main``, which turns them into messages and exit codes. stdout carries only the JSON
+lines of ``--jsonl`` (one per new or grown finding); the status line and the final summary go
+to stderr, the status line only on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import click
+from rich.live import Live
+from rich.text import Text
+
+from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config
+
+JSONL_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
+                 "observed", "threshold", "urgency", "tier", "due_at", "status", "summary",
+                 "suppressed_reason")
+
+
+def _jsonl(row: dict) -> str:
+    out = {k: row.get(k) for k in JSONL_COLUMNS}
+    out["change"] = row.get("change")  # "new" or "updated" (the finding grew)
+    return json.dumps(out, sort_keys=False, default=str)
+
+
+def _status(report, total: dict) -> Text:
+    rows = sum(total["records"].values())
+    lag = "-" if report.lag is None else f"{report.lag:,.1f} s"
+    return Text.from_markup(
+        f"[bold]following[/] {report.files} file(s) · {rows:,} rows · look-back "
+        f"{report.lookback_rows:,} rows · findings {total['new']} new / {total['updated']} "
+        f"updated · data lag {lag} · batch {report.seconds:.2f} s")
+
+
+def _trace(report) -> str:
+    phases = " ".join(f"{k}={v:.3f}" for k, v in report.timing.items())
+    lag = "-" if report.lag is None else f"{report.lag:.2f}"
+    return (f"batch {report.number} at {time.time():.3f}: {sum(report.records.values())} rows, "
+            f"{report.seconds:.3f} s ({phases}), findings +{report.new} ~{report.updated}, "
+            f"look-back {report.lookback_rows} rows, lag {lag} s")
+
+
+@click.command("follow")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--db", help=DB_HELP + " Default: store.db of the config, else findings.db.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds between micro-batches.")
+@click.option("--lookback", default=300.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds of data time kept for windows that cross batches and late rows.")
+@click.option("--once", is_flag=True, help="Process what is there now (rotated files to their "
+              "end), then exit.")
+@click.option("--jsonl", is_flag=True, help="Print each new or grown finding as one JSON line "
+              "on stdout (for a SIEM).")
+@click.option("--population-interval", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between runs of the whole-data detectors (unusual_port, "
+              "rare_destination, new_listener, off_hours) over the look-back; 0: never.")
+@click.option("--detector", "detectors", multiple=True, help="Run only this detector (repeatable).")
+@config_overrides
+@click.option("-q", "--quiet", is_flag=True, help="No status line and no summary.")
+@click.option("-v", "--verbose", is_flag=True, help="One line per batch on stderr: rows, "
+              "seconds per phase, findings, data lag.")
+@click.pass_obj
+def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval, detectors,
+           quiet, verbose, **overrides):
+    """Follow live Zeek logs and Suricata EVE files into DB, detecting in micro-batches.
+
+    PATHS are Zeek's current log directory or log files (TSV or JSON) and/or Suricata's
+    eve.json; a file may not exist yet. Files are tailed by inode and offset through
+    rotation and copytruncate; checkpoints are committed with the findings they produced,
+    so a restart (even after kill -9) resumes without losing or doubling a line. SIGINT or
+    SIGTERM finishes the current batch, commits it and exits 0. See docs/follow.md.
+    """
+    from zeekwatch.app.follow import Follower, FollowOptions
+
+    cfg = load_config(obj, None, overrides)
+    db = db or cfg.store.db
+    options = FollowOptions(interval=interval, lookback=lookback, once=once,
+                            population_interval=population_interval,
+                            only=list(detectors) or None)
+    output = _Output(jsonl, verbose, live=not quiet and err.is_terminal)
+    follower = Follower(list(paths), cfg, db, options, on_batch=output.batch)
+    previous = {s: signal.signal(s, lambda *_: follower.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
+    output.start()
+    try:
+        result = follower.run()
+    finally:
+        output.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if not quiet:
+        records = ", ".join(f"{t} {n:,}" for t, n in sorted(result.records.items())) or "no rows"
+        err.print(f"follow run {result.run_id}: {result.batches} batch(es), {records}, "
+                  f"{result.rejects} rejected line(s), findings {result.new} new / "
+                  f"{result.updated} updated in {db}", highlight=False)
+
+
+class _Output:
+    """Where each committed batch goes: JSON lines, trace lines, the status line."""
+
+    def __init__(self, jsonl: bool, verbose: bool, live: bool):
+        self.jsonl, self.verbose = jsonl, verbose
+        self.live = Live(console=err, transient=True, auto_refresh=False) if live else None
+        self.total = {"records": {}, "new": 0, "updated": 0}
+
+    def batch(self, report) -> None:
+        for k, v in report.records.items():
+            self.total["records"][k] = self.total["records"].get(k, 0) + v
+        self.total["new"] += report.new
+        self.total["updated"] += report.updated
+        if self.jsonl:
+            for row in report.changed:
+                click.echo(_jsonl(row))
+        if self.verbose:
+            err.print(_trace(report), highlight=False, soft_wrap=True)
+        if self.live is not None:
+            self.live.update(_status(report, self.total), refresh=True)
+
+    def start(self) -> None:
+        if self.live is not None:
+            self.live.start()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+COMMANDS = (follow,)

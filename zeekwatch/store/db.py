@@ -1,0 +1,252 @@
+"""The store: the only module that touches SQLite (through sqlite-utils).
+
+Tables and their columns are a contract read by dashboards, SIEM exports and our own checks
+(DESIGN.md "Store"). Findings have stable ids, so re-running on the same input changes
+nothing and keeps what analysts wrote; a new episode of the same detector and entity within
+the merge gap of a stored finding extends that finding instead of adding another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+import sys
+from typing import Any, Iterable
+
+
+def _import_sqlite_utils():
+    """sqlite-utils imports pandas when it is installed, only to store ``pandas.Timestamp``
+    values as TEXT. zeekwatch never stores pandas objects, and the import costs ~0.2 s of
+    every command on machines that have pandas (zat's users do), so sqlite-utils is loaded
+    with pandas hidden; pandas stays importable for everything else."""
+    if "pandas" in sys.modules:  # loaded already: nothing to save
+        import sqlite_utils
+        return sqlite_utils
+    sys.modules["pandas"] = None  # type: ignore[assignment]  (import pandas -> ImportError)
+    try:
+        import sqlite_utils
+    finally:
+        if "pandas" in sys.modules and sys.modules["pandas"] is None:
+            del sys.modules["pandas"]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
+
+from zeekwatch.errors import StoreError
+from zeekwatch.timefmt import iso, now_iso, parse_iso  # noqa: F401  (re-exported)
+
+STATUSES = ("new", "investigating", "contained", "resolved", "false_positive", "suppressed")
+OPEN_STATUSES = ("new", "investigating", "contained")
+EVIDENCE_LIMIT = 50  # evidence rows kept per finding and kind (the total is kept on the finding)
+
+FINDINGS_COLUMNS = {
+    "id": str, "detector": str, "threat": str, "host": str, "peer": str, "key": str,
+    "first_seen": str, "last_seen": str, "observed": float, "threshold": float,
+    "urgency": int, "tier": int, "due_at": str, "status": str, "summary": str,
+    "suppressed_reason": str,
+    # beyond the contract: explanation and bookkeeping
+    "title": str, "distinct_total": int, "distinct_values": str, "evidence_total": int,
+    "details": str, "score_terms": str, "first_run": int, "last_run": int,
+    "created_at": str, "updated_at": str,
+}
+
+RUN_TABLES = ("conn", "dns", "alert", "http", "tls", "smtp")
+
+
+def finding_id(detector: str, host: str, peer: str | None, key: str | None, start: str) -> str:
+    raw = "\x1f".join([detector, host or "", peer or "", key or "", start])
+    return "F" + hashlib.sha256(raw.encode()).hexdigest()[:15]
+
+
+class Store:
+    """A zeekwatch SQLite database (created on first use, WAL mode)."""
+
+    def __init__(self, path: str):
+        self.path = str(path)
+        try:
+            self.db = sqlite_utils.Database(self.path)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA busy_timeout=10000")
+            self._ensure_schema()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot open as a zeekwatch database: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"{self.path}: {exc}") from None
+
+    # -- schema ---------------------------------------------------------------------------
+    def _ensure_schema(self) -> None:
+        db = self.db
+        if "runs" not in db.table_names():
+            cols = {"id": int, "started_at": str, "finished_at": str, "inputs": str,
+                    "command": str, "version": str, "status": str}
+            cols.update({f"{t}_records": int for t in RUN_TABLES})
+            cols.update({"rejects": int, "skipped": str, "notes": str,
+                         "findings_new": int, "findings_updated": int, "seconds": float})
+            db["runs"].create(cols, pk="id")
+        if "rejects" not in db.table_names():
+            db["rejects"].create({"run_id": int, "path": str, "line": int, "reason": str,
+                                  "raw": str}, foreign_keys=[("run_id", "runs", "id")])
+            db["rejects"].create_index(["run_id"])
+        if "findings" not in db.table_names():
+            db["findings"].create(FINDINGS_COLUMNS, pk="id", not_null={"detector", "host", "status"},
+                                  defaults={"status": "new"})
+            db["findings"].create_index(["detector", "host", "peer", "key"])
+            db["findings"].create_index(["status", "urgency"])
+        if "evidence" not in db.table_names():
+            db["evidence"].create({"finding_id": str, "kind": str, "value": str},
+                                  pk=("finding_id", "kind", "value"),
+                                  foreign_keys=[("finding_id", "findings", "id")])
+        if "audit" not in db.table_names():
+            db["audit"].create({"id": int, "finding_id": str, "at": str, "who": str,
+                                "action": str, "old_status": str, "new_status": str,
+                                "note": str}, pk="id")
+            db["audit"].create_index(["finding_id"])
+        if "known_services" not in db.table_names():
+            db["known_services"].create({"host": str, "port": int, "proto": str,
+                                         "first_seen": str, "last_seen": str, "origin": str},
+                                        pk=("host", "port", "proto"))
+
+    # -- runs -----------------------------------------------------------------------------
+    def start_run(self, inputs: list[str], command: str, version: str) -> int:
+        table = self.db["runs"]
+        table.insert({"started_at": now_iso(), "inputs": json.dumps(inputs), "command": command,
+                      "version": version, "status": "running"})
+        return table.last_pk
+
+    def finish_run(self, run_id: int, log, seconds: float, new: int, updated: int,
+                   status: str = "ok") -> None:
+        """Record counts, skipped files, notes and rejects of a finished run."""
+        values: dict[str, Any] = {f"{t}_records": int(log.records.get(t, 0)) for t in RUN_TABLES}
+        values.update({
+            "finished_at": now_iso(), "status": status, "rejects": log.reject_count,
+            "skipped": json.dumps([{"path": p, "reason": r} for p, r in log.skipped]),
+            "notes": json.dumps(log.notes), "findings_new": new, "findings_updated": updated,
+            "seconds": round(seconds, 3),
+        })
+        with self.db.conn:
+            self.db["runs"].update(run_id, values)
+            self.db["rejects"].insert_all(
+                ({"run_id": run_id, "path": r.path, "line": r.line, "reason": r.reason,
+                  "raw": r.raw} for r in log.rejects), batch_size=1000)
+
+    def runs(self) -> list[dict]:
+        return list(self.db["runs"].rows_where(order_by="id"))
+
+    # -- findings -------------------------------------------------------------------------
+    def _neighbour(self, cand: dict, gap: float) -> dict | None:
+        """The stored finding this candidate continues (same entity, within the merge gap).
+        Candidates always have times (the engine gives evidence without times a fixed one)."""
+        lo = iso(parse_iso(cand["first_seen"]) - dt.timedelta(seconds=gap))
+        hi = iso(parse_iso(cand["last_seen"]) + dt.timedelta(seconds=gap))
+        rows = list(self.db.query(
+            "SELECT * FROM findings WHERE detector = ? AND host = ? AND coalesce(peer,'') = ? "
+            "AND coalesce(key,'') = ? AND first_seen <= ? AND last_seen >= ? "
+            "ORDER BY first_seen LIMIT 1",
+            [cand["detector"], cand["host"], cand.get("peer") or "", cand.get("key") or "", hi, lo]))
+        return rows[0] if rows else None
+
+    def upsert_findings(self, candidates: Iterable[dict], run_id: int, gap: float) -> tuple[int, int]:
+        """Insert new findings, extend continued ones; returns (new, updated).
+
+        A candidate carries the contract columns plus ``values`` (distinct values) and
+        ``uids`` (evidence). Analyst-owned columns (status, notes) of stored findings are
+        never overwritten; an identical re-run changes nothing. Each candidate is marked
+        ``stored`` = "new", "updated" or "same". Nests inside a caller's ``db.atomic()``
+        (follow mode commits its checkpoints in the same transaction).
+        """
+        new = updated = 0
+        with self.db.atomic():
+            for cand in candidates:
+                old = self._neighbour(cand, gap)
+                if old is None:
+                    self._insert(cand, run_id)
+                    new += 1
+                    cand["stored"] = "new"
+                elif self._extend(old, cand, run_id):
+                    updated += 1
+                    cand["stored"] = "updated"
+                else:
+                    cand["stored"] = "same"
+        return new, updated
+
+    def _insert(self, cand: dict, run_id: int) -> None:
+        row = {k: cand.get(k) for k in FINDINGS_COLUMNS if k in cand}
+        row["id"] = finding_id(cand["detector"], cand["host"], cand.get("peer"), cand.get("key"),
+                               cand["first_seen"])
+        row.setdefault("status", "new")
+        row.update({"first_run": run_id, "last_run": run_id, "created_at": now_iso(),
+                    "updated_at": now_iso()})
+        self.db["findings"].insert(row, alter=False)
+        self._evidence(row["id"], cand)
+        cand["id"] = row["id"]
+
+    def _extend(self, old: dict, cand: dict, run_id: int) -> bool:
+        change = {}
+        if cand["first_seen"] < old["first_seen"]:
+            change["first_seen"] = cand["first_seen"]
+        if cand["last_seen"] > old["last_seen"]:
+            change["last_seen"] = cand["last_seen"]
+        if (cand.get("observed") or 0) > (old["observed"] or 0):
+            for k in ("observed", "summary", "distinct_total", "distinct_values", "details",
+                      "evidence_total"):
+                if k in cand:
+                    change[k] = cand[k]
+        cand["id"] = old["id"]
+        if not change:
+            return False
+        change.update({"last_run": run_id, "updated_at": now_iso()})
+        self.db["findings"].update(old["id"], change)
+        self._evidence(old["id"], cand)
+        return True
+
+    def _evidence(self, fid: str, cand: dict) -> None:
+        rows = []
+        for kind, key in (("uid", "uids"), ("value", "values")):
+            for v in (cand.get(key) or [])[:EVIDENCE_LIMIT]:
+                rows.append({"finding_id": fid, "kind": kind, "value": str(v)})
+        if rows:
+            self.db["evidence"].insert_all(rows, ignore=True)
+
+    def findings(self, where: str = "", params: Iterable = (), order: str = "") -> list[dict]:
+        sql = "SELECT * FROM findings"
+        if where:
+            sql += " WHERE " + where
+        sql += " ORDER BY " + (order or "urgency DESC, due_at, first_seen")
+        return list(self.db.query(sql, list(params)))
+
+    def get(self, fid: str) -> dict | None:
+        rows = list(self.db.query("SELECT * FROM findings WHERE id = ?", [fid]))
+        return rows[0] if rows else None
+
+    def evidence(self, fid: str) -> list[dict]:
+        return list(self.db.query("SELECT kind, value FROM evidence WHERE finding_id = ? "
+                                  "ORDER BY kind, value", [fid]))
+
+    # -- known services (new_listener baseline) ---------------------------------------------
+    def known_services(self) -> list[dict]:
+        return list(self.db["known_services"].rows)
+
+    def learn_services(self, rows: Iterable[dict]) -> None:
+        """Add services answered in a run to the baseline; widen the span of known ones (an
+        older archive analysed later moves first_seen back)."""
+        with self.db.atomic():
+            for r in rows:
+                key = (r["host"], r["port"], r["proto"])
+                try:
+                    old = self.db["known_services"].get(key)
+                except sqlite_utils.db.NotFoundError:
+                    self.db["known_services"].insert(r)
+                    continue
+                change = {}
+                if (r.get("last_seen") or "") > (old["last_seen"] or ""):
+                    change["last_seen"] = r["last_seen"]
+                if r.get("first_seen") and r["first_seen"] < (old["first_seen"] or "\uffff"):
+                    change["first_seen"] = r["first_seen"]
+                if change:
+                    self.db["known_services"].update(key, change)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,298 @@
+"""Scoring: the risk matrix threat x asset class -> urgency 1..10 -> tier and deadline.
+
+    urgency = clamp(matrix[threat][asset class] + modifiers, 1, 10)
+    tier    = 1 (urgency 1-3, watch, 24 h, IT operations)
+              2 (4-7, act now, 8 h, security team)
+              3 (8-10, act now, 2 h, CIO/CISO)
+    due_at  = first_seen + the tier's hours
+
+The matrix, the asset classes, the modifiers and the tiers' hours and owners are data: config
+``[scoring]`` overrides the shipped defaults. The asset class of a host comes from the asset
+inventory (``zeekwatch assets import``; the most specific address/CIDR wins), else from the
+CIDRs in ``[scoring.assets]`` (the most valuable matching class wins), else
+``default_asset_class``. Modifiers (each stored as a term with the finding):
+
+- ``corroboration`` (+1): another detector fired on the same host within
+  ``corroboration_window`` seconds (3600) of the finding; suppressed and false-positive
+  findings do not corroborate, and the weak detectors (``weak_detectors``: outbound_ping,
+  off_hours) neither give nor receive it;
+- ``mx_correlation`` (+1): a mass_mailer finding whose host made MX lookups (details
+  ``mx_lookups`` > 0);
+- ``ids_severity1`` (+1): an ids_alert finding with Suricata severity 1.
+
+Every term is stored on the finding (``score_terms``) so ``zeekwatch findings show`` can
+explain the number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Iterable
+
+from zeekwatch.config import Config
+from zeekwatch.errors import ConfigError
+from zeekwatch.nets import NetClass
+from zeekwatch.timefmt import iso, parse_iso
+
+ASSET_CLASSES = ("client", "vip_client", "server", "confidential_server", "core_server")
+ASSET_ALIASES = {
+    "vip": "vip_client", "important_person_client": "vip_client",
+    "important-person client": "vip_client", "important person client": "vip_client",
+    "confidential": "confidential_server", "personal_data_server": "confidential_server",
+    "confidential/personal-data server": "confidential_server",
+    "core": "core_server", "core_business_server": "core_server",
+    "core business server": "core_server",
+}
+
+# urgency by threat type (rows) and asset class (columns, in ASSET_CLASSES order)
+DEFAULT_MATRIX: dict[str, list[int]] = {
+    "c2":           [7, 8, 8, 9, 10],
+    "backdoor":     [6, 7, 8, 9, 10],
+    "worm":         [6, 7, 7, 8, 9],
+    "mass_mailer":  [5, 6, 7, 8, 8],
+    "tunnel":       [5, 6, 6, 8, 8],
+    "ids":          [5, 6, 6, 7, 8],
+    "exfiltration": [5, 6, 7, 9, 10],
+    "suspicious":   [4, 5, 5, 6, 7],   # unusual ports, rare destinations: worth a look, not proof
+    "recon":        [2, 2, 3, 4, 4],
+    "policy":       [2, 3, 3, 4, 4],
+    "anomaly":      [3, 3, 4, 5, 5],
+}
+FALLBACK_THREAT = "anomaly"  # row used for a threat type the matrix does not know
+
+DEFAULT_MODIFIERS = {"corroboration": 1, "mx_correlation": 1, "ids_severity1": 1}
+DEFAULT_WEAK = ("outbound_ping", "off_hours")
+DEFAULT_WINDOW = 3600
+NO_CORROBORATION = ("suppressed", "false_positive")
+
+
+@dataclass(frozen=True)
+class Tier:
+    number: int
+    low: int  # lowest urgency of the tier
+    high: int
+    name: str
+    hours: float
+    owner: str
+
+
+DEFAULT_TIERS = (
+    Tier(1, 1, 3, "watch", 24, "IT operations"),
+    Tier(2, 4, 7, "act now", 8, "security team"),
+    Tier(3, 8, 10, "act now", 2, "CIO/CISO"),
+)
+CONFIG_KEYS = {"matrix", "assets", "default_asset_class", "modifiers", "weak_detectors",
+               "corroboration_window", "tier_hours", "tier_owners"}
+
+
+def tier_for(urgency: int, tiers: tuple[Tier, ...] = DEFAULT_TIERS) -> Tier:
+    for t in tiers:
+        if t.low <= urgency <= t.high:
+            return t
+    raise ValueError(f"urgency {urgency} outside 1..10")
+
+
+def clamp(value: int) -> int:
+    return max(1, min(10, int(value)))
+
+
+def asset_class_name(text: str) -> str:
+    """A canonical asset class from a name or alias; ``ValueError`` when unknown."""
+    t = str(text).strip().lower()
+    t = ASSET_ALIASES.get(t, t).replace("-", "_").replace(" ", "_")
+    t = ASSET_ALIASES.get(t, t)
+    if t not in ASSET_CLASSES:
+        raise ValueError(f"unknown asset class {text!r} (known: {', '.join(ASSET_CLASSES)})")
+    return t
+
+
+def _check_keys(sc: dict) -> None:
+    unknown = set(sc) - CONFIG_KEYS
+    if unknown:
+        raise ConfigError(f"scoring: unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(CONFIG_KEYS))}")
+
+
+def _tiers(sc: dict) -> tuple[Tier, ...]:
+    hours = sc.get("tier_hours", [t.hours for t in DEFAULT_TIERS])
+    owners = sc.get("tier_owners", [t.owner for t in DEFAULT_TIERS])
+    if len(hours) != 3 or not all(isinstance(h, (int, float)) and h > 0 for h in hours):
+        raise ConfigError("scoring.tier_hours: three positive numbers of hours (tiers 1, 2, 3)")
+    if len(owners) != 3:
+        raise ConfigError("scoring.tier_owners: three owner roles (tiers 1, 2, 3)")
+    return tuple(Tier(t.number, t.low, t.high, t.name, h, str(o))
+                 for t, h, o in zip(DEFAULT_TIERS, hours, owners))
+
+
+class Scorer:
+    """Scores findings for one config (and, once loaded, one asset inventory)."""
+
+    def __init__(self, config: Config, inventory: Iterable[dict] = ()):
+        sc = config.scoring or {}
+        _check_keys(sc)
+        self.matrix = {k: list(v) for k, v in DEFAULT_MATRIX.items()}
+        for threat, row in (sc.get("matrix") or {}).items():
+            if (not isinstance(row, list) or len(row) != len(ASSET_CLASSES)
+                    or not all(isinstance(v, int) and 1 <= v <= 10 for v in row)):
+                raise ConfigError(f"scoring.matrix.{threat}: need {len(ASSET_CLASSES)} integers "
+                                  f"1..10 for {', '.join(ASSET_CLASSES)}")
+            self.matrix[threat] = list(row)
+        try:
+            self.default_class = asset_class_name(sc.get("default_asset_class", "client"))
+        except ValueError as exc:
+            raise ConfigError(f"scoring.default_asset_class: {exc}") from None
+        self.asset_nets: list[tuple[str, NetClass]] = []
+        for cls, cidrs in (sc.get("assets") or {}).items():
+            try:
+                self.asset_nets.append((asset_class_name(cls), NetClass.from_cidrs(cls, cidrs)))
+            except ValueError as exc:
+                raise ConfigError(f"scoring.assets.{cls}: {exc}") from None
+        mods = sc.get("modifiers") or {}
+        if set(mods) - set(DEFAULT_MODIFIERS) or not all(isinstance(v, int) for v in mods.values()):
+            raise ConfigError(f"scoring.modifiers: integer values for "
+                              f"{', '.join(DEFAULT_MODIFIERS)} only")
+        self.modifiers_cfg = {**DEFAULT_MODIFIERS, **mods}
+        self.weak = set(sc.get("weak_detectors", DEFAULT_WEAK))
+        self.window = float(sc.get("corroboration_window", DEFAULT_WINDOW))
+        self.tiers = _tiers(sc)
+        self.inventory: list[tuple[ipaddress._BaseNetwork, dict]] = []
+        self.load_inventory(inventory)
+
+    # -- asset class ------------------------------------------------------------------------
+    def load_inventory(self, rows: Iterable[dict]) -> None:
+        """Asset inventory rows (address or CIDR, class, name, owner); most specific first."""
+        inv = [(ipaddress.ip_network(r["address"], strict=False), r) for r in rows]
+        self.inventory = sorted(inv, key=lambda x: -x[0].prefixlen)
+
+    def asset_class(self, host: str) -> tuple[str, str]:
+        """(class, where it came from) for ``host``."""
+        try:
+            ip = ipaddress.ip_address(host)
+        except (TypeError, ValueError):
+            ip = None
+        if ip is not None:
+            for net, row in self.inventory:
+                if ip.version == net.version and ip in net:
+                    name = f" {row['name']}" if row.get("name") else ""
+                    return row["class"], f"inventory {row['address']}{name}"
+        best = None
+        for cls, net in self.asset_nets:
+            if net.contains(host) and (best is None or ASSET_CLASSES.index(cls) > ASSET_CLASSES.index(best)):
+                best = cls
+        if best:
+            return best, "scoring.assets"
+        return self.default_class, "default"
+
+    # -- modifiers --------------------------------------------------------------------------
+    def modifiers(self, f: dict, others: Iterable[dict] = ()) -> list[tuple[str, int]]:
+        """The modifier terms that apply to ``f``; ``others`` are findings that may corroborate."""
+        out: list[tuple[str, int]] = []
+        details = f.get("details") or {}
+        if isinstance(details, str):
+            details = json.loads(details or "{}")
+        if f["detector"] not in self.weak and self.modifiers_cfg["corroboration"]:
+            dets = sorted(self._corroborating(f, others))
+            if dets:
+                hours = self.window / 3600
+                span = f"{hours:g} h" if hours >= 1 else f"{self.window:g} s"
+                out.append((f"corroborated by {', '.join(dets)} within {span}",
+                            self.modifiers_cfg["corroboration"]))
+        if f["detector"] == "mass_mailer" and (details.get("mx_lookups") or 0) > 0:
+            out.append((f"MX lookups by the same host ({details['mx_lookups']})",
+                        self.modifiers_cfg["mx_correlation"]))
+        if f["detector"] == "ids_alert" and details.get("severity") == 1:
+            out.append(("Suricata severity 1", self.modifiers_cfg["ids_severity1"]))
+        return [(n, d) for n, d in out if d]
+
+    def _corroborating(self, f: dict, others: Iterable[dict]) -> set[str]:
+        f0, f1 = parse_iso(f["first_seen"]), parse_iso(f["last_seen"])
+        w = dt.timedelta(seconds=self.window)
+        dets = set()
+        for g in others:
+            if (g["host"] != f["host"] or g["detector"] == f["detector"] or g["detector"] in self.weak
+                    or g.get("status") in NO_CORROBORATION):
+                continue
+            if parse_iso(g["first_seen"]) <= f1 + w and parse_iso(g["last_seen"]) >= f0 - w:
+                dets.add(g["detector"])
+        return dets
+
+    # -- score ------------------------------------------------------------------------------
+    def score(self, f: dict, modifiers: Iterable[tuple[str, int]] | None = None) -> None:
+        """Set urgency, tier, due_at and score_terms on finding ``f`` (in place)."""
+        if modifiers is None:
+            modifiers = self.modifiers(f)
+        cls, source = self.asset_class(f["host"])
+        threat = f["threat"] if f["threat"] in self.matrix else FALLBACK_THREAT
+        base = self.matrix[threat][ASSET_CLASSES.index(cls)]
+        terms = [{"term": f"matrix[{threat}][{cls}]", "value": base}]
+        total = base
+        for name, delta in modifiers:
+            terms.append({"term": name, "value": int(delta)})
+            total += int(delta)
+        urgency = clamp(total)
+        if urgency != total:
+            terms.append({"term": "clamped to 1..10", "value": urgency - total})
+        tier = tier_for(urgency, self.tiers)
+        f["urgency"] = urgency
+        f["tier"] = tier.number
+        # without times (masked timestamps) the deadline runs from now
+        start = parse_iso(f["first_seen"])
+        if '"time_unknown": true' in (f.get("details") or ""):  # masked input timestamps
+            start = dt.datetime.now(dt.timezone.utc)
+        f["due_at"] = iso(start + dt.timedelta(hours=tier.hours))
+        f["score_terms"] = json.dumps({
+            "asset_class": cls, "asset_source": source, "threat": f["threat"], "terms": terms,
+            "urgency": urgency, "tier": tier.name, "tier_number": tier.number,
+            "owner": tier.owner, "sla_hours": tier.hours})
+
+    def score_all(self, findings: list[dict], others: Iterable[dict] = ()) -> None:
+        """Score every finding; each may be corroborated by the others and by ``others``
+        (stored findings)."""
+        pool: dict[str, list[dict]] = {}
+        for g in list(findings) + list(others):
+            pool.setdefault(g["host"], []).append(g)
+        for f in findings:
+            self.score(f, self.modifiers(f, pool.get(f["host"], [])))
+
+
+# -- asset inventory CSV ----------------------------------------------------------------------
+INVENTORY_COLUMNS = ("address", "class", "name", "owner")
+
+
+def read_inventory(path: str) -> list[dict]:
+    """Rows of an inventory CSV: header with ``address`` (or ``cidr``), ``class`` and optionally
+    ``name`` and ``owner``. Raises ``InputError`` naming path:line for a bad row."""
+    import csv
+
+    from zeekwatch.errors import InputError
+
+    try:
+        fh = open(path, newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    with fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        addr_col = "address" if "address" in header else ("cidr" if "cidr" in header else None)
+        if addr_col is None or "class" not in header:
+            raise InputError(path, "an inventory CSV needs a header with address (or cidr) and "
+                                   f"class columns; found {', '.join(header) or 'no header'}", line=1)
+        rows = []
+        for rec in reader:
+            line = reader.line_num
+            addr = (rec.get(addr_col) or "").strip()
+            if not addr and not any((v or "").strip() for v in rec.values() if isinstance(v, str)):
+                continue  # blank line
+            try:
+                net = ipaddress.ip_network(addr, strict=False)
+                cls = asset_class_name(rec.get("class") or "")
+            except ValueError as exc:
+                raise InputError(path, str(exc), line=line) from None
+            text = str(net.network_address) if net.num_addresses == 1 else str(net)
+            rows.append({"address": text, "class": cls, "name": (rec.get("name") or "").strip() or None,
+                         "owner": (rec.get("owner") or "").strip() or None})
+    return rows
