@@ -26,3 +26,12 @@ def test_every_detector_has_a_page_naming_its_parameters(det_id):
 def test_every_detector_declares_its_metadata(det_id):
     det = REGISTRY[det_id]
     assert det.title and det.threat and det.needs and det.false_positives
+
+
+@pytest.mark.parametrize("det_id", sorted(REGISTRY))
+def test_detector_page_parameter_table_matches_the_declaration(det_id):
+    from zeekwatch.detectors.reference import param_table
+
+    text = (DOCS / "detectors" / f"{det_id}.md").read_text()
+    assert param_table(REGISTRY[det_id]) in text, (
+        f"docs/detectors/{det_id}.md: parameter table out of date; run scripts/detector_docs.py")

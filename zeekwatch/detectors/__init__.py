@@ -11,8 +11,9 @@ from zeekwatch.detectors import (  # noqa: F401
     scan,  # noqa: F401  (registers)
 )
 from zeekwatch.detectors.base import REGISTRY, Context, Detector, Dialect  # noqa: F401
+from zeekwatch.params import Param  # noqa: F401
 
-__all__ = ["REGISTRY", "Context", "Detector", "Dialect"]
+__all__ = ["REGISTRY", "Context", "Detector", "Dialect", "Param"]
 
 
 def validate(config) -> None:
@@ -24,4 +25,4 @@ def validate(config) -> None:
         raise ConfigError(f"detectors: unknown detector(s) {', '.join(sorted(unknown))} "
                           f"(known: {', '.join(REGISTRY)})")
     for det in REGISTRY.values():
-        config.params(det.id, det.defaults)
+        config.params(det.id, det.params)

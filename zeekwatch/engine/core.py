@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from zeekwatch import schema
 from zeekwatch.config import Config
+from zeekwatch.errors import ConfigError
 from zeekwatch.detectors import REGISTRY, Context, Dialect
 from zeekwatch.detectors.base import CANDIDATE_COLUMNS, pair
 from zeekwatch.engine import enrich
@@ -84,10 +85,14 @@ class Engine:
         table of the enriched schema and ``cx`` a view of it."""
         self.config = config
         # private, so that engines sharing a configured temp_directory never share files
-        if config.engine.temp_directory:
-            os.makedirs(config.engine.temp_directory, exist_ok=True)
-        self._tmp = tempfile.TemporaryDirectory(prefix="zeekwatch-",
-                                                dir=config.engine.temp_directory or None)
+        try:
+            if config.engine.temp_directory:
+                os.makedirs(config.engine.temp_directory, exist_ok=True)
+            self._tmp = tempfile.TemporaryDirectory(prefix="zeekwatch-",
+                                                    dir=config.engine.temp_directory or None)
+        except OSError as exc:
+            raise ConfigError(f"engine.temp_directory: {config.engine.temp_directory!r}: "
+                              f"{exc.strerror or exc}") from None
         _claim(self._tmp.name)
         self.in_memory = in_memory_fits(config, table_bytes)
         target = ":memory:" if self.in_memory else os.path.join(self._tmp.name, "tables.duckdb")
@@ -197,7 +202,7 @@ class Engine:
                 continue
             if not set(det.needs) & present:
                 continue
-            params = self.config.params(det.id, det.defaults)
+            params = self.config.params(det.id, det.params)
             self._tables(det, params, ctx)
             cur = self.con.execute(det.query(params, ctx))
             names = [d[0] for d in cur.description]
@@ -213,7 +218,7 @@ class Engine:
             learn = det.extra.get("learn")
             if learn is None or (only and det.id not in only) or not self.config.enabled(det.id):
                 continue
-            params = self.config.params(det.id, det.defaults)
+            params = self.config.params(det.id, det.params)
             self._tables(det, params, ctx)
             cur = self.con.execute(learn(params, ctx))
             names = [d[0] for d in cur.description]
