@@ -5,6 +5,7 @@ Importing this package registers every detector in ``REGISTRY`` (id -> Detector)
 
 from zeekwatch.detectors import (  # noqa: F401
     backdoor,  # noqa: F401
+    beacon,  # noqa: F401
     bot,  # noqa: F401
     ids,
     mail,
