@@ -5,19 +5,22 @@ sensor saw for that host and address — TLS SNI, else HTTP Host, else the DNS q
 held the address (the engine's ``resolved.name``) — or the external address when there was none, so a beacon to
 a rotating CDN address behind one name is one pair.
 
-Everything is engine SQL, one pass of window functions and two of quantiles over the pairs'
-connections (no Python per pair), in this order:
+Everything is engine SQL — one window pass (``lag``) and two quantile passes over the
+connections of the candidate pairs, no Python per pair — in this order:
 
-1. ``pd``/``keep``: connections per (host, address, proto, port), named, grouped by
-   destination; only destinations with ``min_connections`` connections over ``min_span``
-   seconds go on (hash aggregates over integer ids).
-2. ``iv``: per destination, the interval to the previous connection (``lag``) — intervals of
-   at most ``burst_gap`` seconds are the same check-in and are not intervals.
-3. ``s1``: quartiles of the intervals and of the bytes each way; ``s2``: the median absolute
-   deviations about those medians and the coverage bins hit.
-4. ``scored``: the parts and the score (docs/detectors/beacon.md has the formulas), look-alikes
-   periodic by design named in ``lookalike`` (the suppress stage suppresses those findings
-   with that reason; nothing is dropped), the rank by score.
+1. ``pd``/``named``/``dests``/``keep``: connections per (host id, address id) (a hash
+   aggregate over integers), named (``web`` for SNI/Host, ``resolved.name`` for DNS),
+   grouped by destination; only destinations with ``min_connections`` connections over
+   ``min_span`` seconds go on.
+2. ``iv``: per destination, the interval to the previous connection; intervals of at most
+   ``burst_gap`` seconds are the same check-in and are not intervals.
+3. ``s1``: quartiles of the intervals, medians of the bytes each way; ``s``: the median
+   absolute deviations about those medians and the coverage bins hit.
+4. ``parts``/``scored``/``hit``: the parts and the score (docs/detectors/beacon.md has the
+   formulas); then, for the hits only, the addresses, ports, evidence uids and the
+   look-alike reason (``lookalike``: NTP, the site's resolver, a ``periodic_domains`` name;
+   the suppress stage suppresses such findings with that reason, nothing is dropped) and
+   the rank by score.
 """
 
 from __future__ import annotations

@@ -293,3 +293,29 @@ def test_pcap_http_beacon_named_by_host_header(tmp_path):
     path = write(tmp_path / "beacon.pcap", packets)
     found = detect_files([path], only="beacon", config={"detectors": {"beacon": {"min_span": 3600}}})
     assert [(f["host"], f["key"], f["values"]) for f in found] == [(CLIENT, "cmd.example.org", [SERVER])]
+
+
+def test_analyze_stores_the_beacon_and_the_suppressed_ntp_look_alike(tmp_path):
+    """Zeek TSV through `zeekwatch analyze`: the beacon is a new c2 finding, NTP is stored
+    suppressed with its reason (not dropped); a second run adds nothing."""
+    import sqlite3
+
+    from click.testing import CliRunner
+    from helpers import zeek_tsv
+
+    from zeekwatch.cli.main import cli
+
+    rng = np.random.default_rng(12)
+    rows = conns(HOST, C2, jittered(rng), rng=rng)
+    gaps = np.minimum(64 * 2.0 ** np.arange(120), 1024.0) * rng.uniform(0.97, 1.03, 120)
+    ntp = T0 + np.cumsum(gaps)
+    rows += conns("10.0.0.6", "203.0.113.123", ntp[ntp <= T0 + DAY], port=123, proto="udp", ob=48, rb=48,
+                  service="ntp", conn_state="SF", history="Dd")
+    log, db = zeek_tsv(tmp_path / "conn.log", "conn", sorted(rows, key=lambda r: r["ts"])), str(tmp_path / "f.db")
+    for _ in range(2):
+        res = CliRunner().invoke(cli, ["analyze", "-q", "--detector", "beacon", "--db", db, log])
+        assert res.exit_code == 0, res.output
+    got = sqlite3.connect(db).execute("SELECT host, status, threat, suppressed_reason FROM findings "
+                                      "WHERE detector = 'beacon' ORDER BY host").fetchall()
+    assert got == [(HOST, "new", "c2", None),
+                   ("10.0.0.6", "suppressed", "c2", "periodic by design: NTP time synchronisation (udp/123)")]
