@@ -2,7 +2,8 @@
 
 Per (internal host, destination) over the analysed span. The destination is the name the
 sensor saw for that host and address — TLS SNI, else HTTP Host, else the DNS query whose answer
-held the address (the engine's ``resolved.name``) — or the external address when there was none, so a beacon to
+held the address (the engine's ``resolved.name``) — or the external address when there was
+none, so a beacon to
 a rotating CDN address behind one name is one pair.
 
 Everything is engine SQL — one window pass (``lag``) and two quantile passes over the
@@ -161,8 +162,7 @@ keep AS {m} (
   JOIN dests g ON g.orig_id = k.orig_id AND g.name IS NOT DISTINCT FROM k.name
               AND (k.name IS NOT NULL OR g.addr_id = k.resp_id)),
 iv AS {m} (
-  SELECT gid, t, ob, rb, rid, row_number() OVER w AS rn,
-         CASE WHEN t - lag(t) OVER w > {burst} THEN t - lag(t) OVER w END AS dd
+  SELECT gid, t, ob, rb, rid, CASE WHEN t - lag(t) OVER w > {burst} THEN t - lag(t) OVER w END AS dd
   FROM (SELECT k.gid, c.t, coalesce(c.orig_bytes, 0) AS ob, coalesce(c.resp_bytes, 0) AS rb, c.rid
         FROM cx c JOIN keep k ON k.pk = {pair('c.orig_id', 'c.resp_id')} WHERE {rows}) e
   WINDOW w AS (PARTITION BY gid ORDER BY t, rid)),
@@ -189,17 +189,18 @@ gk AS (
   SELECT k.gid, min(k.orig_id) AS orig_id, nullif(rtrim(lower(min(k.name)), '.'), '') AS name,
          count(DISTINCT a.a) AS addrs, {d.distinct_list('a.a', VALUES_LIMIT)} AS addr_list
   FROM keep k JOIN zw_addr a ON a.id = k.resp_id WHERE k.gid IN (SELECT gid FROM hit) GROUP BY k.gid),
-gp AS (
+gp AS (  -- the hits' connections again, by row id (hosts first: a cheap integer filter)
   SELECT i.gid, count(*) AS n_all,
          sum(CASE WHEN c.proto = 'udp' AND c.resp_p = 123 THEN 1 ELSE 0 END) AS ntp_n,
          sum(CASE WHEN c.resp_dns AND c.resp_p = 53 THEN 1 ELSE 0 END) AS dns_n,
-         {d.distinct_list("c.proto || '/' || CAST(c.resp_p AS VARCHAR)", VALUES_LIMIT)} AS ports
-  FROM iv i JOIN cx c ON c.rid = i.rid WHERE i.gid IN (SELECT gid FROM hit) GROUP BY i.gid),
-ev AS (SELECT i.gid, {d.first_list('c.uid', UIDS_LIMIT)} AS uids FROM iv i JOIN cx c ON c.rid = i.rid
-       WHERE i.rn <= {UIDS_LIMIT} AND i.gid IN (SELECT gid FROM hit) GROUP BY i.gid)
+         {d.distinct_list("c.proto || '/' || CAST(c.resp_p AS VARCHAR)", VALUES_LIMIT)} AS ports,
+         {d.ordered_list('c.uid', 'c.t, c.uid', UIDS_LIMIT)} AS uids
+  FROM iv i JOIN cx c ON c.rid = i.rid
+  WHERE i.gid IN (SELECT gid FROM hit) AND c.orig_id IN (SELECT orig_id FROM gk)
+  GROUP BY i.gid)
 SELECT o.a AS host, CASE WHEN k.name IS NULL THEN {d.item('k.addr_list', 1)} END AS peer, k.name AS key,
        h.t_first, h.t_last, round(h.score, 3) AS observed, {float(p['min_score'])} AS threshold,
-       k.addrs AS distinct_total, k.addr_list AS distinct_values, ev.uids, h.n AS evidence_total,
+       k.addrs AS distinct_total, k.addr_list AS distinct_values, gp.uids, h.n AS evidence_total,
        k.name AS name, gp.ports AS ports, h.checkins AS checkins,
        round(h.q2, 1) AS interval_median, round(h.mad, 1) AS interval_mad,
        round(h.q1, 1) AS interval_q1, round(h.q3, 1) AS interval_q3,
@@ -208,8 +209,7 @@ SELECT o.a AS host, CASE WHEN k.name IS NULL THEN {d.item('k.addr_list', 1)} END
        h.bins AS coverage_bins, h.bins_total AS coverage_bins_total,
        {_lookalike(p)} AS lookalike,
        rank() OVER (ORDER BY h.score DESC) AS score_rank
-FROM hit h JOIN gk k ON k.gid = h.gid JOIN gp ON gp.gid = h.gid JOIN zw_addr o ON o.id = k.orig_id
-LEFT JOIN ev ON ev.gid = h.gid"""
+FROM hit h JOIN gk k ON k.gid = h.gid JOIN gp ON gp.gid = h.gid JOIN zw_addr o ON o.id = k.orig_id"""
 
 
 def _size(b) -> str:
