@@ -3,8 +3,7 @@
 Per (internal host, destination) over the analysed span. The destination is the name the
 sensor saw for that host and address — TLS SNI, else HTTP Host, else the DNS query whose answer
 held the address (the engine's ``resolved.name``) — or the external address when there was
-none, so a beacon to
-a rotating CDN address behind one name is one pair.
+none, so a beacon to a rotating CDN address behind one name is one pair.
 
 Everything is engine SQL — one window pass (``lag``) and two quantile passes over the
 connections of the candidate pairs, no Python per pair — in this order:
