@@ -1,4 +1,4 @@
-"""The command line: the only module that imports click, prints, or exits.
+"""The command line: the group, analyze, config and detectors; the other command modules attach here.
 
 Exit codes are defined in ``zeekwatch.errors`` (0 ok, 1 internal error, 2 usage, 3 input
 refused, 4 configuration, 5 store, 6 missing external tool).
