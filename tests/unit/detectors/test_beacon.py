@@ -212,6 +212,7 @@ def crowd_table(n_pairs: int, rng) -> pa.Table:
     })
 
 
+@pytest.mark.slow
 def test_beacon_hidden_among_20000_pairs_is_ranked_first():
     rng = np.random.default_rng(9)
     eng = engine_with(from_dict({"detectors": {"beacon": {"min_score": 0.4}}}))
