@@ -43,9 +43,11 @@ def open_list(conn: sqlite3.Connection, options: dict, limit: int = LIST_LIMIT) 
     params = {k: v for k, v in opts.items() if ":" + k in sql}
     total = conn.execute("SELECT count(*) " + sql, params).fetchone()[0]
     found = rows(conn, "SELECT id, host, detector, threat, status, tier, urgency, due_at, "
-                 "first_seen, last_seen, summary, due_at < zw_now() AS overdue " + sql
+                 "first_seen, last_seen, summary, distinct_values, due_at < zw_now() AS overdue " + sql
                  + " ORDER BY overdue DESC, tier DESC, urgency DESC, due_at, id LIMIT :zw_limit",
                  params | {"zw_limit": limit})
+    for r in found:  # a few of the distinct values (names, ports, peers) as examples
+        r["examples"] = [str(v) for v in (_json(r.pop("distinct_values")) or [])[:3]]
     return {"total": total, "rows": found, "limit": limit, "options": opts}
 
 
