@@ -160,6 +160,6 @@ def open_page(browser, watch: Watch, width=1400, height=1000):
 
 def shot(page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    path = ARTIFACTS / f"{name}.jpg"  # JPEG: small enough for docs/img/console/
+    page.screenshot(path=str(path), full_page=True, type="jpeg", quality=80)
     return path
