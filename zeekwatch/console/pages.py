@@ -59,13 +59,38 @@ def incidents_open(conn: sqlite3.Connection, options: dict) -> list[dict] | None
     need = {"id", "host", "status", "tier", "due_at"}
     if not need <= cols:
         return None
-    extra = ", ".join(c for c in ("title", "urgency", "first_seen", "last_seen") if c in cols)
+    extra = ", ".join(c for c in ("summary", "urgency", "owner", "first_seen", "last_seen")
+                      if c in cols)
     sql = (f"SELECT id, host, status, tier, due_at{', ' + extra if extra else ''}, "
            f"due_at < zw_now() AS overdue FROM incidents WHERE status IN {OPEN} "
            "[[ AND zw_in_net(host, :net) ]] [[ AND tier = :tier ]] "
            "ORDER BY overdue DESC, tier DESC, due_at LIMIT 200")
     sql = resolve(sql, options)
     return rows(conn, sql, {k: v for k, v in options.items() if ":" + k in sql})
+
+
+def incident_data(conn: sqlite3.Connection, iid: str) -> dict | None:
+    """An incident's page: the incident, its findings, score terms, playbook, audit trail."""
+    have = tables(conn)
+    if "incidents" not in have:
+        return None
+    found = rows(conn, "SELECT * FROM incidents WHERE id = ?", [iid])
+    if not found:
+        return None
+    inc = found[0]
+    members = rows(conn, "SELECT f.id, f.detector, f.threat, f.status, f.tier, f.urgency, "
+                   "f.first_seen, f.last_seen, f.summary FROM incident_findings m "
+                   "JOIN findings f ON f.id = m.finding_id WHERE m.incident_id = ? "
+                   "ORDER BY f.first_seen, f.id", [iid]) if "incident_findings" in have else []
+    audit = rows(conn, "SELECT at, who, action, old_status, new_status, note FROM incident_audit "
+                 "WHERE incident_id = ? ORDER BY id", [iid]) if "incident_audit" in have else []
+    score = _json(inc.get("score_terms")) or {}
+    return {"i": inc, "findings": members, "audit": audit, "score": score,
+            "terms": score.get("terms") or [] if isinstance(score, dict) else [],
+            "families": _json(inc.get("families")) or [],
+            "detectors": _json(inc.get("detectors")) or {},
+            "steps": steps_for(inc.get("threat"), score.get("asset_class")
+                               if isinstance(score, dict) else None)}
 
 
 def asset_of(conn: sqlite3.Connection, host: str) -> dict | None:

@@ -162,6 +162,40 @@ PANELS = {
     },
 }
 
+# shown when the database has an ``incidents`` table (zeekwatch's incident grouping)
+INCIDENT_WHERE = where("since", "until", "net", "tier")
+INCIDENT_PANELS = {
+    "open_incidents": {
+        "title": "Open incidents",
+        "kind": "metric", "field": "n",
+        "query": f"SELECT count(*) AS n FROM incidents WHERE status IN {OPEN} " + INCIDENT_WHERE,
+    },
+    "incidents_by_tier": {
+        "title": "Open incidents by tier (overdue first)",
+        "query": f"SELECT {TIER_LABEL} AS tier, CASE WHEN due_at < zw_now() THEN 'overdue' "
+                 "ELSE 'due later' END AS due, count(*) AS incidents, min(due_at) AS first_due "
+                 f"FROM incidents WHERE status IN {OPEN} " + INCIDENT_WHERE
+                 + " GROUP BY 1, 2 ORDER BY 1 DESC, 2 DESC",
+        "spec": {
+            "mark": {"type": "bar", "tooltip": True},
+            "encoding": {
+                "y": {"field": "tier", "type": "nominal", "sort": "descending", "title": None},
+                "x": {"field": "incidents", "type": "quantitative", "title": "open incidents"},
+                "color": {"field": "due", "type": "nominal", "title": "due",
+                          "scale": {"domain": ["overdue", "due later"],
+                                    "range": ["#c0392b", "#7f8c8d"]}},
+                "order": {"field": "due", "sort": "descending"},
+            },
+        },
+    },
+}
+INCIDENT_LAYOUT = [["open_incidents", "incidents_by_tier"]]
+
+
+def all_panels() -> dict:
+    return {**INCIDENT_PANELS, **PANELS}
+
+
 # the dashboard's grid, one row per line
 LAYOUT = [
     ["open_count", "overdue_count"],

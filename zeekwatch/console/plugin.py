@@ -18,7 +18,7 @@ from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup
 
 from zeekwatch.console import pages, sqlfns
-from zeekwatch.console.panels import FILTERS, PANELS, STATUS_CHOICES, resolve
+from zeekwatch.console.panels import FILTERS, STATUS_CHOICES, all_panels, resolve
 
 CONSOLE_ACTOR = {"id": "zeekwatch-console"}
 
@@ -41,7 +41,7 @@ def actor_from_request(datasette, request):
     sql = request.args.get("sql")
     if sql and cfg.get("database") and path == datasette.urls.database(cfg["database"]) + ".json":
         options = {k: request.args.get(k) for k in FILTERS if request.args.get(k)}
-        if any(resolve(p["query"], options) == sql for p in PANELS.values()):
+        if any(resolve(p["query"], options) == sql for p in all_panels().values()):
             return CONSOLE_ACTOR
     return None
 
@@ -52,6 +52,7 @@ def register_routes():
         (r"^/-/zeekwatch/open$", open_page),
         (r"^/-/zeekwatch/host/(?P<host>[^/]+)$", host_page),
         (r"^/-/zeekwatch/finding/(?P<fid>[^/]+)$", finding_page),
+        (r"^/-/zeekwatch/incident/(?P<iid>[^/]+)$", incident_page),
     ]
 
 
@@ -66,8 +67,11 @@ def render_cell(value, column, table, database, datasette):
     """Hosts and finding ids link to their console pages in Datasette's own table views."""
     if value is None or not isinstance(value, str):
         return None
-    if column in ("host", "finding_id") or (column == "id" and table == "findings"):
-        kind = "host" if column == "host" else "finding"
+    kinds = {"host": "host", "finding_id": "finding", "incident_id": "incident"}
+    if table in ("findings", "incidents") and column == "id":
+        kinds["id"] = table[:-1]
+    if column in kinds:
+        kind = kinds[column]
         href = datasette.urls.path(f"/-/zeekwatch/{kind}/{urllib.parse.quote(value, safe='')}")
         return Markup('<a href="{}">{}</a>').format(href, value)
     return None
@@ -109,6 +113,15 @@ async def finding_page(datasette, request):
     if data is None:
         raise NotFound(f"No finding {fid}")
     return Response.html(await datasette.render_template("zeekwatch_finding.html", {"d": data},
+                                                         request=request))
+
+
+async def incident_page(datasette, request):
+    iid = urllib.parse.unquote(request.url_vars["iid"])
+    data = await _db(datasette).execute_fn(lambda conn: pages.incident_data(conn, iid))
+    if data is None:
+        raise NotFound(f"No incident {iid}")
+    return Response.html(await datasette.render_template("zeekwatch_incident.html", {"d": data},
                                                          request=request))
 
 

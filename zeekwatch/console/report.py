@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from zeekwatch import __version__
 from zeekwatch.console import pages, sqlfns
-from zeekwatch.console.panels import PANELS, resolve
+from zeekwatch.console.panels import PANELS, all_panels, resolve
 from zeekwatch.errors import StoreError
 from zeekwatch.timefmt import now_iso
 
@@ -42,7 +42,7 @@ def connect_ro(path: str) -> sqlite3.Connection:
 
 
 def panel_rows(conn: sqlite3.Connection, name: str, options: dict) -> list[dict]:
-    sql = resolve(PANELS[name]["query"], options)
+    sql = resolve(all_panels()[name]["query"], options)
     if "suppression_hits" in sql and "suppression_hits" not in pages.tables(conn):
         return []
     if "app_usage" in sql and "app_usage" not in pages.tables(conn):
@@ -54,7 +54,7 @@ def chart_svg(name: str, data: list[dict]) -> Markup:
     """A panel's vega-lite spec over ``data`` as static SVG (links and tooltips dropped)."""
     import vl_convert
 
-    spec = copy.deepcopy(PANELS[name]["spec"])
+    spec = copy.deepcopy(all_panels()[name]["spec"])
     spec["encoding"].pop("href", None)
     if isinstance(spec.get("mark"), dict):
         spec["mark"].pop("tooltip", None)
@@ -73,7 +73,8 @@ def build(conn: sqlite3.Connection, db_path: str, since: str | None) -> dict:
     options = {"since": since} if since else {}
     panels = []
     metrics = {}
-    for name, panel in PANELS.items():
+    shown = all_panels() if "incidents" in pages.tables(conn) else PANELS
+    for name, panel in shown.items():
         data = panel_rows(conn, name, options)
         if panel.get("kind") == "metric":
             metrics[name] = {"title": panel["title"], "value": data[0][panel["field"]] if data else 0}

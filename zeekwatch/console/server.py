@@ -13,7 +13,16 @@ import copy
 import os
 from pathlib import Path
 
-from zeekwatch.console.panels import FILTERS, LAYOUT, PANELS, STATUS_CHOICES
+import sqlite3
+
+from zeekwatch.console.panels import (
+    FILTERS,
+    INCIDENT_LAYOUT,
+    INCIDENT_PANELS,
+    LAYOUT,
+    PANELS,
+    STATUS_CHOICES,
+)
 from zeekwatch.errors import StoreError
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -33,7 +42,21 @@ def chart_config(db: str, name: str, panel: dict) -> dict:
             "display": copy.deepcopy(panel["spec"])}
 
 
-def dashboard_config(db: str) -> dict:
+def has_incidents(db_path: str) -> bool:
+    """Whether the database has the incidents table (the incident panels are shown then; a
+    table created later shows after a restart of the dashboard)."""
+    try:
+        conn = sqlite3.connect(f"file:{os.path.abspath(db_path)}?mode=ro", uri=True)
+        try:
+            return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                     "name = 'incidents'").fetchone())
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{db_path}: cannot read as a zeekwatch database: {exc}") from None
+
+
+def dashboard_config(db: str, incidents: bool = False) -> dict:
     """The datasette-dashboards configuration of the overview dashboard."""
     filters = {}
     for key, (title, kind, _) in FILTERS.items():
@@ -50,9 +73,10 @@ def dashboard_config(db: str) -> dict:
         "description": "Findings of the behaviour detectors. Open findings by tier, alarms over "
                        "time, app usage, top hosts (click a bar for the host's page), suppression. "
                        "The list of open findings: /-/zeekwatch/open",
-        "layout": LAYOUT,
+        "layout": (INCIDENT_LAYOUT if incidents else []) + LAYOUT,
         "filters": filters,
-        "charts": {name: chart_config(db, name, p) for name, p in PANELS.items()},
+        "charts": {name: chart_config(db, name, p) for name, p in
+                   ({**INCIDENT_PANELS, **PANELS} if incidents else PANELS).items()},
     }}
 
 
@@ -61,7 +85,7 @@ def metadata(db_path: str, enable_sql: bool = False) -> dict:
     meta = {
         "title": "zeekwatch console",
         "description": "Read-only view of the zeekwatch findings database.",
-        "plugins": {"datasette-dashboards": dashboard_config(db),
+        "plugins": {"datasette-dashboards": dashboard_config(db, has_incidents(db_path)),
                     "zeekwatch": {"database": db, "enable_sql": enable_sql}},
     }
     if not enable_sql:

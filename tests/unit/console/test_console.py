@@ -165,3 +165,50 @@ def test_since_limits_the_report(db, tmp_path):
     assert write_report(db, str(tmp_path / "all.html"))["findings"] > 0
     assert write_report(db, str(tmp_path / "none.html"), "2030-01-01T00:00:00.000000Z")["findings"] == 0
 
+
+
+INCIDENT_SCHEMA = ("CREATE TABLE incidents (id TEXT PRIMARY KEY, host TEXT, direction TEXT, "
+                   "first_seen TEXT, last_seen TEXT, urgency INT, tier INT, due_at TEXT, owner TEXT, "
+                   "status TEXT, assignee TEXT, threat TEXT, summary TEXT, score_terms TEXT, "
+                   "families TEXT, playbook TEXT); "
+                   "CREATE TABLE incident_findings (incident_id TEXT, finding_id TEXT, added_at TEXT); "
+                   "CREATE TABLE incident_audit (id INTEGER PRIMARY KEY, incident_id TEXT, at TEXT, "
+                   "who TEXT, action TEXT, old_status TEXT, new_status TEXT, note TEXT)")
+
+
+def test_incident_panels_and_page_when_the_table_exists(db, tmp_path):
+    """The incidents table (the incidents issue's columns): its panels join the dashboard and
+    the report, its page lists the incident's findings; without it they are absent."""
+    import shutil
+
+    from zeekwatch.console.report import write_report
+    from zeekwatch.console.server import build, dashboard_config
+
+    assert "open_incidents" not in dashboard_config("x")["zeekwatch"]["charts"]
+    path = str(tmp_path / "inc.db")
+    shutil.copy(db, path)
+    w = sqlite3.connect(path)
+    w.executescript(INCIDENT_SCHEMA)
+    fid = w.execute("SELECT id FROM findings WHERE detector = 'mass_mailer'").fetchone()[0]
+    w.execute("INSERT INTO incidents (id, host, first_seen, last_seen, urgency, tier, due_at, "
+              "status, threat, summary, score_terms, families) VALUES ('Iabc', '10.2.0.66', "
+              "'2024-03-12T09:00:00Z', '2024-03-12T09:11:00Z', 8, 3, '2024-03-12T11:00:00Z', "
+              "'new', 'mass_mailer', '<i>mailer</i>', '{\"terms\": [{\"term\": \"m\", \"value\": 8}]}', "
+              "'[\"mass mailer\"]')")
+    w.execute("INSERT INTO incident_findings VALUES ('Iabc', ?, '2024-03-12T09:12:00Z')", [fid])
+    w.commit()
+    w.close()
+    ds = build(path)
+    charts = ds.plugin_config("datasette-dashboards")["zeekwatch"]["charts"]
+    assert {"open_incidents", "incidents_by_tier"} <= set(charts)
+    sql = resolve(charts["open_incidents"]["query"], {})
+    r = run_client(ds, f"/inc.json?sql={urllib.parse.quote(sql)}&_shape=objects")
+    assert r.status_code == 200 and r.json()["rows"] == [{"n": 1}]
+    page = run_client(ds, "/-/zeekwatch/incident/Iabc")
+    assert page.status_code == 200 and fid in page.text and "&lt;i&gt;mailer&lt;/i&gt;" in page.text
+    assert run_client(ds, "/-/zeekwatch/incident/nope").status_code == 404
+    listed = run_client(ds, "/-/zeekwatch/open")
+    assert "/-/zeekwatch/incident/Iabc" in listed.text
+    write_report(path, str(tmp_path / "r.html"))
+    text = (tmp_path / "r.html").read_text()
+    assert 'id="panel-incidents_by_tier"' in text and 'id="metric-open_incidents"' in text
