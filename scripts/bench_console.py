@@ -31,6 +31,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-dev-shm-usage"]
 HOSTS = 2_000
 DAY = 86_400
+T0 = 1_709_251_200  # 2024-03-01
 
 
 def demo_db(folder: Path) -> Path:
@@ -48,34 +49,21 @@ def address(i: int) -> str:
     return f"10.{20 + h // 250}.0.{1 + h % 250}"
 
 
-def big_db(folder: Path, n: int) -> Path:
-    db = folder / f"findings-{n}.db"
-    if db.exists():
-        return db
-    import shutil
-
+def candidates(n: int, rng: random.Random) -> list[dict]:
+    """``n`` scored findings as the triage stage hands them to the store."""
     from zeekwatch.detectors import REGISTRY
-    from zeekwatch.store.db import Store
-    from zeekwatch.store.triage import TriageStore
     from zeekwatch.timefmt import iso
     from zeekwatch.triage.score import tier_for
 
-    tmp = db.with_suffix(".tmp")
-    shutil.copy(demo_db(folder), tmp)
-    store = Store(str(tmp))
-    triage = TriageStore(store)
-    rng = random.Random(1)
     dets = list(REGISTRY.values())
-    t0 = 1_709_251_200  # 2024-03-01
-    cands = []
+    out = []
     for i in range(n):
-        det = dets[i % len(dets)]
-        host = address(i)
-        start = t0 + rng.randrange(30 * DAY)
+        det, host = dets[i % len(dets)], address(i)
+        start = T0 + rng.randrange(30 * DAY)
         urgency = rng.randint(1, 10)
         tier = tier_for(urgency)
         status = rng.choices(["new", "investigating", "resolved", "suppressed"], [80, 8, 7, 5])[0]
-        cands.append({
+        out.append({
             "detector": det.id, "threat": det.threat, "host": host,
             "peer": f"203.0.113.{i % 250}", "key": f"k{i}", "first_seen": iso(start),
             "last_seen": iso(start + rng.randrange(3600)), "observed": 30, "threshold": 20,
@@ -84,23 +72,48 @@ def big_db(folder: Path, n: int) -> Path:
             "suppressed_reason": "bench rule" if status == "suppressed" else None,
             "title": det.title, "distinct_total": 3, "distinct_values": json.dumps(["a", "b", "c"]),
             "evidence_total": 3, "details": json.dumps({"n": i}),
-            "score_terms": json.dumps({"asset_class": "client", "terms": [{"term": "matrix", "value": urgency}]}),
+            "score_terms": json.dumps({"asset_class": "client",
+                                       "terms": [{"term": "matrix", "value": urgency}]}),
             "uids": [f"C{i}a", f"C{i}b", f"C{i}c"]})
+    return out
+
+
+def usage_rows(n: int, rng: random.Random) -> list[dict]:
+    from zeekwatch.timefmt import iso
+
+    apps = [("bittorrent", "p2p"), ("stun", "voip"), ("irc", "im"), ("xmpp", "im"), ("skype", "voip")]
+    out = []
+    for i in range(n):
+        app, cat = apps[i % len(apps)]
+        start = T0 + rng.randrange(30 * DAY)
+        out.append({"host": address(i), "app": app, "category": cat, "source": "conn",
+                    "evidence": f"bench {i}", "first_seen": iso(start), "last_seen": iso(start + 600),
+                    "count": 1 + i % 40})
+    return out
+
+
+def big_db(folder: Path, n: int) -> Path:
+    db = folder / f"findings-{n}.db"
+    if db.exists():
+        return db
+    import shutil
+
+    from zeekwatch.store.db import Store
+    from zeekwatch.store.triage import TriageStore
+
+    tmp = db.with_suffix(".tmp")
+    shutil.copy(demo_db(folder), tmp)
+    store = Store(str(tmp))
+    triage = TriageStore(store)
+    rng = random.Random(1)
+    cands = candidates(n, rng)
     for k in range(0, n, 10_000):
         store.upsert_findings(cands[k:k + 10_000], run_id=1, gap=0)
-    rule = triage.add_suppression({"detector": None, "owner": "bench", "reason": "bench rule"})
+    rule = triage.add_suppression({"owner": "bench", "reason": "bench rule"})
     for c in cands:
         if c["status"] == "suppressed":
             triage.record_inserted_suppression(c["id"], "bench rule", "rule", rule, "bench")
-    apps = [("bittorrent", "p2p"), ("stun", "voip"), ("irc", "im"), ("xmpp", "im"), ("skype", "voip")]
-    usage = []
-    for i in range(5_000):
-        app, cat = apps[i % len(apps)]
-        start = t0 + rng.randrange(30 * DAY)
-        usage.append({"host": address(i),
-                      "app": app, "category": cat, "source": "conn", "evidence": f"bench {i}",
-                      "first_seen": iso(start), "last_seen": iso(start + 600), "count": 1 + i % 40})
-    triage.save_app_usage(usage, run_id=1, gap=0)
+    triage.save_app_usage(usage_rows(5_000, rng), run_id=1, gap=0)
     store.close()
     tmp.rename(db)
     return db

@@ -27,6 +27,20 @@ def _need(*modules: str) -> None:
                              "pip install 'zeekwatch[console]' (make install does)")
 
 
+def _check_bind(host: str, port: int) -> None:
+    """A clear message (exit 2) when the address cannot be bound, before the server starts."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as exc:
+        raise click.UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc} "
+                               "(choose another with --port / --host)") from None
+
+
 def _db(ctx, db):
     return db or ctx.obj.get("findings_db") or "findings.db"
 
@@ -56,6 +70,7 @@ def dashboard(ctx, db, port, host, enable_sql):
 
     db = _db(ctx, db)
     build(db, enable_sql)  # fails early with a clear error on a missing or unreadable database
+    _check_bind(host, port)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this address "
                   "can read the findings (the console has no login)")

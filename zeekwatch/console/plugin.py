@@ -20,7 +20,7 @@ from markupsafe import Markup
 from zeekwatch.console import pages, sqlfns
 from zeekwatch.console.panels import FILTERS, STATUS_CHOICES, all_panels, resolve
 
-CONSOLE_ACTOR = {"id": "zeekwatch-console"}
+CONSOLE_ACTOR = {"id": "zeekwatch-console", "display": "read-only"}  # shown in the header
 
 
 def _settings(datasette) -> dict:

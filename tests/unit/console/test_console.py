@@ -212,3 +212,20 @@ def test_incident_panels_and_page_when_the_table_exists(db, tmp_path):
     write_report(path, str(tmp_path / "r.html"))
     text = (tmp_path / "r.html").read_text()
     assert 'id="panel-incidents_by_tier"' in text and 'id="metric-open_incidents"' in text
+
+
+def test_dashboard_refuses_a_port_in_use_clearly(db):
+    import socket
+
+    from click.testing import CliRunner
+
+    from zeekwatch.cli.main import cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = CliRunner().invoke(cli, ["dashboard", "--db", db, "--port", str(port)])
+    assert r.exit_code == 2 and "cannot listen on 127.0.0.1 port" in r.output
+    r = CliRunner().invoke(cli, ["dashboard", "--db", db + ".missing"])
+    assert r.exit_code != 0 and "no such database" in str(r.exception)
