@@ -126,10 +126,11 @@ def _free_port() -> int:
 
 
 READY = {
-    "dashboard": "document.querySelectorAll('.dashboard-card-chart svg').length >= 7 && "
-                 "document.querySelectorAll('.dashboard-card-chart p').length >= 2",
+    # every card drawn: a vega view (.marks) or a metric (p)
+    "dashboard": "Array.from(document.querySelectorAll('.dashboard-card-chart'))"
+                 ".every(c => c.querySelector('.marks, p'))",
     "open": "document.querySelector('#zw-total') !== null",
-    "host": "document.querySelectorAll('#zw-timeline svg path').length > 0",
+    "host": "document.querySelectorAll('#zw-timeline svg.marks path').length > 0",
 }
 
 

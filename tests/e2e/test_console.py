@@ -63,7 +63,7 @@ def server(db):
 
 def wait_charts(page, names=CHARTS):
     """Wait until every chart of ``names`` has drawn its SVG (or its metric)."""
-    sel = ", ".join(f"#chart-{n} svg" for n in names)
+    sel = ", ".join(f"#chart-{n} svg.marks" for n in names)
     page.wait_for_function(f"document.querySelectorAll({sel!r}).length >= {len(names)}", timeout=20000)
     page.wait_for_function("document.querySelector('#chart-open_count p') !== null", timeout=20000)
 

@@ -43,7 +43,7 @@ def open_list(conn: sqlite3.Connection, options: dict, limit: int = LIST_LIMIT) 
     params = {k: v for k, v in opts.items() if ":" + k in sql}
     total = conn.execute("SELECT count(*) " + sql, params).fetchone()[0]
     found = rows(conn, "SELECT id, host, detector, threat, status, tier, urgency, due_at, "
-                 "first_seen, last_seen, summary, distinct_values, due_at < zw_now() AS overdue " + sql
+                 "first_seen, last_seen, summary, distinct_values, due_at < (SELECT zw_now()) AS overdue " + sql
                  + " ORDER BY overdue DESC, tier DESC, urgency DESC, due_at, id LIMIT :zw_limit",
                  params | {"zw_limit": limit})
     for r in found:  # a few of the distinct values (names, ports, peers) as examples
@@ -62,7 +62,7 @@ def incidents_open(conn: sqlite3.Connection, options: dict) -> list[dict] | None
     extra = ", ".join(c for c in ("summary", "urgency", "owner", "first_seen", "last_seen")
                       if c in cols)
     sql = (f"SELECT id, host, status, tier, due_at{', ' + extra if extra else ''}, "
-           f"due_at < zw_now() AS overdue FROM incidents WHERE status IN {OPEN} "
+           f"due_at < (SELECT zw_now()) AS overdue FROM incidents WHERE status IN {OPEN} "
            "[[ AND zw_in_net(host, :net) ]] [[ AND tier = :tier ]] "
            "ORDER BY overdue DESC, tier DESC, due_at LIMIT 200")
     sql = resolve(sql, options)

@@ -6,7 +6,8 @@ are written as datasette-dashboards optional clauses, ``[[ AND col = :name ]]``:
 kept only when its parameter is given (``resolve``).
 
 SQL functions the queries use are registered on every connection by ``zeekwatch.console.sqlfns``:
-``zw_in_net(address, cidr)``, ``zw_family(threat)``, ``zw_now()``.
+``zw_in_net(address, cidr)``, ``zw_family(threat)`` and ``zw_now()`` (written ``(SELECT zw_now())``:
+a constant subquery, evaluated once per query instead of once per row).
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from __future__ import annotations
 import re
 
 OPEN = "('new', 'investigating', 'contained')"
+FAMILIES = {
+    "worm": "worm/scan", "recon": "worm/scan", "mass_mailer": "mass mailer",
+    "c2": "C2/backdoor", "backdoor": "C2/backdoor", "tunnel": "C2/backdoor", "ids": "IDS",
+}
+# the family in SQL (a CASE, not a Python function called per row)
+FAMILY_SQL = ("CASE threat " + " ".join(f"WHEN '{t}' THEN '{f}'" for t, f in FAMILIES.items())
+              + " ELSE 'other' END")
 TIER_LABEL = ("CASE tier WHEN 3 THEN '3 act now (2 h)' WHEN 2 THEN '2 act now (8 h)' "
               "WHEN 1 THEN '1 watch (24 h)' ELSE 'unscored' END")
 
@@ -61,12 +69,12 @@ PANELS = {
     "overdue_count": {
         "title": "Open and overdue",
         "kind": "metric", "field": "n",
-        "query": f"SELECT count(*) AS n FROM findings WHERE status IN {OPEN} AND due_at < zw_now() "
+        "query": f"SELECT count(*) AS n FROM findings WHERE status IN {OPEN} AND due_at < (SELECT zw_now()) "
                  + where("since", "until", "net", "detector", "tier"),
     },
     "open_by_tier": {
         "title": "Open findings by tier (overdue first)",
-        "query": f"SELECT {TIER_LABEL} AS tier, CASE WHEN due_at < zw_now() THEN 'overdue' "
+        "query": f"SELECT {TIER_LABEL} AS tier, CASE WHEN due_at < (SELECT zw_now()) THEN 'overdue' "
                  "ELSE 'due later' END AS due, count(*) AS findings, min(due_at) AS first_due "
                  f"FROM findings WHERE status IN {OPEN} "
                  + where("since", "until", "net", "detector", "tier")
@@ -88,7 +96,7 @@ PANELS = {
         "query": "SELECT CASE WHEN (SELECT julianday(max(first_seen)) - julianday(min(first_seen)) "
                  "FROM findings) > 3 THEN substr(first_seen, 1, 10) "
                  "ELSE substr(first_seen, 1, 13) || ':00' END AS period, "
-                 "zw_family(threat) AS family, count(*) AS alarms FROM findings "
+                 + FAMILY_SQL + " AS family, count(*) AS alarms FROM findings "
                  "WHERE status <> 'suppressed' " + where() + " GROUP BY 1, 2 ORDER BY 1, 2",
         "spec": {
             "mark": {"type": "bar", "tooltip": True},
@@ -100,10 +108,10 @@ PANELS = {
         },
     },
     "app_usage": {
-        "title": "P2P, instant messaging and Skype/VoIP use by host",
+        "title": "P2P, instant messaging and Skype/VoIP use by host (top 40)",
         "query": "SELECT host, app, category, sum(count) AS uses, min(first_seen) AS first_seen, "
                  "max(last_seen) AS last_seen FROM app_usage WHERE 1 " + APP_FILTERS
-                 + " GROUP BY host, app, category ORDER BY uses DESC LIMIT 200",
+                 + " GROUP BY host, app, category ORDER BY uses DESC, host, app LIMIT 40",
         "spec": {
             "mark": {"type": "bar", "tooltip": {"content": "data"}},
             "encoding": {
@@ -172,7 +180,7 @@ INCIDENT_PANELS = {
     },
     "incidents_by_tier": {
         "title": "Open incidents by tier (overdue first)",
-        "query": f"SELECT {TIER_LABEL} AS tier, CASE WHEN due_at < zw_now() THEN 'overdue' "
+        "query": f"SELECT {TIER_LABEL} AS tier, CASE WHEN due_at < (SELECT zw_now()) THEN 'overdue' "
                  "ELSE 'due later' END AS due, count(*) AS incidents, min(due_at) AS first_due "
                  f"FROM incidents WHERE status IN {OPEN} " + INCIDENT_WHERE
                  + " GROUP BY 1, 2 ORDER BY 1 DESC, 2 DESC",
@@ -204,11 +212,6 @@ LAYOUT = [
     ["per_detector", "suppressed_why"],
     ["app_usage", "app_usage"],
 ]
-
-FAMILIES = {
-    "worm": "worm/scan", "recon": "worm/scan", "mass_mailer": "mass mailer",
-    "c2": "C2/backdoor", "backdoor": "C2/backdoor", "tunnel": "C2/backdoor", "ids": "IDS",
-}
 
 
 def family(threat: str | None) -> str:

@@ -109,7 +109,7 @@ def build(db_path: str, enable_sql: bool = False):
     return Datasette(files=[db_path], metadata=metadata(db_path, enable_sql),
                      template_dir=str(TEMPLATES),
                      settings={"allow_download": False, "default_allow_sql": enable_sql,
-                               "sql_time_limit_ms": 5000})
+                               "sql_time_limit_ms": 30000})
 
 
 def serve(db_path: str, host: str, port: int, enable_sql: bool = False) -> None:
