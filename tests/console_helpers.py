@@ -158,8 +158,10 @@ def open_page(browser, watch: Watch, width=1400, height=1000):
     return page
 
 
-def shot(page, name: str) -> Path:
+def shot(page, name: str, full: bool = True) -> Path:
+    """A screenshot of the page (the whole page, or the window for long lists) as a JPEG,
+    small enough for docs/img/console/."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.jpg"  # JPEG: small enough for docs/img/console/
-    page.screenshot(path=str(path), full_page=True, type="jpeg", quality=80)
+    path = ARTIFACTS / f"{name}.jpg"
+    page.screenshot(path=str(path), full_page=full, type="jpeg", quality=70)
     return path

@@ -166,7 +166,7 @@ def test_open_findings_page_lists_overdue_first_and_filters(browser, server, db)
     tiers = [int(t) for t in page.eval_on_selector_all(
         "#zw-findings tbody tr td:nth-child(4)", "els => els.map(e => e.textContent)")]
     assert tiers == sorted(tiers, reverse=True)  # all overdue (2024 data): highest tier first
-    shot(page, "open-findings")
+    shot(page, "open-findings", full=False)
     page.select_option("select#zw-tier", "3")
     page.click("input[type=submit]")
     page.wait_for_url(re.compile(r"tier=3"))
@@ -286,7 +286,7 @@ def test_report_opens_offline_with_the_same_panels(browser, db, tmp_path):
     assert page.locator("#open-findings tbody tr").count() == min(open_n, 500)
     assert XSS_SCRIPT in page.inner_text("#open-findings") and page.locator("img[src=x]").count() == 0
     assert page.evaluate("document.scripts.length") == 0  # static: nothing to run
-    shot(page, "report")
+    shot(page, "report", full=False)
     pdf = page.pdf(format="A4")  # printable
     assert pdf[:4] == b"%PDF" and len(pdf) > 10_000
     watch.clean()
