@@ -229,3 +229,18 @@ def test_dashboard_refuses_a_port_in_use_clearly(db):
     assert r.exit_code == 2 and "cannot listen on 127.0.0.1 port" in r.output
     r = CliRunner().invoke(cli, ["dashboard", "--db", db + ".missing"])
     assert r.exit_code != 0 and "no such database" in str(r.exception)
+
+
+def test_console_doc_shows_the_screenshots_the_browser_tests_take():
+    import re
+
+    from conftest import ROOT
+
+    text = (ROOT / "docs" / "console.md").read_text()
+    images = re.findall(r"\]\((img/console/[^)]+)\)", text)
+    assert len(images) >= 5
+    for rel in images:
+        assert (ROOT / "docs" / rel).is_file(), rel
+        name = rel.rsplit("/", 1)[1].rsplit(".", 1)[0]
+        e2e = (ROOT / "tests" / "e2e" / "test_console.py").read_text()
+        assert f'shot(page, "{name}"' in e2e, f"{rel} is not taken by the browser tests"
