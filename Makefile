@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 DB     ?= findings.db
 REPORT ?= report.html
 
-.PHONY: demo test install tshark chromium pcaps bench clean
+.PHONY: demo test test-fast install tshark chromium pcaps bench clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,12 @@ demo: install
 	@echo "Report: $(abspath $(REPORT)) (open it in a browser; no network needed)"
 	@echo "Console: $(BIN)/zeekwatch dashboard --db $(DB)   then open http://127.0.0.1:8001/-/dashboards/zeekwatch"
 
+# the suite in parallel on every core (pytest-xdist); test-fast skips the tests marked slow
 test: install tshark chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
+
+test-fast: install
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
 pcaps: install
 	$(BIN)/python scripts/make_pcaps.py pcaps/
