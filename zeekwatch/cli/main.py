@@ -28,6 +28,7 @@ from zeekwatch.cli import follow as follow_commands
 from zeekwatch.cli import triage as triage_commands
 from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config, out
 from zeekwatch.errors import EXIT_INTERNAL, ZeekwatchError
+from zeekwatch.text import printable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,12 +80,13 @@ def _summary(result, db: str) -> None:
     table.add_row("findings new / updated", f"{result.new} / {result.updated}")
     out.print(table)
     for path, reason in log.skipped:
-        err.print(f"[yellow]skipped[/] {escape(path)}: {escape(reason)}")
+        err.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(reason))}",
+                  highlight=False)
     for note in log.notes[:20]:
-        err.print(f"[dim]note[/] {escape(note)}")
+        err.print(f"[dim]note[/] {escape(printable(note))}", highlight=False)
     if log.reject_count:
         err.print(f"{log.reject_count} malformed line(s) skipped; see the `rejects` table "
-                  f"(run_id = {result.run_id}) in {db}")
+                  f"(run_id = {result.run_id}) in {escape(printable(db))}", highlight=False)
 
 
 @cli.command()
@@ -126,7 +128,8 @@ def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, **overrides)
         }))
     else:
         _summary(result, db)
-        out.print(f"Findings are in {db}: `zeekwatch findings --db {db}`")
+        shown = escape(printable(db))
+        out.print(f"Findings are in {shown}: `zeekwatch findings --db {shown}`", highlight=False)
 
 
 @cli.group()
@@ -181,10 +184,11 @@ def main(argv=None) -> None:
         err.print("aborted")
         sys.exit(130)
     except click.ClickException as exc:
+        exc.message = printable(exc.message)
         exc.show()
         sys.exit(exc.exit_code)
     except ZeekwatchError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {printable(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -193,7 +197,7 @@ def main(argv=None) -> None:
         if debug:
             traceback.print_exc()
         else:
-            err.print(f"[red]internal error:[/] {escape(repr(sys.exc_info()[1]))} (run with --debug for "
+            err.print(f"[red]internal error:[/] {escape(printable(repr(sys.exc_info()[1])))} (run with --debug for "
                       "the traceback and please report it)", highlight=False)
         sys.exit(EXIT_INTERNAL)
 

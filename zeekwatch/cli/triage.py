@@ -18,6 +18,7 @@ import os
 import click
 
 from zeekwatch.errors import ZeekwatchError
+from zeekwatch.text import printable
 from zeekwatch.store.db import OPEN_STATUSES, STATUSES, now_iso
 from zeekwatch.store.triage import TriageStore, open_store
 from zeekwatch.triage import stage as triage
@@ -34,8 +35,14 @@ CSV_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 
 class Failure(click.ClickException):
     def __init__(self, exc: ZeekwatchError):
-        super().__init__(str(exc))
+        super().__init__(printable(exc))
         self.exit_code = exc.exit_code
+
+
+def say(text: str, err: bool = False) -> None:
+    """A line for the terminal: values from the network are data, so control characters are
+    shown escaped (``text.printable``), never sent raw. Exports do not use this."""
+    click.echo(printable(text), err=err)
 
 
 def guarded(fn):
@@ -125,15 +132,15 @@ def findings(ctx, db, statuses, tiers, detectors, host, since):
     ts = _open(_db(ctx, db))
     rows = _select(ts, statuses, tiers, detectors, host, since, default_open=True)
     if not rows:
-        click.echo("No findings match.")
+        say("No findings match.")
         return
-    click.echo(f"{'ID':<16} {'URG':>3} {'TIER':>4}  {'DUE (UTC)':<16}  {'STATUS':<14} "
+    say(f"{'ID':<16} {'URG':>3} {'TIER':>4}  {'DUE (UTC)':<16}  {'STATUS':<14} "
                f"{'DETECTOR':<18} {'HOST':<15} SUMMARY")
     for r in rows:
-        click.echo(f"{r['id']:<16} {r['urgency'] or 0:>3} {r['tier'] or 0:>4}  "
+        say(f"{r['id']:<16} {r['urgency'] or 0:>3} {r['tier'] or 0:>4}  "
                    f"{_t(r['due_at'], False):<16}  {r['status']:<14} {r['detector']:<18} "
                    f"{r['host']:<15} {r['summary'] or ''}")
-    click.echo(f"{len(rows)} finding{'s' if len(rows) != 1 else ''}")
+    say(f"{len(rows)} finding{'s' if len(rows) != 1 else ''}")
 
 
 @findings.command("show")
@@ -149,7 +156,7 @@ def show(ctx, finding_id, db):
     ts = _open(_db(ctx, db))
     f = ts.store.get(ts.resolve_id(finding_id))
     for line in _explain(ts, f):
-        click.echo(line)
+        say(line)
 
 
 def _explain(ts: TriageStore, f: dict) -> list[str]:
@@ -222,10 +229,10 @@ def set_status(ctx, finding_id, status, note, who, suppress_as, expires, db):
     who = _who(who)
     old = ts.store.get(ts.resolve_id(finding_id))
     res = triage.change_status(ts, finding_id, status, who, note, suppress_as, expires)
-    click.echo(f"{old['id']}: {old['status']} → {res['finding']['status']} ({who})")
+    say(f"{old['id']}: {old['status']} → {res['finding']['status']} ({who})")
     if res["rule_id"] is not None:
         n = len(res["suppressed"])
-        click.echo(f"suppression {res['rule_id']} added; it suppressed {n} other stored "
+        say(f"suppression {res['rule_id']} added; it suppressed {n} other stored "
                    f"finding{'s' if n != 1 else ''}")
 
 
@@ -260,9 +267,12 @@ def export(ctx, fmt, output, statuses, tiers, detectors, host, since, db):
     if output:
         with open(output, "w", newline="", encoding="utf-8") as fh:
             fh.write(buf.getvalue())
-        click.echo(f"wrote {len(rows)} finding{'s' if len(rows) != 1 else ''} to {output}", err=True)
+        say(f"wrote {len(rows)} finding{'s' if len(rows) != 1 else ''} to {output}", err=True)
     else:
-        click.echo(buf.getvalue(), nl=False)
+        # the exact data: click.echo would strip ANSI sequences from a pipe; bytes are kept
+        stdout = click.get_binary_stream("stdout")
+        stdout.write(buf.getvalue().encode("utf-8", "surrogateescape"))
+        stdout.flush()
 
 
 # -- suppress ------------------------------------------------------------------------------
@@ -298,8 +308,8 @@ def suppress_add(ctx, owner, reason, expires, who, db, **fields):
     rule = suppressmod.make_rule(fields, owner, reason, expires, who, "cli", now_iso())
     rid, done = suppressmod.add_rule(ts, rule, who)
     n = len(done)
-    click.echo(f"suppression {rid} added: {suppressmod.describe(rule)}")
-    click.echo(f"suppressed {n} stored finding{'s' if n != 1 else ''}")
+    say(f"suppression {rid} added: {suppressmod.describe(rule)}")
+    say(f"suppressed {n} stored finding{'s' if n != 1 else ''}")
 
 
 @suppress_group.command("list")
@@ -312,13 +322,13 @@ def suppress_list(ctx, show_all, db):
     ts = _open(_db(ctx, db))
     rules = ts.suppressions(include_inactive=show_all)
     if not rules:
-        click.echo("No suppressions.")
+        say("No suppressions.")
         return
     now = now_iso()
-    click.echo(f"{'ID':>4}  {'STATE':<8} {'EXPIRES':<16}  {'HITS':>4}  {'OWNER':<12} MATCH — REASON")
+    say(f"{'ID':>4}  {'STATE':<8} {'EXPIRES':<16}  {'HITS':>4}  {'OWNER':<12} MATCH — REASON")
     for r in rules:
         state = "removed" if r["removed_at"] else ("active" if suppressmod.active(r, now) else "expired")
-        click.echo(f"{r['id']:>4}  {state:<8} {_t(r['expires'], False) if r['expires'] else 'never':<16}  "
+        say(f"{r['id']:>4}  {state:<8} {_t(r['expires'], False) if r['expires'] else 'never':<16}  "
                    f"{r['active_hits']:>4}  {r['owner']:<12} {suppressmod.describe(r)} — {r['reason']}")
 
 
@@ -335,10 +345,10 @@ def suppress_remove(ctx, rule_id, who, db):
     who = _who(who)
     restored, again = suppressmod.remove_rule(ts, rule_id, who, now_iso())
     n = len(restored)
-    click.echo(f"suppression {rule_id} removed; restored {n} finding{'s' if n != 1 else ''} "
+    say(f"suppression {rule_id} removed; restored {n} finding{'s' if n != 1 else ''} "
                f"to {'its' if n == 1 else 'their'} previous status")
     if again:
-        click.echo(f"{len(again)} of them are suppressed again by another active rule")
+        say(f"{len(again)} of them are suppressed again by another active rule")
 
 
 # -- assets ----------------------------------------------------------------------------------
@@ -361,7 +371,7 @@ def assets_import(ctx, path, db):
     rows = read_inventory(path)
     ts = TriageStore(open_store(_db(ctx, db), must_exist=False))
     added, replaced = ts.import_assets(rows, os.path.basename(path))
-    click.echo(f"imported {len(rows)} asset{'s' if len(rows) != 1 else ''} "
+    say(f"imported {len(rows)} asset{'s' if len(rows) != 1 else ''} "
                f"({added} new, {replaced} replaced)")
 
 
@@ -373,11 +383,11 @@ def assets_list(ctx, db):
     """List the asset inventory."""
     rows = _open(_db(ctx, db)).assets()
     if not rows:
-        click.echo("No assets.")
+        say("No assets.")
         return
-    click.echo(f"{'ADDRESS':<20} {'CLASS':<20} {'NAME':<20} OWNER")
+    say(f"{'ADDRESS':<20} {'CLASS':<20} {'NAME':<20} OWNER")
     for r in rows:
-        click.echo(f"{r['address']:<20} {r['class']:<20} {r['name'] or '-':<20} {r['owner'] or '-'}")
+        say(f"{r['address']:<20} {r['class']:<20} {r['name'] or '-':<20} {r['owner'] or '-'}")
 
 
 # -- tune ------------------------------------------------------------------------------------
@@ -400,11 +410,11 @@ def tune_suricata(ctx, db):
         if rows:
             verdicts[f["id"]] = rows[-1]
     lines = suricata_lines(fps, ts.suppressions(), verdicts, now_iso())
-    click.echo("# zeekwatch tune suricata: add to threshold.config (suppress lines)")
+    say("# zeekwatch tune suricata: add to threshold.config (suppress lines)")
     for line in lines:
-        click.echo(line)
+        say(line)
     if not any(not x.startswith("#") for x in lines):
-        click.echo("# nothing to suppress: no ids_alert finding is marked false_positive")
+        say("# nothing to suppress: no ids_alert finding is marked false_positive")
 
 
 COMMANDS = (findings, suppress_group, assets_group, tune_group)

@@ -205,7 +205,7 @@ def enrich(chunk: pa.Table, book: AddressBook) -> pa.Table:
     backscatter = pc.and_kleene(tcp, pc.or_kleene(_state_in(state, BACKSCATTER_STATES),
                                                   pc.and_kleene(pc.is_valid(hist), pc.invert(syn))))
     ts = chunk.column("ts")
-    extra = {"t": pc.divide(pc.cast(pc.cast(ts, pa.int64()), pa.float64()), 1e6)}
+    extra = {"t": pc.divide(pc.cast(pc.cast(ts, pa.int64()), pa.float64(), safe=False), 1e6)}
     o_cls, r_cls = book.lookup(orig), book.lookup(resp)
     for n in book.nets.classes:
         extra[f"orig_{n}"] = o_cls[n]

@@ -96,13 +96,19 @@ def sniff(path: str) -> str:
     )
 
 
-def expand(paths: Iterable[str]) -> list[tuple[str, bool]]:
-    """Files to read, as (path, explicit). Directories are walked recursively in sorted order."""
+def expand(paths: Iterable[str], log: IngestLog | None = None) -> list[tuple[str, bool]]:
+    """Files to read, as (path, explicit). Directories are walked recursively in sorted order;
+    a subdirectory that cannot be listed is recorded in ``log.skipped``."""
     out: list[tuple[str, bool]] = []
+
+    def unlistable(exc: OSError) -> None:
+        if log is not None:
+            log.skipped.append((str(exc.filename or p), f"cannot list directory: {exc.strerror or exc}"))
+
     for p in paths:
         p = str(p)
         if os.path.isdir(p):
-            for root, dirs, files in os.walk(p):
+            for root, dirs, files in os.walk(p, onerror=unlistable):
                 dirs.sort()
                 for name in sorted(files):
                     if not name.startswith("."):
@@ -117,14 +123,18 @@ def expand(paths: Iterable[str]) -> list[tuple[str, bool]]:
 def plan(paths: Iterable[str], log: IngestLog) -> list[tuple[str, str]]:
     """Sniff every input before reading anything: (path, kind) pairs.
 
-    A file named on the command line that is not a log is refused (``NotALogError``); one met
-    while walking a directory (a README beside the logs) is skipped and recorded in ``log``.
+    A file named on the command line that is not a log (or cannot be read) is refused
+    (``InputError``); one met while walking a directory (a README beside the logs, a dangling
+    symlink, an unreadable file) is skipped and recorded in ``log``, as is a file found there
+    that its reader then cannot read (``read_inputs``).
     """
     todo = []
-    for path, explicit in expand(paths):
+    for path, explicit in expand(paths, log):
+        if explicit:
+            log.explicit.add(path)
         try:
             kind = sniff(path)
-        except NotALogError as exc:
+        except InputError as exc:
             if explicit:
                 raise
             log.skipped.append((path, exc.reason))
@@ -161,11 +171,21 @@ def read_inputs(todo: list[tuple[str, str]], log: IngestLog,
         for i, (path, _kind) in enumerate(todo):
             current, following = following, (start(*todo[i + 1]) if i + 1 < len(todo) else None)
             log.files.append(path)
+            rows = 0
             try:
                 for table, chunk in current:
                     if chunk.num_rows:
+                        rows += chunk.num_rows
                         log.records[table] += chunk.num_rows
                         yield table, chunk
+            except Exception as exc:  # noqa: BLE001 - a file found in a directory is skipped
+                if path in log.explicit:
+                    raise
+                log.files.remove(path)
+                reason = (exc.reason if isinstance(exc, InputError)
+                          else f"reader failed ({type(exc).__name__}: {exc})")
+                kept = f"; kept the {rows} records read before it" if rows else ""
+                log.skipped.append((path, reason + kept))
             finally:
                 _close(current)
     finally:

@@ -36,6 +36,7 @@ def _import_sqlite_utils():
 sqlite_utils = _import_sqlite_utils()
 
 from zeekwatch.errors import StoreError
+from zeekwatch.text import path_text
 from zeekwatch.timefmt import iso, now_iso, parse_iso  # noqa: F401  (re-exported)
 
 STATUSES = ("new", "investigating", "contained", "resolved", "false_positive", "suppressed")
@@ -129,8 +130,9 @@ class Store:
         with self.db.conn:
             self.db["runs"].update(run_id, values)
             self.db["rejects"].insert_all(
-                ({"run_id": run_id, "path": r.path, "line": r.line, "reason": r.reason,
-                  "raw": r.raw} for r in log.rejects), batch_size=1000)
+                ({"run_id": run_id, "path": path_text(r.path), "line": r.line,
+                  "reason": path_text(r.reason), "raw": path_text(r.raw)} for r in log.rejects),
+                batch_size=1000)
 
     def runs(self) -> list[dict]:
         return list(self.db["runs"].rows_where(order_by="id"))

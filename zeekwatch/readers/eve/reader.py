@@ -46,6 +46,7 @@ from zeekwatch.readers.jsonlines import (
     parse_lines,
     parse_ts,
     ts_notes,
+    ts_problem,
 )
 
 CHUNK_EVENTS = 50_000
@@ -230,17 +231,21 @@ def _is_array(path: str) -> bool:
 
 
 def _line_events(path: str, log: IngestLog) -> Iterable[dict]:
-    with open_binary(path, log) as f:
-        for block in iter_blocks(f):
+    with open_binary(path, log, tolerant=True) as f:
+        for block in iter_blocks(f, path=path, log=log):
             for line, raw, obj in parse_lines(block, path, log):
                 if "event_type" not in obj:
                     log.reject(path, line, "not an EVE event (no event_type)", raw)
+                    continue
+                problem = ts_problem(obj.get("timestamp"))
+                if problem is not None:
+                    log.reject(path, line, problem, raw)
                     continue
                 yield obj
 
 
 def _array_events(path: str, log: IngestLog) -> Iterable[dict]:
-    with open_binary(path, log) as f:
+    with open_binary(path, log, tolerant=True) as f:
         data = f.read()
     try:
         events = orjson.loads(data)
@@ -252,5 +257,9 @@ def _array_events(path: str, log: IngestLog) -> Iterable[dict]:
     for i, e in enumerate(events):
         if not isinstance(e, dict) or "event_type" not in e:
             log.reject(path, None, f"array element {i} is not an EVE event", orjson.dumps(e))
+            continue
+        problem = ts_problem(e.get("timestamp"))
+        if problem is not None:
+            log.reject(path, None, f"array element {i}: {problem}", orjson.dumps(e))
             continue
         yield e

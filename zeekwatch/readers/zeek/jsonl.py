@@ -56,6 +56,7 @@ from zeekwatch.readers.jsonlines import (
     parse_ts,
     skip_records,
     ts_notes,
+    ts_problem,
 )
 
 S, I32, I64, F64, B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
@@ -222,8 +223,19 @@ def _fast(path: str, log: IngestLog, norm: _Normalizer, ts_type) -> Iterator[Chu
         if raw is None:
             log.advance(file_size(path))
             return
+        if _bad_ts(raw):  # the robust path rejects those records with their line numbers
+            batches.close()
+            yield from _robust(path, log, norm, ts_type, skip=delivered)
+            return
         delivered += raw.num_rows
         yield from norm.chunks(raw)
+
+
+def _bad_ts(raw: pa.Table) -> bool:
+    """True when some record's ``ts`` lies outside the range of timestamps (``schema``)."""
+    stats = TsStats()
+    parse_ts(raw.column("ts"), stats)
+    return stats.out_of_range > 0
 
 
 def _schema(ts_type: pa.DataType) -> pa.Schema:
@@ -249,8 +261,8 @@ def _duckdb_batches(path: str, ts_type: pa.DataType) -> Iterator[pa.Table]:
 def _robust(path, log, norm, ts_type, skip: int) -> Iterator[Chunk]:
     """Blocks of whole lines through pyarrow.json; a failing block line by line (orjson)."""
     options = pj.ParseOptions(explicit_schema=_schema(ts_type), unexpected_field_behavior="ignore")
-    with open_binary(path, log) as f:
-        for block in iter_blocks(f):
+    with open_binary(path, log, tolerant=True) as f:
+        for block in iter_blocks(f, path=path, log=log):
             block, skip = skip_records(block, skip)
             if block is None:
                 continue
@@ -258,13 +270,22 @@ def _robust(path, log, norm, ts_type, skip: int) -> Iterator[Chunk]:
                 raw = pj.read_json(pa.BufferReader(block.data), read_options=READ_OPTIONS,
                                    parse_options=options)
             except pa.ArrowInvalid:
+                raw = None
+            if raw is None or _bad_ts(raw):
                 raw = _line_by_line(block, path, log, options)
             yield from norm.chunks(raw)
 
 
 def _line_by_line(block: Block, path: str, log: IngestLog, options) -> pa.Table:
-    """Reject the lines that are not JSON objects; read the rest leniently."""
-    good = list(parse_lines(block, path, log))
+    """Reject the lines that are not JSON objects or whose ``ts`` is out of range; read the
+    rest leniently."""
+    good = []
+    for line, raw, obj in parse_lines(block, path, log):
+        problem = ts_problem(obj.get("ts"))
+        if problem is None:
+            good.append((line, raw, obj))
+        else:
+            log.reject(path, line, problem, raw)
     try:
         return pj.read_json(pa.BufferReader(b"\n".join(raw for _, raw, _ in good) + b"\n"),
                             parse_options=options)
