@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 # C0 and C1 control characters and DEL; also the bidi overrides that reorder what is shown
@@ -36,3 +37,20 @@ def printable(value) -> str:
     a file name that are not UTF-8) as ``\\xHH`` too. A backslash is kept as it is."""
     text = path_text("" if value is None else value)
     return _CONTROL.sub(_escape, text)
+
+
+def analyst_network(text: str, what: str):
+    """An address or CIDR typed by an analyst, as an ``ip_network``; ``ValueError`` naming
+    ``what`` otherwise. A CIDR with host bits set (10.0.0.1/8) is refused, not silently
+    widened to 10.0.0.0/8: the analyst says which was meant."""
+    text = (text or "").strip()
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        try:
+            wide = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"{what}: {text!r} is not an address or CIDR ({exc})") from None
+        host = text.split("/", 1)[0]
+        raise ValueError(f"{what}: {text!r} has host bits set; write {wide} for the network "
+                         f"or {host} for the one address") from None

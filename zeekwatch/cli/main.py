@@ -6,8 +6,10 @@ refused, 4 configuration, 5 store, 6 missing external tool).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sqlite3
 import sys
 import traceback
 
@@ -27,7 +29,7 @@ from zeekwatch import config as configmod
 from zeekwatch.cli import follow as follow_commands
 from zeekwatch.cli import triage as triage_commands
 from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config, out
-from zeekwatch.errors import EXIT_INTERNAL, ZeekwatchError
+from zeekwatch.errors import EXIT_INTERNAL, EXIT_STORE, ZeekwatchError
 from zeekwatch.text import printable
 
 
@@ -108,6 +110,12 @@ def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, **overrides)
     """
     from zeekwatch.app.analyze import analyze as run_analysis
 
+    from zeekwatch.detectors import REGISTRY
+
+    unknown = [d for d in detectors if d not in REGISTRY]
+    if unknown:
+        raise click.BadParameter(f"unknown detector {unknown[0]!r} (known: "
+                                 f"{', '.join(sorted(REGISTRY))})", param_hint="--detector")
     cfg = load_config(obj, None, overrides)
     db = db or cfg.store.db
     progress, on_plan, advance = _progress_hooks(quiet or as_json)
@@ -175,6 +183,20 @@ def list_detectors():
     out.print(table)
 
 
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _db_arg(argv) -> str:
+    """The --db of the command line, for messages (the database a store error is about)."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    for i, a in enumerate(args):
+        if a == "--db" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--db="):
+            return a[5:]
+    return "the database"
+
+
 def main(argv=None) -> None:
     """Console entry point: errors become messages and exit codes here, nowhere else."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
@@ -193,7 +215,26 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception:
+    except sqlite3.Error as exc:  # the store could not read or write (locked, full, read-only)
+        from zeekwatch.store.db import store_message
+
+        click.echo(f"error: {printable(store_message(_db_arg(argv), exc))}", err=True)
+        sys.exit(EXIT_STORE)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            _internal(exc, debug)
+        click.echo(f"error: cannot write {printable(exc.filename or '')}: {exc.strerror} "
+                   "(is the disk full?)", err=True)
+        sys.exit(EXIT_STORE)
+    except Exception as exc:
+        _internal(exc, debug)
+
+
+def _internal(exc: BaseException, debug: bool) -> None:
+    """An internal error (a bug): exit 1 with the traceback under --debug."""
+    try:
+        raise exc
+    except BaseException:
         if debug:
             traceback.print_exc()
         else:

@@ -65,8 +65,9 @@ def _who(who: str | None) -> str:
         return "unknown"
 
 
-def _open(db: str) -> TriageStore:
-    return TriageStore(open_store(db))
+def _open(db: str, write: bool = False) -> TriageStore:
+    """The database for a command: read-only unless the command changes it."""
+    return TriageStore(open_store(db, write=write))
 
 
 def _t(text: str | None, seconds: bool = True) -> str:
@@ -105,7 +106,24 @@ def _filters(fn):
     return fn
 
 
+def _one_detector(value):
+    if value:
+        _known_detectors([value])
+    return value
+
+
+def _known_detectors(detectors) -> None:
+    """Refuse a --detector that no detector has (a typo would silently match nothing)."""
+    from zeekwatch.detectors import REGISTRY
+
+    unknown = [d for d in detectors or () if d not in REGISTRY]
+    if unknown:
+        raise click.BadParameter(f"unknown detector {unknown[0]!r} (known: "
+                                 f"{', '.join(sorted(REGISTRY))})", param_hint="--detector")
+
+
 def _select(ts: TriageStore, statuses, tiers, detectors, host, since, default_open: bool):
+    _known_detectors(detectors)
     chosen = set()
     for s in statuses or (("open",) if default_open else ("all",)):
         chosen |= set(OPEN_STATUSES if s == "open" else STATUSES if s == "all" else (s,))
@@ -225,7 +243,7 @@ def _score_lines(f: dict, terms: dict) -> list[str]:
 def set_status(ctx, finding_id, status, note, who, suppress_as, expires, db):
     """Move a finding along new → investigating → contained → resolved (or false_positive,
     or suppressed). Every change is an audit row: who, when, old → new, note."""
-    ts = _open(_db(ctx, db))
+    ts = _open(_db(ctx, db), write=True)
     who = _who(who)
     old = ts.store.get(ts.resolve_id(finding_id))
     res = triage.change_status(ts, finding_id, status, who, note, suppress_as, expires)
@@ -286,8 +304,9 @@ def suppress_group():
 @click.option("--peer", help="Peer address or CIDR.")
 @click.option("--domain", help="Domain pattern: example.com, *.example.com, .example.com, label.*")
 @click.option("--port", type=click.IntRange(0, 65535), help="Destination port.")
-@click.option("--detector", help="Detector id.")
-@click.option("--sid", type=int, help="Suricata signature id (ids_alert).")
+@click.option("--detector", help="Detector id.", callback=lambda ctx, p, v: _one_detector(v))
+@click.option("--sid", type=click.IntRange(1, 2**32 - 1),
+              help="Suricata signature id (ids_alert).")
 @click.option("--start", help="Only findings seen at or after (ISO date/time, UTC).")
 @click.option("--end", help="Only findings seen at or before (ISO date/time, UTC).")
 @click.option("--owner", required=True, help="Who answers for this rule.")
@@ -303,7 +322,7 @@ def suppress_add(ctx, owner, reason, expires, who, db, **fields):
     Every condition given must hold. Nothing is deleted: suppressed findings keep their row
     and name the rule in suppressed_reason; `suppress remove` restores them.
     """
-    ts = _open(_db(ctx, db))
+    ts = _open(_db(ctx, db), write=True)
     who = _who(who)
     rule = suppressmod.make_rule(fields, owner, reason, expires, who, "cli", now_iso())
     rid, done = suppressmod.add_rule(ts, rule, who)
@@ -333,7 +352,7 @@ def suppress_list(ctx, show_all, db):
 
 
 @suppress_group.command("remove")
-@click.argument("rule_id", type=int)
+@click.argument("rule_id", type=click.IntRange(1, 2**63 - 1))
 @who_option
 @db_option
 @click.pass_context
@@ -341,7 +360,7 @@ def suppress_list(ctx, show_all, db):
 def suppress_remove(ctx, rule_id, who, db):
     """Retire a rule (kept as removed) and restore the findings it suppressed to their
     previous status."""
-    ts = _open(_db(ctx, db))
+    ts = _open(_db(ctx, db), write=True)
     who = _who(who)
     restored, again = suppressmod.remove_rule(ts, rule_id, who, now_iso())
     n = len(restored)
