@@ -98,6 +98,10 @@ class Engine:
             "preserve_insertion_order": False,
             "fsync_mode": "NONE",  # scratch data: a crash loses the run anyway
         })
+        # SQL reads only the tables registered here (Arrow) and its own scratch files: no
+        # read_text('/etc/...'), COPY, ATTACH or extension load, whatever a query says (set
+        # once connected: DuckDB refuses it together with temp_directory in the config)
+        self.con.execute("SET enable_external_access = false")
         if not self.in_memory:
             self.con.execute("PRAGMA disable_checkpoint_on_shutdown")  # deleted at close
         self.con.execute("SET TimeZone = 'UTC'")
@@ -109,11 +113,12 @@ class Engine:
         self._chunks: dict[str, list[pa.Table]] = {}
         for name in schema.TABLES:
             store = self._store(name)
-            empty = self._schema(name).empty_table()  # noqa: F841  (scanned by name below)
             if self.arrow:
                 self._chunks[store] = []
             else:
-                self.con.execute(f"CREATE TABLE {store} AS SELECT * FROM empty")
+                self.con.register("zw_empty", self._schema(name).empty_table())
+                self.con.execute(f"CREATE TABLE {store} AS SELECT * FROM zw_empty")
+                self.con.unregister("zw_empty")
         self._sync()
         if raw_conn:
             self.con.execute("CREATE VIEW cx AS SELECT * FROM conn")

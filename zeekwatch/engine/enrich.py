@@ -111,8 +111,11 @@ class AddressBook:
             return 0
         self.known, self.ids = self.known.filter(keep), self.ids.filter(keep)
         self.classes = {n: a.filter(keep) for n, a in self.classes.items()}
-        zw_keep = pa.table({"a": self.known})  # noqa: F841  (scanned by DuckDB by name)
-        self.con.execute("DELETE FROM zw_addr WHERE a NOT IN (SELECT a FROM zw_keep)")
+        self.con.register("zw_keep", pa.table({"a": self.known}))
+        try:
+            self.con.execute("DELETE FROM zw_addr WHERE a NOT IN (SELECT a FROM zw_keep)")
+        finally:
+            self.con.unregister("zw_keep")
         return dropped
 
     def add(self, addresses: pa.Array) -> int:

@@ -77,15 +77,18 @@ def sniff(path: str) -> str:
         return "empty"
     if data[:4] in PCAP_MAGICS:
         return "pcap"
-    if b"\x00" in data[:4096]:
-        raise NotALogError(path, "binary data that is not a pcap/pcapng capture; not a log")
+    # a log's own structure decides first: binary damage after a valid header or a valid
+    # first record is the reader's business (rejected lines), not a reason to refuse the file
     for line in data.split(b"\n", 20)[:20]:
         if line.startswith((b"#separator", b"#fields")):
             return "zeek_tsv"
-    if data.lstrip()[:1] in (b"{", b"["):
-        kind = _json_kind(data)
-        if kind:
-            return kind
+    json_like = data.lstrip()[:1] in (b"{", b"[")
+    kind = _json_kind(data) if json_like else None
+    if kind:
+        return kind
+    if b"\x00" in data[:4096]:
+        raise NotALogError(path, "binary data that is not a pcap/pcapng capture; not a log")
+    if json_like:
         raise NotALogError(path, "JSON that is neither Zeek JSON (no _path/id.orig_h/uid) nor Suricata EVE (no event_type)")
     if _looks_like_headerless_tsv(data):
         return "zeek_tsv"
