@@ -26,6 +26,7 @@ from zeekwatch.readers.zeek.header import Layout
 # as one (1 MB blocks made 32 chunks of ~8 k rows: twice as slow to scan, so they were copied
 # into one; 8 MB blocks need no copy: 0.1 CPU-s less per 2 M conn rows)
 BLOCK_SIZE = 8 << 20
+THREADS_FROM = 1 << 20  # bytes: smaller ranges parse in the calling thread
 TS_LIMIT = float(schema.TS_MAX_SECONDS)  # a later "timestamp" is not one (schema)
 
 _ZEEK_NAMES = {pa.float64(): "number", pa.int64(): "count", pa.int32(): "port"}
@@ -61,7 +62,9 @@ def parse_fast(data, layout: Layout) -> pa.Table | None:
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=layout.names, block_size=BLOCK_SIZE),
+            read_options=pacsv.ReadOptions(column_names=layout.names, block_size=BLOCK_SIZE,
+                                           # threads cost ~3 ms to start: not for a few lines
+                                           use_threads=len(data) > THREADS_FROM),
             parse_options=_parse_options(layout),
             convert_options=_convert_options(layout, layout.parse_types))
     except pa.ArrowInvalid:
