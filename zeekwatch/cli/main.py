@@ -83,9 +83,9 @@ def _summary(result, db: str) -> None:
     out.print(table)
     for path, reason in log.skipped:
         err.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(reason))}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     for note in log.notes[:20]:
-        err.print(f"[dim]note[/] {escape(printable(note))}", highlight=False)
+        err.print(f"[dim]note[/] {escape(printable(note))}", highlight=False, soft_wrap=True)
     if log.reject_count:
         err.print(f"{log.reject_count} malformed line(s) skipped; see the `rejects` table "
                   f"(run_id = {result.run_id}) in {escape(printable(db))}", highlight=False)
