@@ -19,13 +19,18 @@ the record's shape — never from the file name:
 Records of other types are counted: a file with nothing usable lands in ``log.skipped``; a
 file that mixes usable and unusable records gets one note.
 
-Speed: the whole file goes through DuckDB's ``read_json`` with an explicit column list, one
+Speed: a file of 1 MB or more goes through DuckDB's ``read_json`` (smaller ones take the
+robust path at once: a DuckDB connection costs more than their parse; that connection may
+read only the one file: ``allowed_paths``, external access off) with an explicit column list, one
 thread (about 1.3 M rows per CPU-second; two threads reach ~2 M rows/s alone but slow the
 engine's inserts that run beside it), streamed in Arrow batches. DuckDB stops at the first line it
 cannot read; the rows it delivered before that are kept and the rest of the file is read by
 the robust path: bounded blocks of whole lines through ``pyarrow.json`` with an explicit
 schema, and only a block that fails goes line by line through orjson to find and reject the
 bad lines (``log.reject`` with the physical line number; a cut last line is "truncated").
+A batch or block holding a ``ts`` outside 1970..2199 (``schema.TS_MAX_SECONDS``) also takes the
+line-by-line path, so those records are rejects with their line numbers. A truncated gzip keeps
+what it decoded (a reject names the byte offset); a line over 32 MB is rejected unread.
 """
 
 from __future__ import annotations
