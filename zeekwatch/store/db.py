@@ -8,6 +8,7 @@ the merge gap of a stored finding extends that finding instead of adding another
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -109,6 +110,28 @@ def finding_id(detector: str, host: str, peer: str | None, key: str | None, star
     return "F" + hashlib.sha256(raw.encode()).hexdigest()[:15]
 
 
+class _Database(sqlite_utils.Database):
+    """sqlite-utils' database whose outermost ``atomic()`` is ``BEGIN IMMEDIATE``: a
+    transaction that reads before it writes (upsert_findings) takes the write lock first, so
+    a concurrent run waits for it (busy timeout) instead of failing at once on a stale
+    snapshot ("database is locked" without waiting)."""
+
+    @contextlib.contextmanager
+    def atomic(self):
+        if self.conn.in_transaction:
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.rollback()
+            raise
+        else:
+            self.conn.commit()
+
+
 ZEEKWATCH_TABLES = {"runs", "rejects", "findings", "evidence", "audit", "known_services"}
 BUSY_SECONDS = 60  # a second writer (another analyze run) waits this long for the lock
 
@@ -128,19 +151,14 @@ class Store:
                 self.db = sqlite_utils.Database(_readonly_connection(self.path))
                 self._refuse_foreign(empty_too=True)
                 return
-            self.db = sqlite_utils.Database(self.path)
+            self.db = _Database(self.path)
             self.db.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")  # before any write
             self._refuse_foreign()
             self.db.execute("PRAGMA journal_mode=WAL")
             # IMMEDIATE: a second process waits (busy timeout) for the first one's schema
             # instead of failing on a read-then-write race ("table runs already exists")
-            self.db.conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self.db.atomic():
                 self._ensure_schema()
-            except BaseException:
-                self.db.conn.rollback()
-                raise
-            self.db.conn.commit()
         except StoreError:
             raise
         except sqlite3.DatabaseError as exc:

@@ -62,6 +62,10 @@ class TriageStore:
             self._ensure_schema()
 
     def _ensure_schema(self) -> None:
+        with self.db.atomic():  # write lock first: a concurrent run waits, no double CREATE
+            self._create_missing()
+
+    def _create_missing(self) -> None:
         db, names = self.db, set(self.db.table_names())
         if "app_usage" not in names:
             db["app_usage"].create({
