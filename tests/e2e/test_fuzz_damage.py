@@ -23,6 +23,7 @@ FILES = [
     ("rita/proxy/conn.log", "conn_records"),
 ]
 GZ_FILES = FILES + [("zed-sample-data/zeek-default/smtp.log.gz", "smtp_records")]
+pytestmark = pytest.mark.slow  # ~80 in-process analyses
 SETTINGS = settings(max_examples=8, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])

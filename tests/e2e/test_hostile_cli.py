@@ -50,6 +50,20 @@ def analyzed(tmp_path, *paths) -> Path:
     return db
 
 
+@pytest.fixture(scope="module")
+def scan_db_once(tmp_path_factory):
+    """One analysed scan, made once per module; tests get a copy (``scan_db``)."""
+    tmp = tmp_path_factory.mktemp("scan")
+    return analyzed(tmp, scan_log(tmp))
+
+
+@pytest.fixture
+def scan_db(scan_db_once, tmp_path):
+    db = tmp_path / "f.db"
+    shutil.copy(scan_db_once, db)
+    return db
+
+
 def query(db, sql, params=()):
     con = sqlite3.connect(db)
     try:
@@ -107,8 +121,8 @@ def test_error_messages_escape_file_names(tmp_path):
     ("--suppress", "host", "--expires", "2001-01-01"),  # in the past
     ("--expires", "2030-01-01"),  # an expiry without a rule
 ])
-def test_a_refused_status_change_writes_nothing(tmp_path, extra):
-    db = analyzed(tmp_path, scan_log(tmp_path))
+def test_a_refused_status_change_writes_nothing(scan_db, extra):
+    db = scan_db
     fid = finding_of(db, "horizontal_scan")
     before = query(db, "SELECT status, (SELECT count(*) FROM audit), (SELECT count(*) FROM "
                        "suppressions) FROM findings WHERE id = ?", [fid])
@@ -144,8 +158,8 @@ FINDINGS_ARGS = [
 
 
 @pytest.mark.parametrize("args,code,message", ANALYST + FINDINGS_ARGS, ids=lambda x: str(x)[:40])
-def test_analyst_input_is_validated(tmp_path, args, code, message):
-    db = analyzed(tmp_path, scan_log(tmp_path))
+def test_analyst_input_is_validated(scan_db, args, code, message):
+    db = scan_db
     rules = query(db, "SELECT count(*) FROM suppressions")
     extra = ("--owner", "a", "--reason", "b") if args[:2] == ("suppress", "add") else ()
     p = run(*args, *extra, "--db", db)
@@ -162,8 +176,8 @@ def test_analyze_refuses_an_unknown_detector_before_writing(tmp_path):
 
 
 @pytest.mark.parametrize("encoding,code", [("latin-1", 3), ("utf-16", 0)])
-def test_inventory_encodings(tmp_path, encoding, code):
-    db = analyzed(tmp_path, scan_log(tmp_path))
+def test_inventory_encodings(scan_db, tmp_path, encoding, code):
+    db = scan_db
     csv = tmp_path / "assets.csv"
     csv.write_bytes("address,class,name,owner\n10.0.0.7,server,caf\u00e9,ops\n".encode(encoding))
     p = run("assets", "import", csv, "--db", db)

@@ -90,7 +90,7 @@ def store_message(path: str, exc: sqlite3.Error) -> str:
         return f"{path}: cannot write the database: {text} (is the disk full?)"
     if "readonly" in text or "read-only" in text:
         return f"{path}: the database is read-only here: {text}"
-    return f"{path}: cannot use as a zeekwatch database: {text}"
+    return f"{path}: cannot open as a zeekwatch database: {text}"
 
 
 def _readonly_connection(path: str) -> sqlite3.Connection:
