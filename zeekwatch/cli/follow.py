@@ -14,9 +14,11 @@ import time
 
 import click
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config
+from zeekwatch.text import printable
 
 JSONL_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
                  "observed", "threshold", "urgency", "tier", "due_at", "status", "summary",
@@ -97,7 +99,7 @@ def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval,
         records = ", ".join(f"{t} {n:,}" for t, n in sorted(result.records.items())) or "no rows"
         err.print(f"follow run {result.run_id}: {result.batches} batch(es), {records}, "
                   f"{result.rejects} rejected line(s), findings {result.new} new / "
-                  f"{result.updated} updated in {db}", highlight=False)
+                  f"{result.updated} updated in {escape(printable(db))}", highlight=False)
 
 
 class _Output:
