@@ -219,7 +219,10 @@ class IncidentStore:
         return rows[0] if rows else None
 
     def select(self, statuses: Iterable[str], queued_only: bool, host: str | None = None,
-               overdue_at: str | None = None, tiers: Iterable[int] = ()) -> list[dict]:
+               overdue_at: str | None = None, tiers: Iterable[int] = (),
+               per_host: bool = True) -> list[dict]:
+        """Incidents by status, most urgent first. ``per_host``: one row per host (its most
+        urgent matching incident) with ``host_incidents``, how many of its incidents match."""
         where, params = [], []
         statuses = list(statuses)
         where.append(f"status IN ({', '.join('?' * len(statuses))})")
@@ -236,8 +239,13 @@ class IncidentStore:
         if tiers:
             where.append(f"tier IN ({', '.join('?' * len(tiers))})")
             params += tiers
-        return list(self.db.query("SELECT * FROM incidents WHERE " + " AND ".join(where)
-                                  + " ORDER BY urgency DESC, due_at, first_seen, id", params))
+        order = "urgency DESC, due_at, first_seen, id"
+        sql = (f"SELECT *, row_number() OVER (PARTITION BY host ORDER BY {order}) AS host_rank, "
+               "count(*) OVER (PARTITION BY host) AS host_incidents FROM incidents WHERE "
+               + " AND ".join(where))
+        if per_host:
+            sql = f"SELECT * FROM ({sql}) WHERE host_rank = 1"
+        return list(self.db.query(sql + f" ORDER BY {order}", params))
 
     def audit(self, iid: str) -> list[dict]:
         return list(self.db.query("SELECT * FROM incident_audit WHERE incident_id = ? ORDER BY id",

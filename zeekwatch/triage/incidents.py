@@ -181,7 +181,7 @@ class Incidents:
                   f"{len(fams)} independent families" if queued else
                   "weak signals only: waiting for another family (shown with --all)"
                   if counted else "no counted finding (all suppressed or false positive)")
-        sources = sorted({f["host"] for f in pool if f["host"] != self._target(f)})
+        sources = sorted(set().union(*(self._sources(f) for f in pool)))
         return {
             "direction": direction, "first_seen": first,
             "last_seen": max(f["last_seen"] for f in findings),
@@ -232,8 +232,16 @@ class Incidents:
                           "value": add})
         return accepted, terms
 
-    def _target(self, f: dict) -> str:
-        return json.loads(f["score_terms"] or "{}").get("target") or f["host"]
+    @staticmethod
+    def _sources(f: dict) -> set[str]:
+        """The external actors of an inbound finding: its host, or (an internal host that was
+        the alerts' destination) its peers."""
+        st = json.loads(f["score_terms"] or "{}")
+        if st.get("direction") != "inbound":
+            return set()
+        if st.get("target") and st["target"] != f["host"]:
+            return {f["host"]}
+        return set(json.loads(f["distinct_values"] or "[]")) or ({f["peer"]} if f["peer"] else set())
 
     @staticmethod
     def _threat(f: dict) -> str:

@@ -173,6 +173,11 @@ def _verdict_rule(f: dict, kind: str) -> dict:
     sid = details.get("sid")
     if sid is None and (f.get("key") or "").startswith("sid:"):
         sid = f["key"][4:]
+    if f["detector"] == "ids_alert" and sid is None and details.get("sids"):
+        sids = " ".join(str(x) for x in details["sids"])
+        raise TriageError(f"--suppress: this finding rolls up {len(details['sids'])} signatures "
+                          f"({sids}); suppress each with `zeekwatch suppress add --sid N` "
+                          f"(and --cidr {f['host']} for this host only)")
     if kind == "host":
         try:
             net = ipaddress.ip_network(f["host"])
