@@ -176,9 +176,13 @@ class IncidentStore:
         return {r[0] for r in self.db.execute(sql, list(params))}
 
     def _temp_ids(self, ids: Iterable[str]) -> None:
-        self.db.execute("DROP TABLE IF EXISTS temp.zi_ids")
-        self.db.execute("CREATE TEMP TABLE zi_ids (id TEXT PRIMARY KEY)")
-        self.db.conn.executemany("INSERT OR IGNORE INTO temp.zi_ids VALUES (?)", [(i,) for i in ids])
+        # in a transaction of its own (or the caller's): an INSERT outside one would open an
+        # implicit transaction that later ``atomic`` blocks only nest in, never commit
+        with self.db.atomic():
+            self.db.execute("DROP TABLE IF EXISTS temp.zi_ids")
+            self.db.execute("CREATE TEMP TABLE zi_ids (id TEXT PRIMARY KEY)")
+            self.db.conn.executemany("INSERT OR IGNORE INTO temp.zi_ids VALUES (?)",
+                                     [(i,) for i in ids])
 
     def members(self, ids: Iterable[str]) -> list[dict]:
         """The findings of incidents ``ids`` with their incident id, in time order."""

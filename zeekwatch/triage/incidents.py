@@ -272,7 +272,7 @@ def story(findings: list[dict], direction: str, sources: list[str]) -> str:
     text = ", then ".join(phrases[:4])
     if len(phrases) > 4:
         text += f", and {len(phrases) - 4} more"
-    if direction == "inbound":
+    if sources:
         n = len(sources)
         text = f"under attack from {n} source{'s' if n != 1 else ''}: " + text
     return text
