@@ -27,11 +27,14 @@ import datetime as dt
 import json
 from collections import Counter, defaultdict
 
+import pyarrow as pa
+
 from zeekwatch.config import Config
 from zeekwatch.errors import ConfigError
 from zeekwatch.store.db import OPEN_STATUSES, Store, iso, now_iso, parse_iso
 from zeekwatch.store.incidents import IncidentStore, dumps
 from zeekwatch.triage import playbooks
+from zeekwatch.triage.appusage import temp_table
 from zeekwatch.triage.score import NO_CORROBORATION, Scorer, clamp, tier_for
 
 DEFAULT_WINDOW = 86400
@@ -181,7 +184,11 @@ class Incidents:
                   f"{len(fams)} independent families" if queued else
                   "weak signals only: waiting for another family (shown with --all)"
                   if counted else "no counted finding (all suppressed or false positive)")
-        sources = sorted(set().union(*(self._sources(f) for f in pool)))
+        # distinct external sources: the listed ones (20 per finding), at least the largest
+        # count a single finding holds
+        listed = set().union(*(self._sources(f) for f in pool))
+        n_sources = max([len(listed)] + [int(f["distinct_total"] or 0) for f in pool
+                                         if self._sources(f) and f["host"] == self._target(f)])
         return {
             "direction": direction, "first_seen": first,
             "last_seen": max(f["last_seen"] for f in findings),
@@ -190,8 +197,8 @@ class Incidents:
             "threat": threat, "queued": int(queued), "findings_counted": len(counted),
             "findings_listed": len(findings),
             "detectors": dumps(dict(sorted(Counter(f["detector"] for f in counted).items()))),
-            "families": dumps(sorted(fams)), "sources": len(sources),
-            "summary": story(pool, direction, sources),
+            "families": dumps(sorted(fams)), "sources": n_sources,
+            "summary": story(pool, n_sources),
             "score_terms": dumps({"terms": terms, "urgency": urgency, "tier": tier.name,
                                   "tier_number": tier.number, "owner": tier.owner,
                                   "sla_hours": tier.hours, "threat": threat,
@@ -233,6 +240,10 @@ class Incidents:
         return accepted, terms
 
     @staticmethod
+    def _target(f: dict) -> str:
+        return json.loads(f["score_terms"] or "{}").get("target") or f["host"]
+
+    @staticmethod
     def _sources(f: dict) -> set[str]:
         """The external actors of an inbound finding: its host, or (an internal host that was
         the alerts' destination) its peers."""
@@ -251,6 +262,35 @@ class Incidents:
         return f["threat"]
 
 
+ANSWER_WINDOW = 3600  # seconds after a finding's last event in which an answer still counts
+
+
+def mark_answered(con, candidates: list[dict]) -> None:
+    """Inbound findings whose target answered: an external host's finding (a scan) followed
+    by established connections from that host to its internal peer, within ``ANSWER_WINDOW``
+    s of the finding. Sets details ``answered_connections`` (scoring reads it: the
+    ``inbound_answered`` row of the risk matrix). One query over conn for all candidates."""
+    todo = [f for f in candidates if f.get("peer") and f["detector"] != "ids_alert"]
+    if not todo:
+        return
+    ts = pa.timestamp("us", tz="UTC")
+    temp_table(con, "zi_inbound", {"host": pa.string(), "peer": pa.string(), "lo": ts, "hi": ts},
+               [(f["host"], f["peer"], parse_iso(f["first_seen"]),
+                 parse_iso(f["last_seen"]) + dt.timedelta(seconds=ANSWER_WINDOW)) for f in todo])
+    rows = con.execute(
+        "SELECT t.host, t.peer, t.lo, count(*) FROM zi_inbound t JOIN cx c "
+        "ON c.orig_h = t.host AND c.resp_h = t.peer AND c.ts BETWEEN t.lo AND t.hi "
+        "WHERE c.established AND NOT c.orig_internal AND c.resp_internal "
+        "GROUP BY t.host, t.peer, t.lo").fetchall()
+    found = {(h, p, iso(lo)): n for h, p, lo, n in rows}
+    for f in todo:
+        n = found.get((f["host"], f["peer"], f["first_seen"]))
+        if n:
+            d = json.loads(f.get("details") or "{}")
+            d["answered_connections"] = n
+            f["details"] = json.dumps(d, default=str, sort_keys=True)
+
+
 def _phrase(f: dict) -> str:
     what = f["detector"]
     if f.get("key"):
@@ -262,7 +302,7 @@ def _phrase(f: dict) -> str:
     return what
 
 
-def story(findings: list[dict], direction: str, sources: list[str]) -> str:
+def story(findings: list[dict], sources: int) -> str:
     """One line, in time order: "horizontal_scan tcp/445 (40 values), then c2_port ..."."""
     phrases: list[str] = []
     for f in findings:
@@ -273,7 +313,7 @@ def story(findings: list[dict], direction: str, sources: list[str]) -> str:
     if len(phrases) > 4:
         text += f", and {len(phrases) - 4} more"
     if sources:
-        n = len(sources)
+        n = sources
         text = f"under attack from {n} source{'s' if n != 1 else ''}: " + text
     return text
 

@@ -229,8 +229,8 @@ class Scorer:
             cats = [str(c).lower() for c in (d.get("categories") or {})] or [str(d.get("category") or "").lower()]
             hit = [c for c in cats if c in EXPLOIT_CATEGORIES]
             return f"alert category {hit[0]}" if hit else None
-        n = d.get("established") or 0
-        return f"{n} established connection(s)" if isinstance(n, (int, float)) and n > 0 else None
+        n = d.get("answered_connections") or 0
+        return f"{n} established connection(s) from the source" if isinstance(n, (int, float)) and n > 0 else None
 
     def _base(self, f: dict) -> tuple[str, str, str, dict]:
         """(matrix row, asset class column, term name, extra score_terms keys)."""

@@ -24,7 +24,7 @@ import pyarrow as pa
 from zeekwatch.config import Config
 from zeekwatch.store.db import STATUSES, Store, iso, now_iso, parse_iso
 from zeekwatch.store.triage import TriageError, TriageStore
-from zeekwatch.triage import appusage, suppress
+from zeekwatch.triage import appusage, incidents, suppress
 from zeekwatch.triage.score import Scorer
 
 AUTOMATION = "zeekwatch"
@@ -116,6 +116,7 @@ def _enrich(con, candidates: list[dict]) -> None:
             for k, v in extra.items():
                 details.setdefault(k, v)
             f["details"] = json.dumps(details, default=str, sort_keys=True)
+    incidents.mark_answered(con, candidates)  # inbound scans the target answered
 
 
 def _alert_roles(con, findings: list[dict]) -> dict[tuple, str]:
