@@ -27,9 +27,9 @@ tshark:
 
 demo: install
 	$(BIN)/zeekwatch --config pcaps/zeekwatch.toml analyze pcaps/*.pcap --db $(DB)
-	$(BIN)/zeekwatch findings --db $(DB)
+	$(BIN)/zeekwatch incidents --db $(DB)
 	@echo
-	@echo "Findings are in $(DB). Next: $(BIN)/zeekwatch findings show ID --db $(DB)"
+	@echo "Incidents and findings are in $(DB). Next: $(BIN)/zeekwatch incidents show ID --db $(DB)"
 
 test: install tshark
 	$(BIN)/python -m pytest -q

@@ -150,13 +150,16 @@ def config_init(path, force):
 @config.command("check")
 @click.argument("path", type=click.Path(dir_okay=False))
 def config_check(path):
-    """Validate the config file at PATH (networks, detectors, scoring, suppression)."""
+    """Validate the config file at PATH (networks, detectors, scoring, suppression, incidents)."""
     from zeekwatch.detectors import validate
     from zeekwatch.triage.stage import TriageStage
 
     cfg = configmod.load(path)
     validate(cfg)
     TriageStage(cfg)  # [scoring] and [suppress]
+    from zeekwatch.triage.incidents import Incidents
+
+    Incidents(cfg)  # [incidents]
     click.echo(f"{path}: ok")
 
 
