@@ -124,6 +124,8 @@ def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, **overrides)
             "records": dict(result.log.records), "rejects": result.log.reject_count,
             "skipped": [{"path": p, "reason": r} for p, r in result.log.skipped],
             "findings_new": result.new, "findings_updated": result.updated,
+            "incidents": {k: round(v, 3) if isinstance(v, float) else v
+                          for k, v in result.incidents.items()},
         }))
     else:
         _summary(result, db)

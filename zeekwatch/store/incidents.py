@@ -63,6 +63,23 @@ SELECT host, s, incident_id, finding_id,
 FROM marked"""
 
 
+# the finding columns that scoring and `incidents show` read
+MEMBER_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
+                  "urgency", "status", "summary", "suppressed_reason", "distinct_total",
+                  "distinct_values", "details")
+# what scoring reads of a finding's score_terms, decoded by SQLite: the direction, target and
+# answer of inbound findings, and the finding's own urgency (its terms without per-finding
+# corroboration, clamped to 1..10; its urgency when it has no terms)
+SCORE_FIELDS = """json_extract(f.score_terms, '$.direction') AS direction,
+  json_extract(f.score_terms, '$.target') AS target,
+  json_extract(f.score_terms, '$.answered') AS answered,
+  coalesce(max(1, min(10, (SELECT sum(json_extract(j.value, '$.value'))
+    FROM json_each(f.score_terms, '$.terms') j
+    WHERE json_extract(j.value, '$.term') NOT LIKE 'corroborated by%'
+      AND json_extract(j.value, '$.term') NOT LIKE 'clamped%')) ), f.urgency, 1) AS own"""
+TIME_WIDTH = len("2024-01-01T00:00:00.000000Z")  # store.iso's fixed width
+
+
 def incident_id(host: str, start: str, n: int = 0) -> str:
     raw = "\x1f".join([host, start] + ([str(n)] if n else []))
     return "I" + hashlib.sha256(raw.encode()).hexdigest()[:15]
@@ -114,11 +131,11 @@ class IncidentStore:
                        {"w": float(window)})
             # each island joins its earliest open incident, or gets a new one
             db.execute("DROP TABLE IF EXISTS temp.zi_target")
+            # (times are fixed-width ISO text: the earliest incident is the minimum of time||id)
             db.execute(
                 "CREATE TEMP TABLE zi_target AS SELECT host, isl, min(s) AS s, "
-                "(SELECT z.incident_id FROM temp.zi_island z WHERE z.host = i.host AND z.isl = i.isl "
-                " AND z.incident_id IS NOT NULL ORDER BY z.s, z.incident_id LIMIT 1) AS incident_id "
-                "FROM temp.zi_island i GROUP BY host, isl")
+                "substr(min(CASE WHEN incident_id IS NOT NULL THEN s || incident_id END), "
+                f"{TIME_WIDTH + 1}) AS incident_id FROM temp.zi_island GROUP BY host, isl")
             self._new_incidents()
             now = now_iso()
             db.execute(
@@ -187,18 +204,18 @@ class IncidentStore:
     def members(self, ids: Iterable[str]) -> list[dict]:
         """The findings of incidents ``ids`` with their incident id, in time order."""
         self._temp_ids(ids)
+        cols = ", ".join(f"f.{c}" for c in MEMBER_COLUMNS)
         return list(self.db.query(
-            "SELECT m.incident_id, f.* FROM temp.zi_ids t JOIN incident_findings m "
+            f"SELECT m.incident_id, {cols}, {SCORE_FIELDS} FROM temp.zi_ids t JOIN incident_findings m "
             "ON m.incident_id = t.id JOIN findings f ON f.id = m.finding_id "
             "ORDER BY m.incident_id, f.first_seen, f.id"))
 
-    def member_uids(self, ids: Iterable[str]) -> list[tuple[str, str]]:
-        """(finding id, evidence uid) of the findings of incidents ``ids``."""
-        self._temp_ids(ids)
+    def uids(self, finding_ids: Iterable[str]) -> list[tuple[str, str]]:
+        """(finding id, evidence uid) of findings ``finding_ids``."""
+        self._temp_ids(finding_ids)
         return self.db.execute(
-            "SELECT e.finding_id, e.value FROM temp.zi_ids t JOIN incident_findings m "
-            "ON m.incident_id = t.id JOIN evidence e ON e.finding_id = m.finding_id "
-            "AND e.kind = 'uid'").fetchall()
+            "SELECT e.finding_id, e.value FROM temp.zi_ids t JOIN evidence e "
+            "ON e.finding_id = t.id AND e.kind = 'uid'").fetchall()
 
     def rows(self, ids: Iterable[str]) -> dict[str, dict]:
         self._temp_ids(ids)
@@ -256,14 +273,15 @@ class IncidentStore:
                                   [iid]))
 
     # -- writing --------------------------------------------------------------------------------
-    def update_machine(self, changes: dict[str, dict]) -> None:
-        """Write machine-owned columns (``MACHINE_COLUMNS``) of several incidents."""
+    def update_machine(self, rows: dict[str, dict]) -> None:
+        """Write the machine-owned columns (``MACHINE_COLUMNS``, all of them) of several
+        incidents, in one statement."""
         now = now_iso()
+        cols = ", ".join(f"{c} = ?" for c in MACHINE_COLUMNS)
         with self.db.atomic():
-            for iid, values in changes.items():
-                row = {k: v for k, v in values.items() if k in MACHINE_COLUMNS}
-                row["updated_at"] = now
-                self.db["incidents"].update(iid, row)
+            self.db.conn.executemany(
+                f"UPDATE incidents SET {cols}, updated_at = ? WHERE id = ?",
+                [[v.get(c) for c in MACHINE_COLUMNS] + [now, iid] for iid, v in rows.items()])
 
     def set_fields(self, iid: str, values: dict, who: str, action: str, note: str | None,
                    old_status: str | None = None, new_status: str | None = None) -> None:

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from zeekwatch.config import Config
 from zeekwatch.errors import ConfigError
-from zeekwatch.store.db import OPEN_STATUSES, Store, iso, now_iso, parse_iso
+from zeekwatch.store.db import OPEN_STATUSES, Store, iso, parse_iso
 from zeekwatch.store.incidents import IncidentStore, dumps
 from zeekwatch.triage import playbooks
 from zeekwatch.triage.appusage import temp_table
@@ -50,7 +50,6 @@ DEFAULT_FAMILIES = {
 }
 CONFIG_KEYS = {"window", "weak_detectors", "families", "corroboration", "max_corroboration",
                "playbooks"}
-CORROBORATION_PREFIX = "corroborated by"
 
 
 class Settings:
@@ -93,15 +92,6 @@ def _names(c: dict, key: str, default) -> list[str]:
     return v
 
 
-def own_urgency(f: dict) -> int:
-    """A finding's urgency without its per-finding corroboration term."""
-    terms = json.loads(f.get("score_terms") or "{}").get("terms") or []
-    if not terms:
-        return int(f.get("urgency") or 1)
-    return clamp(sum(int(t["value"]) for t in terms if not str(t["term"]).startswith(CORROBORATION_PREFIX)
-                     and not str(t["term"]).startswith("clamped")))
-
-
 class Incidents:
     """Builds and scores incidents for one config (made before anything is written, so a
     config error refuses early)."""
@@ -130,19 +120,23 @@ class Incidents:
         members: dict[str, list[dict]] = defaultdict(list)
         for m in ist.members(ids):
             members[m["incident_id"]].append(m)
+        # evidence uids matter only where several families meet (independence)
+        need = [f["id"] for ms in members.values()
+                if len({self.settings.family(f["detector"]) for f in ms}) > 1 for f in ms]
         uids: dict[str, set[str]] = defaultdict(set)
-        for fid, uid in ist.member_uids(ids):
+        for fid, uid in ist.uids(need) if need else ():
             uids[fid].add(uid)
         current = ist.rows(ids)
-        changes = {}
+        changes, rows = {}, {}
         for iid, old in current.items():
             new = self.score(members.get(iid, []), uids)
             diff = {k: v for k, v in new.items() if old.get(k) != v}
             if diff:
                 changes[iid] = diff
+                rows[iid] = new
         if changes:
             with ist.db.atomic():
-                ist.update_machine(changes)
+                ist.update_machine(rows)
                 if who:
                     for iid, diff in changes.items():
                         if "urgency" in diff:
@@ -159,13 +153,15 @@ class Incidents:
         pool = counted or findings
         if not pool:
             return {}
-        directions = [json.loads(f["score_terms"] or "{}").get("direction") or "outbound" for f in pool]
+        directions = [f["direction"] or "outbound" for f in pool]
         direction = ("outbound" if "outbound" in directions else
                      "inbound" if "inbound" in directions else "external")
-        ranked = sorted(pool, key=lambda f: (-own_urgency(f), f["first_seen"], f["id"]))
+        ranked = sorted(pool, key=lambda f: (-f["own"], f["first_seen"], f["id"]))
         top = ranked[0]
         terms = [{"term": f"highest finding: {top['detector']} {top['id']} (own urgency, "
-                          f"without its per-finding corroboration)", "value": own_urgency(top)}]
+                          f"without its per-finding corroboration)", "value": top["own"]}]
+        if not counted:  # listed, never counted: the incident carries no risk of its own
+            terms = [{"term": "no counted finding (all suppressed or false positive)", "value": 1}]
         fams, extra = self._corroboration(ranked, uids, bool(counted))
         terms += extra
         total = sum(t["value"] for t in terms)
@@ -186,9 +182,10 @@ class Incidents:
                   if counted else "no counted finding (all suppressed or false positive)")
         # distinct external sources: the listed ones (20 per finding), at least the largest
         # count a single finding holds
-        listed = set().union(*(self._sources(f) for f in pool))
-        n_sources = max([len(listed)] + [int(f["distinct_total"] or 0) for f in pool
-                                         if self._sources(f) and f["host"] == self._target(f)])
+        srcs = [(f, self._sources(f)) for f in pool]
+        listed = set().union(*(x for _, x in srcs))
+        n_sources = max([len(listed)] + [int(f["distinct_total"] or 0) for f, x in srcs
+                                         if x and f["host"] == self._target(f)])
         return {
             "direction": direction, "first_seen": first,
             "last_seen": max(f["last_seen"] for f in findings),
@@ -241,24 +238,22 @@ class Incidents:
 
     @staticmethod
     def _target(f: dict) -> str:
-        return json.loads(f["score_terms"] or "{}").get("target") or f["host"]
+        return f["target"] or f["host"]
 
     @staticmethod
     def _sources(f: dict) -> set[str]:
         """The external actors of an inbound finding: its host, or (an internal host that was
         the alerts' destination) its peers."""
-        st = json.loads(f["score_terms"] or "{}")
-        if st.get("direction") != "inbound":
+        if f["direction"] != "inbound":
             return set()
-        if st.get("target") and st["target"] != f["host"]:
+        if f["target"] and f["target"] != f["host"]:
             return {f["host"]}
         return set(json.loads(f["distinct_values"] or "[]")) or ({f["peer"]} if f["peer"] else set())
 
     @staticmethod
     def _threat(f: dict) -> str:
-        st = json.loads(f["score_terms"] or "{}")
-        if st.get("direction") in ("inbound", "external"):
-            return "inbound_answered" if st.get("answered") else "inbound"
+        if f["direction"] in ("inbound", "external"):
+            return "inbound_answered" if f["answered"] else "inbound"
         return f["threat"]
 
 
@@ -329,6 +324,3 @@ def open_ids(ist: IncidentStore, hosts=None) -> set[str]:
         params += hosts
     return ist.ids_where(where, params)
 
-
-def now() -> str:
-    return now_iso()
