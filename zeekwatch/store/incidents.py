@@ -65,18 +65,17 @@ FROM marked"""
 
 # the finding columns that scoring and `incidents show` read
 MEMBER_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
-                  "urgency", "status", "summary", "suppressed_reason", "distinct_total",
-                  "distinct_values", "details")
+                  "urgency", "status", "summary", "suppressed_reason", "distinct_total")
 # what scoring reads of a finding's score_terms, decoded by SQLite: the direction, target and
-# answer of inbound findings, and the finding's own urgency (its terms without per-finding
-# corroboration, clamped to 1..10; its urgency when it has no terms)
-SCORE_FIELDS = """json_extract(f.score_terms, '$.direction') AS direction,
+# answer of inbound findings; the terms themselves only when a per-finding corroboration term
+# is among them (scoring takes it out: the finding's own urgency)
+SCORE_FIELDS = """instr(f.details, '"time_unknown": true') > 0 AS time_unknown,
+  CASE WHEN json_extract(f.score_terms, '$.direction') = 'inbound' THEN f.distinct_values END
+    AS distinct_values,
+  json_extract(f.score_terms, '$.direction') AS direction,
   json_extract(f.score_terms, '$.target') AS target,
   json_extract(f.score_terms, '$.answered') AS answered,
-  coalesce(max(1, min(10, (SELECT sum(json_extract(j.value, '$.value'))
-    FROM json_each(f.score_terms, '$.terms') j
-    WHERE json_extract(j.value, '$.term') NOT LIKE 'corroborated by%'
-      AND json_extract(j.value, '$.term') NOT LIKE 'clamped%')) ), f.urgency, 1) AS own"""
+  CASE WHEN instr(f.score_terms, '"corroborated by') > 0 THEN f.score_terms END AS corroborated"""
 TIME_WIDTH = len("2024-01-01T00:00:00.000000Z")  # store.iso's fixed width
 
 
@@ -179,14 +178,10 @@ class IncidentStore:
 
     # -- reading --------------------------------------------------------------------------------
     def incidents_of_findings(self, finding_ids: Iterable[str]) -> set[str]:
-        ids = [i for i in set(finding_ids) if i]
-        out: set[str] = set()
-        for k in range(0, len(ids), 500):
-            part = ids[k:k + 500]
-            out |= {r[0] for r in self.db.execute(
-                "SELECT DISTINCT incident_id FROM incident_findings "
-                f"WHERE finding_id IN ({', '.join('?' * len(part))})", part)}
-        return out
+        self._temp_ids(i for i in finding_ids if i)
+        return {r[0] for r in self.db.execute(
+            "SELECT DISTINCT m.incident_id FROM temp.zi_ids t JOIN incident_findings m "
+            "ON m.finding_id = t.id")}
 
     def ids_where(self, where: str = "", params: Iterable = ()) -> set[str]:
         sql = "SELECT id FROM incidents" + (f" WHERE {where}" if where else "")
