@@ -69,12 +69,14 @@ MEMBER_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen
 # what scoring reads of a finding's score_terms, decoded by SQLite: the direction, target and
 # answer of inbound findings; the terms themselves only when a per-finding corroboration term
 # is among them (scoring takes it out: the finding's own urgency)
-SCORE_FIELDS = """instr(f.details, '"time_unknown": true') > 0 AS time_unknown,
-  CASE WHEN json_extract(f.score_terms, '$.direction') = 'inbound' THEN f.distinct_values END
-    AS distinct_values,
-  json_extract(f.score_terms, '$.direction') AS direction,
-  json_extract(f.score_terms, '$.target') AS target,
-  json_extract(f.score_terms, '$.answered') AS answered,
+# (only inbound and external findings have a "target" key: the others are not parsed at all)
+HAS_TARGET = "instr(f.score_terms, '\"target\":') > 0"
+SCORE_FIELDS = f"""instr(f.details, '"time_unknown": true') > 0 AS time_unknown,
+  CASE WHEN {HAS_TARGET} THEN f.distinct_values END AS distinct_values,
+  CASE WHEN {HAS_TARGET} THEN json_extract(f.score_terms, '$.direction') ELSE 'outbound' END
+    AS direction,
+  CASE WHEN {HAS_TARGET} THEN json_extract(f.score_terms, '$.target') END AS target,
+  CASE WHEN {HAS_TARGET} THEN json_extract(f.score_terms, '$.answered') END AS answered,
   CASE WHEN instr(f.score_terms, '"corroborated by') > 0 THEN f.score_terms END AS corroborated"""
 TIME_WIDTH = len("2024-01-01T00:00:00.000000Z")  # store.iso's fixed width
 
@@ -120,7 +122,8 @@ class IncidentStore:
             db.execute("DROP TABLE IF EXISTS temp.zi_pending")
             db.execute(
                 "CREATE TEMP TABLE zi_pending AS SELECT f.id AS finding_id, "
-                "coalesce(json_extract(f.score_terms, '$.target'), f.host) AS host, "
+                f"coalesce(CASE WHEN {HAS_TARGET} THEN json_extract(f.score_terms, '$.target') END, "
+                "f.host) AS host, "
                 "f.first_seen, f.last_seen FROM findings f WHERE NOT EXISTS "
                 "(SELECT 1 FROM incident_findings m WHERE m.finding_id = f.id)")
             if not db.execute("SELECT count(*) FROM temp.zi_pending").fetchone()[0]:
