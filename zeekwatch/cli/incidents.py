@@ -50,7 +50,7 @@ def _counts(detectors: str | None) -> str:
 
 @click.group(invoke_without_command=True)
 @click.option("--all", "show_all", is_flag=True,
-              help="Also incidents of weak signals only (waiting for another family) and "
+              help="Also incidents of weak signals only (waiting for a strong detector) and "
                    "incidents without counted findings.")
 @click.option("--status", "statuses", multiple=True,
               type=click.Choice(INCIDENT_STATUSES + ("open", "all")),
@@ -66,7 +66,7 @@ def incidents(ctx, show_all, statuses, overdue, tiers, host, db):
     first, with the findings by detector and the story. Times are UTC.
 
     Weak signals alone (outbound_ping, off_hours, unusual_port, rare_destination, or what
-    incidents.weak_detectors lists) wait for another behaviour family: --all shows them.
+    incidents.weak_detectors lists) wait for a detector that is not weak: --all shows them.
     """
     ctx.ensure_object(dict)
     if db:

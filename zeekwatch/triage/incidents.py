@@ -11,8 +11,9 @@ the store groups every finding that has no incident yet (SQL gaps and islands pe
 A finding's *own* urgency is its urgency without its per-finding corroboration term (the
 incident judges corroboration itself, by independent evidence). Counted findings are those
 not suppressed and not false_positive; suppressed ones are listed but never counted. Weak
-detectors (``incidents.weak_detectors``) add risk but put an incident in the default queue
-(``queued``) only once another family corroborates them. Findings on an external host
+detectors (``incidents.weak_detectors``) add risk (they corroborate like any family) but
+put an incident in the default queue (``queued``) only once a detector that is not weak
+joins them: several weak families together still wait. Findings on an external host
 belong to the incident of their internal target (direction ``inbound``; scored by the
 ``inbound`` rows of the risk matrix, ``triage.score``).
 
@@ -201,10 +202,9 @@ class Incidents:
             due = dt.datetime.now(dt.timezone.utc)
         threat = self._threat(top)
         strong = [f for f in counted if f["detector"] not in s.weak]
-        queued = bool(strong) or len(fams) >= 2
+        queued = bool(strong)  # weak signals, of one family or several, wait for company
         reason = ("a strong detector fired" if strong else
-                  f"{len(fams)} independent families" if queued else
-                  "weak signals only: waiting for another family (shown with --all)"
+                  "weak signals only: waiting for a strong detector (shown with --all)"
                   if counted else "no counted finding (all suppressed or false positive)")
         # distinct external sources: the listed ones (20 per finding), at least the largest
         # count a single finding holds

@@ -164,7 +164,7 @@ def test_weak_signals_wait_for_company(tmp_path):
     cfg = from_dict({"incidents": {"weak_detectors": ["c2_port", "unusual_port"]}})
     db = run(tmp_path, [irc("10.0.0.5", T0)], cfg)
     inc, = incidents(db)
-    assert inc["queued"] == 0 and "waiting for another family" in json.loads(inc["score_terms"])["queued"]
+    assert inc["queued"] == 0 and "waiting for a strong detector" in json.loads(inc["score_terms"])["queued"]
     db = run(tmp_path, [irc("10.0.0.5", T0)] + scan("10.0.0.5", start=T0 + 60), cfg, name="y.db")
     inc, = incidents(db)
     assert inc["queued"] == 1
