@@ -221,7 +221,7 @@ class Incidents:
             "findings_listed": len(findings),
             "detectors": dumps(dict(sorted(Counter(f["detector"] for f in counted).items()))),
             "families": dumps(sorted(fams)), "sources": n_sources,
-            "summary": story(pool, n_sources),
+            "summary": story(pool, n_sources, s.weak),
             "score_terms": dumps({"terms": terms, "urgency": urgency, "tier": tier.name,
                                   "tier_number": tier.number, "owner": tier.owner,
                                   "sla_hours": tier.hours, "threat": threat,
@@ -323,12 +323,20 @@ def _phrase(f: dict) -> str:
     return what
 
 
-def story(findings: list[dict], sources: int) -> str:
-    """One line, in time order: "horizontal_scan tcp/445 (40 values), then c2_port ..."."""
-    phrases = list(dict.fromkeys(_phrase(f) for f in findings))
+def story(findings: list[dict], sources: int, weak=frozenset()) -> str:
+    """One line, in time order: "horizontal_scan tcp/445 (40 values), then c2_port ...". The
+    findings of weak detectors are told after the others, as counts ("with 22 weak signals:
+    rare_destination×16, unusual_port×6"), unless there is nothing else to tell."""
+    strong = [f for f in findings if f["detector"] not in weak]
+    quiet = [f for f in findings if f["detector"] in weak] if strong else []
+    phrases = list(dict.fromkeys(_phrase(f) for f in (strong or findings)))
     text = ", then ".join(phrases[:4])
     if len(phrases) > 4:
         text += f", and {len(phrases) - 4} more"
+    if quiet:
+        counts = Counter(f["detector"] for f in quiet)
+        text += (f"; with {len(quiet)} weak signal{'s' if len(quiet) != 1 else ''}: "
+                 + ", ".join(f"{d}×{n}" if n > 1 else d for d, n in sorted(counts.items())))
     if sources:
         n = sources
         text = f"under attack from {n} source{'s' if n != 1 else ''}: " + text
