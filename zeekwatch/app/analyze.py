@@ -79,10 +79,10 @@ def analyze(paths: list[str], config: Config, db_path: str,
         result.new, result.updated = store.upsert_findings(candidates, run_id,
                                                            config.store.merge_gap)
         triage.settle(store, candidates)
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), time.process_time()
         result.incidents = incidents.build(store, [c.get("id") for c in candidates]
                                            + [n["id"] for n in triage.neighbours])
-        result.incidents["seconds"] = time.monotonic() - t0
+        result.incidents.update(seconds=time.monotonic() - t0, cpu_seconds=time.process_time() - c0)
         result.findings = candidates
         store.learn_services(engine.learned_services(only=only))
         status = "ok"
