@@ -372,7 +372,8 @@ def assets_import(ctx, path, db):
     """Import an inventory CSV: header address (or cidr), class, name, owner.
 
     Classes: client, vip_client, server, confidential_server, core_server. Rows replace
-    earlier ones with the same address. Used by the next analysis.
+    earlier ones with the same address. Stored open findings and incidents are rescored at
+    once (audited); later analyses use the inventory too.
     """
     rows = read_inventory(path)
     ts = TriageStore(open_store(_db(ctx, db), must_exist=False))

@@ -201,17 +201,8 @@ class Incidents:
         if any(f["time_unknown"] for f in pool):
             due = dt.datetime.now(dt.timezone.utc)
         threat = self._threat(top)
-        strong = [f for f in counted if f["detector"] not in s.weak]
-        queued = bool(strong)  # weak signals, of one family or several, wait for company
-        reason = ("a strong detector fired" if strong else
-                  "weak signals only: waiting for a strong detector (shown with --all)"
-                  if counted else "no counted finding (all suppressed or false positive)")
-        # distinct external sources: the listed ones (20 per finding), at least the largest
-        # count a single finding holds
-        srcs = [(f, self._sources(f)) for f in pool]
-        listed = set().union(*(x for _, x in srcs))
-        n_sources = max([len(listed)] + [int(f["distinct_total"] or 0) for f, x in srcs
-                                         if x and f["host"] == self._target(f)])
+        queued, reason = self._queued(counted)
+        n_sources = self._source_count(pool)
         return {
             "direction": direction, "first_seen": first,
             "last_seen": max(f["last_seen"] for f in findings),
@@ -228,6 +219,22 @@ class Incidents:
                                   "queued": reason, "families": sorted(fams)}),
             "playbook": playbooks.text_for(s.playbooks, threat, tier.number),
         }
+
+    def _queued(self, counted: list[dict]) -> tuple[bool, str]:
+        """In the default queue? Weak signals, of one family or several, wait for company."""
+        if any(f["detector"] not in self.settings.weak for f in counted):
+            return True, "a strong detector fired"
+        if counted:
+            return False, "weak signals only: waiting for a strong detector (shown with --all)"
+        return False, "no counted finding (all suppressed or false positive)"
+
+    def _source_count(self, pool: list[dict]) -> int:
+        """Distinct external sources: the listed ones (20 per finding), at least the largest
+        count a single finding holds."""
+        srcs = [(f, self._sources(f)) for f in pool]
+        listed = set().union(*(x for _, x in srcs))
+        return max([len(listed)] + [int(f["distinct_total"] or 0) for f, x in srcs
+                                    if x and f["host"] == self._target(f)])
 
     def _corroboration(self, ranked: list[dict], uids: dict[str, set[str]],
                        counted: bool) -> tuple[set[str], list[dict]]:
