@@ -37,11 +37,11 @@ chromium:
 
 demo: install
 	$(BIN)/zeekwatch --config pcaps/zeekwatch.toml analyze pcaps/*.pcap --db $(DB)
-	$(BIN)/zeekwatch findings --db $(DB)
+	$(BIN)/zeekwatch incidents --db $(DB)
 	@echo
 	$(BIN)/zeekwatch report --html $(REPORT) --db $(DB)
 	@echo
-	@echo "Findings are in $(DB). Next: $(BIN)/zeekwatch findings show ID --db $(DB)"
+	@echo "Incidents and findings are in $(DB). Next: $(BIN)/zeekwatch incidents show ID --db $(DB)"
 	@echo "Report: $(abspath $(REPORT)) (open it in a browser; no network needed)"
 	@echo "Console: $(BIN)/zeekwatch dashboard --db $(DB)   then open http://127.0.0.1:8001/-/dashboards/zeekwatch"
 

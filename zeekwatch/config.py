@@ -78,6 +78,7 @@ class Config:
     # free-form sections owned by later stages (scoring, suppression, assets)
     scoring: dict[str, Any] = field(default_factory=dict)
     suppress: dict[str, Any] = field(default_factory=dict)
+    incidents: dict[str, Any] = field(default_factory=dict)  # triage/incidents.py
 
     def validate(self) -> "Config":
         for section in ("networks", "time", "engine", "store"):

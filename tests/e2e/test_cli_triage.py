@@ -246,7 +246,9 @@ def test_assets_import_changes_the_next_analysis(db, tmp_path):
     p = tmp_path / "inventory.csv"
     p.write_text("address,class,name,owner\n10.0.0.5,core_server,erp,finance\n10.1.0.0/16,vip,board,\n")
     r = run("assets", "import", str(p), "--db", db)
-    assert r.output == "imported 2 assets (2 new, 0 replaced)\n"
+    # the stored open finding of the fixture is rescored at once (docs/incidents.md "Rescoring")
+    assert r.output == ("imported 2 assets (2 new, 0 replaced)\n"
+                        "rescored: 1 finding(s) and 0 incident(s) changed\n")
     assert run("assets", "list", "--db", db).output == (
         "ADDRESS              CLASS                NAME                 OWNER\n"
         "10.0.0.5             core_server          erp                  finance\n"

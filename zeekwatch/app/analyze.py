@@ -1,4 +1,5 @@
-"""One analysis run, end to end: plan -> read -> detect -> app usage -> suppress -> score -> store.
+"""One analysis run, end to end: plan -> read -> detect -> app usage -> suppress -> score -> store
+-> incidents.
 
 This is the library entry point behind ``zeekwatch analyze`` (and the bench script). It never
 prints or exits; progress is reported through a callback.
@@ -17,6 +18,7 @@ from zeekwatch.engine.core import Engine
 from zeekwatch.readers import plan
 from zeekwatch.readers.base import IngestLog, file_size, is_gzip
 from zeekwatch.store.db import Store
+from zeekwatch.triage.incidents import Incidents
 from zeekwatch.triage.stage import TriageStage
 
 
@@ -28,6 +30,7 @@ class RunResult:
     findings: list[dict] = field(default_factory=list)
     new: int = 0
     updated: int = 0
+    incidents: dict = field(default_factory=dict)  # counts and seconds of the incident step
 
 
 def table_bytes(path: str, kind: str) -> int:
@@ -63,6 +66,7 @@ def analyze(paths: list[str], config: Config, db_path: str,
         overrides["pcap"] = labelled_reader()
     validate_detectors(config)
     triage = TriageStage(config)  # validates [scoring] and [suppress] before any write
+    incidents = Incidents(config)  # validates [incidents]
     store = Store(db_path)
     run_id = store.start_run([str(p) for p in paths], "analyze", __version__)
     engine = Engine(config, table_bytes=estimate)
@@ -75,6 +79,10 @@ def analyze(paths: list[str], config: Config, db_path: str,
         result.new, result.updated = store.upsert_findings(candidates, run_id,
                                                            config.store.merge_gap)
         triage.settle(store, candidates)
+        t0, c0 = time.monotonic(), time.process_time()
+        result.incidents = incidents.build(store, [c.get("id") for c in candidates]
+                                           + [n["id"] for n in triage.neighbours])
+        result.incidents.update(seconds=time.monotonic() - t0, cpu_seconds=time.process_time() - c0)
         result.findings = candidates
         store.learn_services(engine.learned_services(only=only))
         status = "ok"

@@ -28,6 +28,7 @@ from zeekwatch import __version__
 from zeekwatch import config as configmod
 from zeekwatch.cli import console as console_commands
 from zeekwatch.cli import follow as follow_commands
+from zeekwatch.cli import incidents as incident_commands
 from zeekwatch.cli import triage as triage_commands
 from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config, out
 from zeekwatch.errors import EXIT_INTERNAL, EXIT_STORE, ZeekwatchError
@@ -139,6 +140,8 @@ def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, **overrides)
             "records": dict(result.log.records), "rejects": result.log.reject_count,
             "skipped": [{"path": p, "reason": r} for p, r in result.log.skipped],
             "findings_new": result.new, "findings_updated": result.updated,
+            "incidents": {k: round(v, 3) if isinstance(v, float) else v
+                          for k, v in result.incidents.items()},
         }))
     else:
         _summary(result, db)
@@ -166,13 +169,16 @@ def config_init(path, force):
 @config.command("check")
 @click.argument("path", type=click.Path(dir_okay=False))
 def config_check(path):
-    """Validate the config file at PATH (networks, detectors, scoring, suppression)."""
+    """Validate the config file at PATH (networks, detectors, scoring, suppression, incidents)."""
     from zeekwatch.detectors import validate
     from zeekwatch.triage.stage import TriageStage
 
     cfg = configmod.load(path)
     validate(cfg)
     TriageStage(cfg)  # [scoring] and [suppress]
+    from zeekwatch.triage.incidents import Incidents
+
+    Incidents(cfg)  # [incidents]
     click.echo(f"{path}: ok")
 
 
@@ -298,5 +304,6 @@ def entry() -> None:
     os._exit(code)
 
 
-for _command in (*triage_commands.COMMANDS, *follow_commands.COMMANDS, *console_commands.COMMANDS):
+for _command in (*triage_commands.COMMANDS, *follow_commands.COMMANDS, *console_commands.COMMANDS,
+                 *incident_commands.COMMANDS):
     cli.add_command(_command)

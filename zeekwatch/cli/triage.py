@@ -93,6 +93,18 @@ def _db(ctx, db):
     return db or (ctx.obj or {}).get("findings_db") or DB_DEFAULT
 
 
+def _fid(x) -> str:
+    return x["id"] if isinstance(x, dict) else x
+
+
+def _rescore(ctx, db, who, why, finding_ids=None):
+    """Rescore the stored open findings and incidents an analyst's change touches (every
+    host when ``finding_ids`` is None), audited (cli.incidents)."""
+    from zeekwatch.cli.incidents import rescore_after
+
+    rescore_after(ctx, db, who, why, finding_ids=finding_ids)
+
+
 # -- findings ---------------------------------------------------------------------------------
 def _filters(fn):
     fn = click.option("--since", help="Last seen at or after: ISO date/time, or 30m / 24h / 7d / 2w back.")(fn)
@@ -252,6 +264,8 @@ def set_status(ctx, finding_id, status, note, who, suppress_as, expires, db):
         n = len(res["suppressed"])
         say(f"suppression {res['rule_id']} added; it suppressed {n} other stored "
                    f"finding{'s' if n != 1 else ''}")
+    _rescore(ctx, db, who, f"finding {old['id']} set to {status}",
+             [old["id"]] + [_fid(x) for x in res["suppressed"]])
 
 
 @findings.command("export")
@@ -329,6 +343,7 @@ def suppress_add(ctx, owner, reason, expires, who, db, **fields):
     n = len(done)
     say(f"suppression {rid} added: {suppressmod.describe(rule)}")
     say(f"suppressed {n} stored finding{'s' if n != 1 else ''}")
+    _rescore(ctx, db, who, f"suppression {rid} added", [_fid(x) for x in done])
 
 
 @suppress_group.command("list")
@@ -368,6 +383,7 @@ def suppress_remove(ctx, rule_id, who, db):
                f"to {'its' if n == 1 else 'their'} previous status")
     if again:
         say(f"{len(again)} of them are suppressed again by another active rule")
+    _rescore(ctx, db, who, f"suppression {rule_id} removed", [_fid(x) for x in restored])
 
 
 # -- assets ----------------------------------------------------------------------------------
@@ -385,13 +401,15 @@ def assets_import(ctx, path, db):
     """Import an inventory CSV: header address (or cidr), class, name, owner.
 
     Classes: client, vip_client, server, confidential_server, core_server. Rows replace
-    earlier ones with the same address. Used by the next analysis.
+    earlier ones with the same address. Stored open findings and incidents are rescored at
+    once (audited); later analyses use the inventory too.
     """
     rows = read_inventory(path)
     ts = TriageStore(open_store(_db(ctx, db), must_exist=False))
     added, replaced = ts.import_assets(rows, os.path.basename(path))
     say(f"imported {len(rows)} asset{'s' if len(rows) != 1 else ''} "
                f"({added} new, {replaced} replaced)")
+    _rescore(ctx, db, _who(None), f"assets import {os.path.basename(path)}")
 
 
 @assets_group.command("list")

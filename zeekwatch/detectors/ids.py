@@ -1,7 +1,8 @@
-"""Suricata alerts as findings: grouped per (host, signature), typed by alert category.
+"""Suricata alerts as findings: rolled up per (host, alert category), typed by the category.
 
-An IDS raises the same alert many times for one incident; zeekwatch turns a run of alerts of
-one signature on one host into one finding. The threat type (and so the urgency) comes from
+An IDS raises the same alert many times for one incident, and many signatures of one kind
+(reputation lists, scanners) for one attack; zeekwatch turns a run of alerts of one category
+on one host into one finding that lists every signature with its count. The threat type (and so the urgency) comes from
 the alert category: a trojan's C2 weighs more than a policy violation.
 """
 
@@ -42,35 +43,44 @@ def threat_case(col: str, p: dict) -> str:
 
 
 def _alerts(ctx: Context) -> str:
-    """SQL: one row per alert with its host (internal side, else the source) and peer."""
+    """SQL: one row per alert with its host (internal side, else the source), peer, which
+    side the host was (src/dst) and the roll-up group (category, else the signature)."""
     src_is_host = f"({ctx.internal('a.orig_h')} OR NOT {ctx.internal('a.resp_h')})"
     return f"""
-SELECT host, peer, t, sid, gid, signature, category, severity, uid FROM (
+SELECT host, peer, side, t, sid, gid, signature, category, severity, uid,
+       coalesce('category:' || category, 'sid:' || CAST(sid AS VARCHAR)) AS grp_key FROM (
   SELECT CASE WHEN {src_is_host} THEN a.orig_h ELSE a.resp_h END AS host,
          CASE WHEN {src_is_host} THEN a.resp_h ELSE a.orig_h END AS peer,
-         {ctx.epoch('a.ts')} AS t, a.sid, a.gid, a.signature, a.category, a.severity,
-         coalesce(a.community_id, CAST(a.flow_id AS VARCHAR)) AS uid
+         CASE WHEN {src_is_host} THEN 'src' ELSE 'dst' END AS side,
+         {ctx.epoch('a.ts')} AS t, a.sid, a.gid, a.signature, nullif(a.category, '') AS category,
+         a.severity, coalesce(a.community_id, CAST(a.flow_id AS VARCHAR)) AS uid
   FROM alert a WHERE a.ts IS NOT NULL AND a.sid IS NOT NULL) x
 WHERE host IS NOT NULL"""
 
 
 def _ids_query(p: dict, ctx: Context) -> str:
-    """Suricata alerts (table alert), one finding per (host, signature id) and group: alerts
-    of one sid on one host whose consecutive gaps are ≤ ``group_window`` (3600 s) are one
-    finding. host = the internal side (the source when both or neither are internal), peer =
-    the most frequent other side (earliest on ties), key = 'sid:<sid>'. observed = number of
-    alerts, threshold = 1, distinct values = peer addresses, uids = community ids (else
-    flow ids). Threat type from the category through ``CATEGORY_THREATS`` overlaid with
-    ``category_threats`` (default ``default_threat`` = 'ids'); details keep signature,
-    category, sid, gid and severity (the most severe: Suricata's 1 is the highest).
+    """Suricata alerts (table alert) rolled up per host and alert category (classtype): the
+    alerts of one category on one host whose consecutive gaps are ≤ ``group_window``
+    (3600 s) are one finding, whatever their signatures (a host scanned by hundreds of
+    reputation-list signatures is one finding). Alerts without a category group per
+    signature. host = the internal side (the source when both or neither are internal),
+    peer = the most frequent other side (earliest on ties), key = 'category:<category>'
+    (else 'sid:<sid>'). observed = number of alerts, threshold = 1, distinct values = peer
+    addresses, uids = community ids (else flow ids). Threat type from the category through
+    ``CATEGORY_THREATS`` overlaid with ``category_threats`` (default ``default_threat`` =
+    'ids'). Details keep every distinct signature (``signatures``: sid, gid, signature,
+    count, most frequent first; ``sids``), the category, the most severe severity (Suricata's
+    1 is the highest), ``host_role`` (src, dst or both: the host's side of the alerts), and
+    sid, gid and signature when the finding has a single signature.
     Needs alert: ts, orig_h, resp_h, sid, gid, signature, category, severity, flow_id,
     community_id.
 
     False positives: those of the rule set (tune noisy signatures with suppressions and
-    `zeekwatch tune suricata`); policy and protocol-decode categories are scored low.
+    `zeekwatch tune suricata`, which works per signature); policy and protocol-decode
+    categories are scored low.
     """
     d, W = ctx.dialect, float(p["group_window"])
-    part = "PARTITION BY host, sid"
+    part = "PARTITION BY host, grp_key"
     return f"""
 WITH al AS ({_alerts(ctx)}),
 gaps AS (
@@ -81,29 +91,51 @@ g AS (
                                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS grp
   FROM gaps),
 peers AS (
-  SELECT host, sid, grp, peer, row_number() OVER (
+  SELECT host, grp_key, grp, peer, row_number() OVER (
            {part}, grp ORDER BY count(*) DESC, min(t), peer) AS rk
-  FROM g WHERE peer IS NOT NULL GROUP BY host, sid, grp, peer),
+  FROM g WHERE peer IS NOT NULL GROUP BY host, grp_key, grp, peer),
+sigs AS (
+  SELECT host, grp_key, grp, sid, max(gid) AS gid, max(signature) AS signature, count(*) AS n
+  FROM g GROUP BY host, grp_key, grp, sid),
+siglist AS (
+  SELECT host, grp_key, grp, count(*) AS signature_total,
+         list({{'sid': sid, 'gid': gid, 'signature': signature, 'count': n}}
+              ORDER BY n DESC, sid) AS signatures,
+         list(sid ORDER BY sid) AS sids
+  FROM sigs GROUP BY host, grp_key, grp),
 agg AS (
-  SELECT host, sid, grp, min(t) AS t_first, max(t) AS t_last, count(*) AS n,
+  SELECT host, grp_key, grp, min(t) AS t_first, max(t) AS t_last, count(*) AS n,
          count(DISTINCT peer) AS distinct_total,
          {d.distinct_list('peer', VALUES_LIMIT)} AS distinct_values,
          {d.distinct_list('uid', VALUES_LIMIT)} AS uids,
-         max(signature) AS signature, max(category) AS category, max(gid) AS gid,
-         min(severity) AS severity
-  FROM g GROUP BY host, sid, grp)
-SELECT a.host, pr.peer, 'sid:' || CAST(a.sid AS VARCHAR) AS key, a.t_first, a.t_last,
+         max(category) AS category, min(severity) AS severity,
+         CASE WHEN bool_or(side = 'src') AND bool_or(side = 'dst') THEN 'both'
+              WHEN bool_or(side = 'src') THEN 'src' ELSE 'dst' END AS host_role
+  FROM g GROUP BY host, grp_key, grp)
+SELECT a.host, pr.peer, a.grp_key AS key, a.t_first, a.t_last,
        a.n AS observed, 1 AS threshold, a.distinct_total, a.distinct_values, a.uids,
        a.n AS evidence_total, {threat_case('a.category', p)} AS threat,
-       a.signature, a.category, a.sid, a.gid, a.severity
-FROM agg a LEFT JOIN peers pr
-  ON pr.host = a.host AND pr.sid = a.sid AND pr.grp = a.grp AND pr.rk = 1"""
+       a.category, a.severity, a.host_role, s.signature_total, s.signatures, s.sids,
+       CASE WHEN s.signature_total = 1 THEN s.signatures[1].signature END AS signature,
+       CASE WHEN s.signature_total = 1 THEN s.signatures[1].sid END AS sid,
+       CASE WHEN s.signature_total = 1 THEN s.signatures[1].gid END AS gid
+FROM agg a
+JOIN siglist s ON s.host = a.host AND s.grp_key = a.grp_key AND s.grp = a.grp
+LEFT JOIN peers pr
+  ON pr.host = a.host AND pr.grp_key = a.grp_key AND pr.grp = a.grp AND pr.rk = 1"""
 
 
 def _ids_summary(f: dict, p: dict) -> str:
     n = int(f["observed"])
-    text = (f"{f['host']}: {n} alert{'s' if n != 1 else ''} \"{f.get('signature')}\" "
-            f"({f['key']}, {f.get('category') or 'no category'}, severity {f.get('severity')})")
+    k = int(f.get("signature_total") or 1)
+    alerts = f"{n} alert{'s' if n != 1 else ''}"
+    if k == 1:
+        text = (f"{f['host']}: {alerts} \"{f.get('signature')}\" (sid:{f.get('sid')}, "
+                f"{f.get('category') or 'no category'}, severity {f.get('severity')})")
+    else:
+        top = (f.get("signatures") or [{}])[0]
+        text = (f"{f['host']}: {alerts} of {k} signatures in \"{f.get('category')}\" (most: "
+                f"\"{top.get('signature')}\" ×{top.get('count')}; severity {f.get('severity')})")
     if f.get("peer"):
         text += f" with {f['peer']}"
         others = int(f.get("distinct_total") or 0) - 1
@@ -118,7 +150,7 @@ register(Detector(
     threat="ids",
     needs=("alert",),
     params=(
-        Param('group_window', 3600, 'int', "seconds of silence after which the same signature on the same host is a new finding", min=1, unit='s'),
+        Param('group_window', 3600, 'int', "seconds of silence after which the same alert category on the same host is a new finding", min=1, unit='s'),
         Param('default_threat', 'ids', 'text', "threat type of categories not in the map"),
         Param('category_threats', {}, 'table', "extra category → threat entries, over the built-in map"),
     ),

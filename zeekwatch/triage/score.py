@@ -60,6 +60,11 @@ DEFAULT_MATRIX: dict[str, list[int]] = {
     "recon":        [2, 2, 3, 4, 4],
     "policy":       [2, 3, 3, 4, 4],
     "anomaly":      [3, 3, 4, 5, 5],
+    # inbound: an external host acting on an internal target (scans, alerts from outside);
+    # the column is the target's class. Low unless the target answered (an exploit-category
+    # alert, established connections in the finding's details).
+    "inbound":          [2, 2, 3, 3, 4],
+    "inbound_answered": [4, 5, 6, 7, 8],
 }
 FALLBACK_THREAT = "anomaly"  # row used for a threat type the matrix does not know
 
@@ -67,6 +72,15 @@ DEFAULT_MODIFIERS = {"corroboration": 1, "mx_correlation": 1, "ids_severity1": 1
 DEFAULT_WEAK = ("outbound_ping", "off_hours")
 DEFAULT_WINDOW = 3600
 NO_CORROBORATION = ("suppressed", "false_positive")
+# Suricata categories of an attack that reached its target (an inbound alert of one of these
+# is scored ``inbound_answered``); the alert categories whose threat is one of
+# INFECTED_THREATS stay outbound even when the internal host was the destination (a C2
+# server's reply matches the signature with the infected client as destination).
+EXPLOIT_CATEGORIES = ("attempted administrator privilege gain", "attempted user privilege gain",
+                      "successful administrator privilege gain", "successful user privilege gain",
+                      "web application attack", "executable code was detected",
+                      "a suspicious filename was detected")
+INFECTED_THREATS = ("c2", "backdoor", "exfiltration")
 
 
 @dataclass(frozen=True)
@@ -158,6 +172,7 @@ class Scorer:
         self.weak = set(sc.get("weak_detectors", DEFAULT_WEAK))
         self.window = float(sc.get("corroboration_window", DEFAULT_WINDOW))
         self.tiers = _tiers(sc)
+        self.internal = NetClass.from_cidrs("internal", config.networks.internal)
         self.inventory: list[tuple[ipaddress._BaseNetwork, dict]] = []
         self.load_inventory(inventory)
 
@@ -185,6 +200,62 @@ class Scorer:
         if best:
             return best, "scoring.assets"
         return self.default_class, "default"
+
+    # -- direction ---------------------------------------------------------------------------
+    def direction(self, f: dict) -> tuple[str, str | None]:
+        """(direction, target) of a finding: ``outbound`` (an internal host acting, target =
+        the host), ``inbound`` (an external host acting on an internal target: its peer, else
+        the first internal address among its values; or an internal host that was the
+        destination of the alerts of a non-infection category), ``external`` (no internal
+        side at all: the host itself, never classed ``client``)."""
+        host, peer = f["host"], f.get("peer")
+        if self.internal.contains(host):
+            if (f["detector"] == "ids_alert" and _details(f).get("host_role") == "dst"
+                    and not (peer and self.internal.contains(peer))
+                    and f.get("threat") not in INFECTED_THREATS):
+                return "inbound", host
+            return "outbound", host
+        if peer and self.internal.contains(peer):
+            return "inbound", peer
+        values = f.get("values") or json.loads(f.get("distinct_values") or "[]")
+        for v in values:
+            if self.internal.contains(str(v)):
+                return "inbound", str(v)
+        return "external", host
+
+    def _answered(self, f: dict) -> str | None:
+        d = _details(f)
+        if f["detector"] == "ids_alert":
+            cats = [str(c).lower() for c in (d.get("categories") or {})] or [str(d.get("category") or "").lower()]
+            hit = [c for c in cats if c in EXPLOIT_CATEGORIES]
+            return f"alert category {hit[0]}" if hit else None
+        n = d.get("answered_connections") or 0
+        return f"{n} established connection(s) from the source" if isinstance(n, (int, float)) and n > 0 else None
+
+    def _base(self, f: dict) -> tuple[str, str, str, dict]:
+        """(matrix row, asset class column, term name, extra score_terms keys)."""
+        direction, target = self.direction(f)
+        if direction == "outbound":
+            cls, source = self.asset_class(f["host"])
+            threat = f["threat"] if f["threat"] in self.matrix else FALLBACK_THREAT
+            return threat, cls, f"matrix[{threat}][{cls}]", {
+                "asset_class": cls, "asset_source": source, "direction": direction}
+        answered = self._answered(f)
+        row = "inbound_answered" if answered else "inbound"
+        extra = {"direction": direction, "target": target}
+        if answered:
+            extra["answered"] = answered
+        if direction == "inbound":
+            cls, source = self.asset_class(target)
+            if target != f["host"]:  # the actor is external: it has no asset class of ours
+                extra.update({"asset_class": "external", "asset_source":
+                              f"outside networks.internal; target {target} is {cls} ({source})"})
+            else:
+                extra.update({"asset_class": cls, "asset_source": source})
+            return row, cls, f"matrix[{row}][{cls} target {target}]", extra
+        extra.update({"asset_class": "external", "asset_source": "outside networks.internal",
+                      "target": None})
+        return row, self.default_class, f"matrix[{row}][{self.default_class}] (no internal side)", extra
 
     # -- modifiers --------------------------------------------------------------------------
     def modifiers(self, f: dict, others: Iterable[dict] = ()) -> list[tuple[str, int]]:
@@ -224,10 +295,9 @@ class Scorer:
         """Set urgency, tier, due_at and score_terms on finding ``f`` (in place)."""
         if modifiers is None:
             modifiers = self.modifiers(f)
-        cls, source = self.asset_class(f["host"])
-        threat = f["threat"] if f["threat"] in self.matrix else FALLBACK_THREAT
+        threat, cls, name, extra = self._base(f)
         base = self.matrix[threat][ASSET_CLASSES.index(cls)]
-        terms = [{"term": f"matrix[{threat}][{cls}]", "value": base}]
+        terms = [{"term": name, "value": base}]
         total = base
         for name, delta in modifiers:
             terms.append({"term": name, "value": int(delta)})
@@ -244,7 +314,7 @@ class Scorer:
             start = dt.datetime.now(dt.timezone.utc)
         f["due_at"] = iso(start + dt.timedelta(hours=tier.hours))
         f["score_terms"] = json.dumps({
-            "asset_class": cls, "asset_source": source, "threat": f["threat"], "terms": terms,
+            **extra, "threat": f["threat"], "terms": terms,
             "urgency": urgency, "tier": tier.name, "tier_number": tier.number,
             "owner": tier.owner, "sla_hours": tier.hours})
 
@@ -256,6 +326,11 @@ class Scorer:
             pool.setdefault(g["host"], []).append(g)
         for f in findings:
             self.score(f, self.modifiers(f, pool.get(f["host"], [])))
+
+
+def _details(f: dict) -> dict:
+    d = f.get("details") or {}
+    return json.loads(d or "{}") if isinstance(d, str) else d
 
 
 # -- asset inventory CSV ----------------------------------------------------------------------

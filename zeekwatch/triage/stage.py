@@ -24,7 +24,7 @@ import pyarrow as pa
 from zeekwatch.config import Config
 from zeekwatch.store.db import STATUSES, Store, iso, now_iso, parse_iso
 from zeekwatch.store.triage import TriageError, TriageStore
-from zeekwatch.triage import appusage, suppress
+from zeekwatch.triage import appusage, incidents, suppress
 from zeekwatch.triage.score import Scorer
 
 AUTOMATION = "zeekwatch"
@@ -116,6 +116,7 @@ def _enrich(con, candidates: list[dict]) -> None:
             for k, v in extra.items():
                 details.setdefault(k, v)
             f["details"] = json.dumps(details, default=str, sort_keys=True)
+    incidents.mark_answered(con, candidates)  # inbound scans the target answered
 
 
 def _alert_roles(con, findings: list[dict]) -> dict[tuple, str]:
@@ -179,6 +180,11 @@ def _verdict_rule(f: dict, kind: str) -> dict:
     sid = details.get("sid")
     if sid is None and (f.get("key") or "").startswith("sid:"):
         sid = f["key"][4:]
+    if f["detector"] == "ids_alert" and sid is None and details.get("sids"):
+        sids = " ".join(str(x) for x in details["sids"])
+        raise TriageError(f"--suppress: this finding rolls up {len(details['sids'])} signatures "
+                          f"({sids}); suppress each with `zeekwatch suppress add --sid N` "
+                          f"(and --cidr {f['host']} for this host only)")
     if kind == "host":
         try:
             net = ipaddress.ip_network(f["host"])

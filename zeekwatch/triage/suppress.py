@@ -255,8 +255,11 @@ def rule_matches(rule: dict, f: dict) -> bool:
     if rule.get("peer") and not _in(f.get("peer"), rule["peer"]):
         return False
     if rule.get("sid") is not None:
-        sid = _details(f).get("sid")
-        if f.get("key") != f"sid:{rule['sid']}" and str(sid) != str(rule["sid"]):
+        # an ids_alert finding rolls up the signatures of a category: the rule matches when
+        # every signature in it is the rule's (other signatures' alerts stay visible)
+        d = _details(f)
+        sids = [str(x) for x in d.get("sids") or [d.get("sid")] if x is not None]
+        if f.get("key") != f"sid:{rule['sid']}" and (not sids or set(sids) != {str(rule["sid"])}):
             return False
     if rule.get("port") is not None and int(rule["port"]) not in _port_of(f):
         return False

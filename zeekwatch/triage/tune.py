@@ -30,15 +30,20 @@ def _one_line(text) -> str:
     return " ".join(str(text or "").split())
 
 
-def _sid_gid(f: dict) -> tuple[int, int] | None:
+def _sid_gids(f: dict) -> list[tuple[int, int, str]]:
+    """(sid, gid, signature) of every signature of an ids_alert finding (a finding rolls up
+    the signatures of one alert category; ``details.signatures``)."""
     d = json.loads(f.get("details") or "{}")
-    sid = d.get("sid")
-    if sid is None and (f.get("key") or "").startswith("sid:"):
-        sid = f["key"][4:]
-    try:
-        return int(sid), int(d.get("gid") or 1)
-    except (TypeError, ValueError):
-        return None
+    sigs = d.get("signatures") or [{"sid": d.get("sid") if d.get("sid") is not None else
+                                    ((f.get("key") or "")[4:] if (f.get("key") or "").startswith("sid:") else None),
+                                    "gid": d.get("gid"), "signature": d.get("signature")}]
+    out = []
+    for s in sigs:
+        try:
+            out.append((int(s["sid"]), int(s.get("gid") or 1), s.get("signature") or f.get("title")))
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 def _ip(text: str) -> str | None:
@@ -72,21 +77,24 @@ def suricata_lines(false_positives: list[dict], rules: list[dict], verdicts: dic
     gids: dict[int, int] = {}
     emitted: set[str] = set()
     for f in sorted(false_positives, key=lambda f: (f["host"], f.get("key") or "", f["id"])):
-        ids, ip = _sid_gid(f), _ip(f["host"])
-        if ids is None or ip is None:
+        sigs, ip = _sid_gids(f), _ip(f["host"])
+        if not sigs or ip is None:
             out.append(f"# {f['id']}: no sid or no host address; skipped")
-            continue
-        sid, gid = ids
-        gids.setdefault(sid, gid)
-        if sid in whole:
             continue
         d = json.loads(f.get("details") or "{}")
         v = verdicts.get(f["id"]) or {}
-        emit(f"{f['id']} \"{d.get('signature') or f.get('title')}\" {f['host']}: false_positive by "
-             f"{v.get('who', '?')} ({(v.get('at') or '')[:10]}): {v.get('note') or ''}",
-             f"suppress gen_id {gid}, sig_id {sid}, track {TRACKS.get(d.get('host_role'), 'by_either')}, "
-             f"ip {ip}")
-        emitted.add(f"false_positive {f['id']}")
+        wrote = False
+        for sid, gid, signature in sigs:
+            gids.setdefault(sid, gid)
+            if sid in whole:
+                continue
+            wrote = True
+            emit(f"{f['id']} \"{signature}\" {f['host']}: false_positive by "
+                 f"{v.get('who', '?')} ({(v.get('at') or '')[:10]}): {v.get('note') or ''}",
+                 f"suppress gen_id {gid}, sig_id {sid}, track "
+                 f"{TRACKS.get(d.get('host_role'), 'by_either')}, ip {ip}")
+        if wrote:
+            emitted.add(f"false_positive {f['id']}")
     for r in rules:
         if r.get("sid") is None or not active(r, now) or r.get("origin") in emitted:
             continue

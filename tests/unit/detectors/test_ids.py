@@ -16,6 +16,8 @@ from zeekwatch.detectors.ids import CATEGORY_THREATS
 from zeekwatch.errors import ConfigError
 
 TROJAN = "A Network Trojan was detected"
+# the shared EVE samples: alerts rolled up per (host, category) — 207 and 44 alerts
+FINDINGS_WRCCDC, C2_WRCCDC, FINDINGS_HONEYPOT = 133, 19, 38
 
 
 def alert(ts, src, dst, sid=2000001, category=TROJAN, signature=None, severity=1, flow_id=None,
@@ -38,10 +40,13 @@ def entities(found):
 def test_one_alert_is_one_finding():
     f, = detect("ids_alert", alert=[alert(1000, "203.0.113.9", "10.0.0.7", severity=1)])
     assert (f["host"], f["peer"], f["key"], f["threat"]) == ("10.0.0.7", "203.0.113.9",
-                                                             "sid:2000001", "c2")
+                                                             f"category:{TROJAN}", "c2")
     assert (f["observed"], f["threshold"], f["evidence_total"]) == (1.0, 1.0, 1)
     assert details(f) == {"signature": "ET TEST signature 2000001", "category": TROJAN,
-                          "sid": 2000001, "gid": 1, "severity": 1}
+                          "sid": 2000001, "gid": 1, "severity": 1, "host_role": "dst",
+                          "signature_total": 1, "sids": [2000001],
+                          "signatures": [{"sid": 2000001, "gid": 1, "count": 1,
+                                          "signature": "ET TEST signature 2000001"}]}
     assert f["summary"] == ('10.0.0.7: 1 alert "ET TEST signature 2000001" (sid:2000001, '
                             'A Network Trojan was detected, severity 1) with 203.0.113.9')
 
@@ -84,11 +89,38 @@ def test_equal_timestamps():
     assert f["observed"] == 5.0 and sorted(f["uids"]) == ["0", "1", "2", "3", "4"]
 
 
-def test_signatures_and_hosts_are_separate_findings():
-    rows = [alert(1000, "203.0.113.9", "10.0.0.7", sid=1), alert(1001, "203.0.113.9", "10.0.0.7", sid=2),
-            alert(1002, "203.0.113.9", "10.0.0.8", sid=1)]
-    assert [(h, k) for h, _, k, _ in entities(detect("ids_alert", alert=rows))] == \
-        [("10.0.0.7", "sid:1"), ("10.0.0.7", "sid:2"), ("10.0.0.8", "sid:1")]
+def test_signatures_of_one_category_roll_up_per_host():
+    rows = [alert(1000, "203.0.113.9", "10.0.0.7", sid=1), alert(1001, "203.0.113.8", "10.0.0.7", sid=2),
+            alert(1002, "203.0.113.9", "10.0.0.7", sid=2),
+            alert(1003, "203.0.113.9", "10.0.0.7", sid=3, category="Misc Attack"),
+            alert(1004, "203.0.113.9", "10.0.0.8", sid=1)]
+    found = detect("ids_alert", alert=rows)
+    assert [(h, k, n) for h, _, k, n in entities(found)] == \
+        [("10.0.0.7", "category:A Network Trojan was detected", 3.0),
+         ("10.0.0.7", "category:Misc Attack", 1.0),
+         ("10.0.0.8", "category:A Network Trojan was detected", 1.0)]
+    f = next(f for f in found if f["observed"] == 3.0)
+    d = details(f)
+    assert d["signatures"] == [
+        {"sid": 2, "gid": 1, "signature": "ET TEST signature 2", "count": 2},
+        {"sid": 1, "gid": 1, "signature": "ET TEST signature 1", "count": 1}]
+    assert (d["sids"], d["signature_total"], f["distinct_total"]) == ([1, 2], 2, 2)
+    assert "sid" not in d or d["sid"] is None  # no single signature to name
+    assert f["summary"] == ('10.0.0.7: 3 alerts of 2 signatures in "A Network Trojan was detected" '
+                            '(most: "ET TEST signature 2" ×2; severity 1) with 203.0.113.9 and 1 other peer')
+
+
+def test_alerts_without_category_group_per_signature():
+    rows = [alert(1000, "203.0.113.9", "10.0.0.7", sid=1, category=None),
+            alert(1001, "203.0.113.9", "10.0.0.7", sid=2, category=None)]
+    assert sorted(f["key"] for f in detect("ids_alert", alert=rows)) == ["sid:1", "sid:2"]
+
+
+def test_host_role_is_the_hosts_side():
+    rows = [alert(1000, "203.0.113.9", "10.0.0.7"), alert(1001, "10.0.0.7", "203.0.113.9")]
+    assert details(detect("ids_alert", alert=rows[:1])[0])["host_role"] == "dst"
+    assert details(detect("ids_alert", alert=rows[1:])[0])["host_role"] == "src"
+    assert details(detect("ids_alert", alert=rows)[0])["host_role"] == "both"
 
 
 def test_peer_is_the_most_frequent_other_side():
@@ -134,7 +166,8 @@ def test_category_map_and_default_overridable():
                                        "default_threat": "policy"}}}
     found = detect("ids_alert", config=cfg, alert=rows)
     assert sorted((f["key"], f["threat"]) for f in found) == \
-        [("sid:1", "worm"), ("sid:2", "policy"), ("sid:3", "c2")]
+        [("category:A Network Trojan was detected", "c2"), ("category:Misc Attack", "worm"),
+         ("category:Misc activity", "policy")]
 
 
 def test_bad_category_map_is_refused():
@@ -185,7 +218,8 @@ def internal(addr):
 
 
 def eve_oracle(path):
-    """(host, key) -> (alert count, threat), computed straight from the EVE JSON."""
+    """Sorted (host, key, alert count, threat, signatures) of every group, computed straight
+    from the EVE JSON: alerts of one host and category within 3600 s of each other."""
     groups = {}
     threats = {k.lower(): v for k, v in CATEGORY_THREATS.items()}
     for line in open(path):
@@ -198,19 +232,25 @@ def eve_oracle(path):
             if e["timestamp"][-5] in "+-" else \
             dt.datetime.fromisoformat(e["timestamp"]).replace(tzinfo=dt.timezone.utc).timestamp()
         a = e["alert"]
-        groups.setdefault((host, f"sid:{a['signature_id']}"), []).append(
-            (ts, threats.get(a["category"].lower(), "ids")))
-    out = {}
-    for key, rows in groups.items():
-        sizes = oracle_groups([t for t, _ in rows], 3600.0)
-        assert len(sizes) == 1, "the samples hold one group per (host, sid)"
-        out[key] = (float(sizes[0]), rows[0][1])
-    return out
+        key = f"category:{a['category']}" if a.get("category") else f"sid:{a['signature_id']}"
+        groups.setdefault((host, key), []).append(
+            (ts, threats.get((a.get("category") or "").lower(), "ids"), a["signature_id"]))
+    out = []
+    for (host, key), rows in groups.items():
+        rows.sort()
+        run = [rows[0]]
+        for prev, cur in zip(rows, rows[1:]):
+            if cur[0] - prev[0] > 3600.0:
+                out.append((host, key, float(len(run)), run[0][1], sorted({r[2] for r in run})))
+                run = []
+            run.append(cur)
+        out.append((host, key, float(len(run)), run[0][1], sorted({r[2] for r in run})))
+    return sorted(out)
 
 
 @pytest.mark.parametrize("rel, findings, c2", [
-    ("frank-suricata/wrccdc-2018/alerts-only.eve.ndjson", 207, 26),
-    ("frank-suricata/honeypot-2018/alerts-only.eve.ndjson", 44, 0),
+    ("frank-suricata/wrccdc-2018/alerts-only.eve.ndjson", FINDINGS_WRCCDC, C2_WRCCDC),
+    ("frank-suricata/honeypot-2018/alerts-only.eve.ndjson", FINDINGS_HONEYPOT, 0),
 ])
 def test_real_eve_alerts(rel, findings, c2):
     path = shared_file(rel)
@@ -219,7 +259,9 @@ def test_real_eve_alerts(rel, findings, c2):
     log = IngestLog()
     found = detect_files([path], "ids_alert", log=log)
     assert log.reject_count == 0
-    got = {(f["host"], f["key"]): (f["observed"], f["threat"]) for f in found}
+    got = sorted((f["host"], f["key"], f["observed"], f["threat"], details(f)["sids"]) for f in found)
     assert len(found) == findings and got == eve_oracle(path)
     assert sum(f["threat"] == "c2" for f in found) == c2
     assert all(f["threshold"] == 1.0 and f["uids"] and f["peer"] for f in found)
+    # details keep every signature, with counts that add up to the alerts
+    assert all(sum(s["count"] for s in details(f)["signatures"]) == f["observed"] for f in found)

@@ -80,7 +80,8 @@ def test_matrix_defaults(threat, cls, expected):
 def test_score_terms_explain_everything():
     finding = scored(f(threat="ids", detector="ids_alert", details={"severity": 1}))
     st = json.loads(finding["score_terms"])
-    assert st == {"asset_class": "client", "asset_source": "default", "threat": "ids",
+    assert st == {"asset_class": "client", "asset_source": "default", "direction": "outbound",
+                  "threat": "ids",
                   "terms": [{"term": "matrix[ids][client]", "value": 5},
                             {"term": "Suricata severity 1", "value": 1}],
                   "urgency": 6, "tier": "act now", "tier_number": 2, "owner": "security team",

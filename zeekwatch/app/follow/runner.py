@@ -34,6 +34,7 @@ from zeekwatch.readers import sniff
 from zeekwatch.readers.base import IngestLog
 from zeekwatch.store.db import Store
 from zeekwatch.store.follow import FollowStore
+from zeekwatch.triage.incidents import Incidents
 from zeekwatch.triage.stage import TriageStage
 
 # Detectors declared ``whole_data`` (prevalence across hosts, a learned baseline, counts per
@@ -133,6 +134,7 @@ class Follower:
             raise ConfigError(f"--lookback {self.opt.lookback:g} s is shorter than the longest "
                               f"detector window ({self.window:g} s) plus {LATE:g} s")
         self.triage = TriageStage(config)  # validates [scoring] and [suppress] before any write
+        self.incidents = Incidents(config)  # validates [incidents]
         self._stopping = False
         self.log = IngestLog()
         self.notes: list[str] = []
@@ -321,6 +323,8 @@ class Follower:
         self.log.rejects.clear()
         if candidates:
             self.triage.settle(self.store, candidates)
+            self.incidents.build(self.store, [c.get("id") for c in candidates]
+                                 + [n["id"] for n in self.triage.neighbours])
         self.result.new += new
         self.result.updated += updated
         report.candidates, report.new, report.updated = len(candidates), new, updated
