@@ -150,4 +150,4 @@ def test_terminal_control_characters_are_not_printed(tmp_path):
     iid = queue_ids(run("incidents", "--db", db).output)[0]
     run("incidents", "note", iid, "evil \x1b[2J text", "--db", db)
     out = run("incidents", "show", iid, "--db", db).output
-    assert "\x1b" not in out and "evil ?[2J text" in out
+    assert "\x1b" not in out and "evil \\x1b[2J text" in out

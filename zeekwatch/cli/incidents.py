@@ -19,6 +19,7 @@ from zeekwatch.cli.triage import _db, _t, _who, csv_cell, db_option, guarded, wh
 from zeekwatch.store.db import OPEN_STATUSES, iso
 from zeekwatch.store.incidents import INCIDENT_STATUSES, IncidentStore
 from zeekwatch.store.triage import TriageStore, open_store
+from zeekwatch.text import printable
 from zeekwatch.triage import incident_workflow as workflow
 from zeekwatch.triage.incidents import Incidents
 
@@ -26,12 +27,8 @@ EXPORT_COLUMNS = ("id", "host", "direction", "first_seen", "last_seen", "urgency
                   "due_at", "owner", "status", "assignee", "threat", "queued",
                   "findings_counted", "findings_listed", "detectors", "families", "sources",
                   "summary", "score_terms", "playbook", "closed_at")
-_CONTROL = {c: "?" for c in list(range(0, 32)) + list(range(127, 160)) if c not in (10,)}
-
-
-def clean(text) -> str:
-    """Network text for a terminal: control characters (escape sequences) become '?'."""
-    return str(text if text is not None else "").translate(_CONTROL)
+# network text for a terminal: control characters (escape sequences, newlines) as \xHH
+clean = printable
 
 
 def _inc(ctx) -> Incidents:
