@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from zeekwatch import schema
 from zeekwatch.errors import InputError
 from zeekwatch.readers.base import Chunk, IngestLog, head, open_binary
+from zeekwatch.readers.eve import columnar
 from zeekwatch.readers.eve.dns import DNS_COLUMNS, DnsMerger
 from zeekwatch.readers.eve.flow import CONN_COLUMNS, Common, conn_row
 from zeekwatch.readers.eve.values import as_int, as_str, as_str_list, mailbox
@@ -153,6 +154,7 @@ class _Builder:
         if kind == "dns":
             self.dns.add(e, _common(e))
             return
+        self.dns.events += 1  # the pending window counts every event read
         target = ROWS.get(kind)
         if target is None:
             self.unused[str(kind)] += 1
@@ -216,27 +218,51 @@ def read(path: str, log: IngestLog) -> Iterator[Chunk]:
     """Yield normalized chunks from an EVE file (JSON lines or a JSON array)."""
     path = str(path)
     builder = _Builder(path, log)
-    events = _array_events(path, log) if _is_array(path) else _line_events(path, log)
+    if _is_array(path):
+        yield from _per_event(builder, _array_events(path, log))
+    else:
+        yield from _blocks(path, log, builder)
+    yield from builder.flush(final=True)
+    builder.finish()
+
+
+def _per_event(builder: _Builder, events: Iterable[dict]) -> Iterator[Chunk]:
     for event in events:
         builder.add(event)
         if builder.pending >= CHUNK_EVENTS:
             yield from builder.flush()
-    yield from builder.flush(final=True)
-    builder.finish()
+
+
+def _blocks(path: str, log: IngestLog, builder: _Builder) -> Iterator[Chunk]:
+    """Blocks of lines in Arrow columns (``columnar``); a block that needs it event by event."""
+    cols = columnar.Columns(path, builder.ts, builder.unused)
+    with open_binary(path, log) as f:
+        for block in iter_blocks(f):
+            try:
+                raw, lines = columnar.parse_block(block)
+                tables, dns_rows = cols.tables(raw)
+            except columnar.Fallback:
+                yield from _per_event(builder, _block_events(block, path, log))
+                continue
+            base = builder.dns.events
+            for i, event in columnar.dns_events(lines, dns_rows):
+                builder.dns.events = base + i  # the events before it in the file
+                builder.add(event)
+            builder.dns.events = base + len(lines)
+            yield from builder.flush()
+            yield from tables.items()
 
 
 def _is_array(path: str) -> bool:
     return head(path, 4096).lstrip()[:1] == b"["
 
 
-def _line_events(path: str, log: IngestLog) -> Iterable[dict]:
-    with open_binary(path, log) as f:
-        for block in iter_blocks(f):
-            for line, raw, obj in parse_lines(block, path, log):
-                if "event_type" not in obj:
-                    log.reject(path, line, "not an EVE event (no event_type)", raw)
-                    continue
-                yield obj
+def _block_events(block, path: str, log: IngestLog) -> Iterable[dict]:
+    for line, raw, obj in parse_lines(block, path, log):
+        if "event_type" not in obj:
+            log.reject(path, line, "not an EVE event (no event_type)", raw)
+            continue
+        yield obj
 
 
 def _array_events(path: str, log: IngestLog) -> Iterable[dict]:
