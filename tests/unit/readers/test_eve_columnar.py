@@ -1,7 +1,8 @@
-"""EVE in Arrow columns (issue 17): the block path (``eve.columnar``) must give exactly what the
-event-by-event path gives — every table, every row, the rejects with their line numbers, the
-notes — on real alerts, on generated flow/dns events, on every flow state and app layer, and on
-files whose bad lines send some blocks to the event-by-event path."""
+"""EVE in Arrow columns (issue 17): the fast paths (``eve.columnar``: DuckDB over the file, then
+pyarrow.json blocks) must give exactly what the event-by-event path gives — every table, every
+row, the rejects with their line numbers, the notes — on real alerts, on generated flow/dns
+events, on every flow state and app layer, and on files whose bad lines send the rest of the
+file to blocks and the bad block to the event-by-event path."""
 
 from __future__ import annotations
 
@@ -30,9 +31,12 @@ FLOWS = [  # (state, tcp_flags_ts, tcp_flags_tc, pkts, proto)
 ]
 
 
-def read(path, fast: bool, monkeypatch) -> tuple[dict, IngestLog]:
+def read(path, mode: str, monkeypatch) -> tuple[dict, IngestLog]:
+    """mode: "duckdb" (as shipped), "blocks" (no DuckDB), "events" (event by event only)."""
     with monkeypatch.context() as m:
-        if not fast:
+        if mode != "duckdb":
+            m.setattr(columnar, "duckdb_batches", _no_duckdb)
+        if mode == "events":
             m.setattr(columnar, "parse_block", _refuse)
         log = IngestLog()
         parts: dict[str, list] = {}
@@ -45,14 +49,23 @@ def _refuse(block):
     raise columnar.Fallback("test: the event-by-event path")
 
 
+def _no_duckdb(path, gzip):
+    import duckdb
+
+    raise duckdb.Error("test: no DuckDB")
+    yield
+
+
 def same(path, monkeypatch) -> dict:
-    fast, flog = read(path, True, monkeypatch)
-    slow, slog = read(path, False, monkeypatch)
-    assert fast.keys() == slow.keys()
-    for table in fast:
-        assert fast[table] == slow[table], table
-    assert [(r.line, r.reason, r.raw) for r in flog.rejects] == [(r.line, r.reason, r.raw) for r in slog.rejects]
-    assert flog.notes == slog.notes
+    slow, slog = read(path, "events", monkeypatch)
+    for mode in ("duckdb", "blocks"):
+        fast, flog = read(path, mode, monkeypatch)
+        assert fast.keys() == slow.keys(), mode
+        for table in fast:
+            assert fast[table] == slow[table], (mode, table)
+        assert [(r.line, r.reason, r.raw) for r in flog.rejects] == [
+            (r.line, r.reason, r.raw) for r in slog.rejects], mode
+        assert flog.notes == slog.notes, mode
     return fast
 
 
@@ -121,14 +134,16 @@ def test_a_bad_line_sends_its_block_only_event_by_event(tmp_path, monkeypatch, b
     lines = variety() * 3
     lines.insert(20, bad)
     path = write(tmp_path / "eve.json", lines)
-    blocks = {"fast": 0}
-    real = columnar.parse_block
-
-    def counting(block):
-        out = real(block)
-        blocks["fast"] += 1
-        return out
-
-    monkeypatch.setattr(columnar, "parse_block", counting)
     got = same(path, monkeypatch)
-    assert blocks["fast"] > 3 and len(got["conn"]) >= 3 * len(FLOWS)
+    assert len(got["conn"]) >= 3 * len(FLOWS)
+    slow = {"events": 0}
+    real = eve._block_events
+
+    def counting(block, p, log):
+        for e in real(block, p, log):
+            slow["events"] += 1
+            yield e
+
+    monkeypatch.setattr(eve, "_block_events", counting)
+    read(path, "duckdb", monkeypatch)
+    assert slow["events"] < len(lines) / 2  # only the bad line's block went event by event

@@ -30,13 +30,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Iterator
 
+import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from zeekwatch import schema
 from zeekwatch.errors import InputError
-from zeekwatch.readers.base import Chunk, IngestLog, head, open_binary
+from zeekwatch.readers.base import Chunk, IngestLog, file_size, head, is_gzip, open_binary
 from zeekwatch.readers.eve import columnar
 from zeekwatch.readers.eve.dns import DNS_COLUMNS, DnsMerger
 from zeekwatch.readers.eve.flow import CONN_COLUMNS, Common, conn_row
@@ -46,10 +47,12 @@ from zeekwatch.readers.jsonlines import (
     iter_blocks,
     parse_lines,
     parse_ts,
+    skip_records,
     ts_notes,
 )
 
 CHUNK_EVENTS = 50_000
+GLOB_CHARS = set("*?[")  # DuckDB would expand these in a file name: such files take the robust path
 ICMP_PROTOS = {"icmp", "ipv6-icmp", "icmpv6", "icmp6"}
 USED = ("alert", "flow", "dns", "http", "tls", "smtp")
 
@@ -234,23 +237,65 @@ def _per_event(builder: _Builder, events: Iterable[dict]) -> Iterator[Chunk]:
 
 
 def _blocks(path: str, log: IngestLog, builder: _Builder) -> Iterator[Chunk]:
-    """Blocks of lines in Arrow columns (``columnar``); a block that needs it event by event."""
+    """DuckDB over the whole file; where it stops, blocks of lines (``_robust``)."""
     cols = columnar.Columns(path, builder.ts, builder.unused)
+    if set(path) & GLOB_CHARS:
+        yield from _robust(path, log, builder, cols, 0)
+        return
+    delivered = 0
+    batches = columnar.duckdb_batches(path, is_gzip(path))
+    while True:
+        try:
+            raw = next(batches, None)
+        except (duckdb.Error, OSError, pa.ArrowException):  # DuckDB errors surface via Arrow too
+            raw, stop = None, True
+        else:
+            stop = False
+        if raw is None and not stop:
+            log.advance(file_size(path))
+            return
+        if raw is not None:
+            nulls = pc.indices_nonzero(pc.is_null(raw.column("event_type"))).to_pylist()
+            good = raw.slice(0, nulls[0]) if nulls else raw
+            try:
+                tables, dns_rows = cols.tables(columnar.strict_numbers(good))
+            except columnar.Fallback:
+                stop = True
+            else:
+                yield from _emit(builder, tables, columnar.dns_objects(good, dns_rows), len(good))
+                delivered += len(good)
+                stop = bool(nulls)
+        if stop:
+            batches.close()
+            yield from _robust(path, log, builder, cols, delivered)
+            return
+
+
+def _robust(path, log, builder, cols, skip: int) -> Iterator[Chunk]:
+    """Blocks of lines through pyarrow.json; a block that fails event by event (rejects)."""
     with open_binary(path, log) as f:
         for block in iter_blocks(f):
+            block, skip = skip_records(block, skip)
+            if block is None:
+                continue
             try:
                 raw, lines = columnar.parse_block(block)
                 tables, dns_rows = cols.tables(raw)
             except columnar.Fallback:
                 yield from _per_event(builder, _block_events(block, path, log))
                 continue
-            base = builder.dns.events
-            for i, event in columnar.dns_events(lines, dns_rows):
-                builder.dns.events = base + i  # the events before it in the file
-                builder.add(event)
-            builder.dns.events = base + len(lines)
-            yield from builder.flush()
-            yield from tables.items()
+            yield from _emit(builder, tables, columnar.dns_events(lines, dns_rows), len(lines))
+
+
+def _emit(builder, tables: dict, dns, n: int) -> Iterator[Chunk]:
+    """A converted block: its DNS events through the merge, then its tables."""
+    base = builder.dns.events
+    for i, event in dns:
+        builder.dns.events = base + i  # the events before it in the file
+        builder.add(event)
+    builder.dns.events = base + n
+    yield from builder.flush()
+    yield from tables.items()
 
 
 def _is_array(path: str) -> bool:
