@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GEN = ROOT / "scripts" / "gen_logs.py"
 MB = 1024 * 1024
 
-# Targets (DESIGN.md "Measured facts"; change here, they are printed with every run)
+# Targets (the issues' targets; change here, they are printed with every run)
 LOAD_ROWS_PER_S = 1_500_000
 LOAD_VS_ZAT = 3.0
 LOAD_RSS_MB = 1024

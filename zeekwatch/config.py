@@ -7,32 +7,42 @@ with its default and a comment, and the flag that overrides it where there is on
 
 from __future__ import annotations
 
-import ipaddress
+import os
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from importlib import resources
 from typing import Any
 
 from zeekwatch.errors import ConfigError
+from zeekwatch.params import Param, resolve
 
 RFC1918 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
 
 
+def _key(default, kind: str, doc: str, **limits):
+    """A config key: its default and its typed declaration (checked by ``Config.validate``)."""
+    param = Param("", default, kind, doc, **limits)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"param": param})
+    return field(default=default, metadata={"param": param})
+
+
 @dataclass
 class Networks:
-    internal: list[str] = field(default_factory=lambda: list(RFC1918))
-    mail_servers: list[str] = field(default_factory=list)
-    dns_servers: list[str] = field(default_factory=list)
-    vpn: list[str] = field(default_factory=list)  # VPN/RAS segments (off_hours exempt)
-    vpn_gateways: list[str] = field(default_factory=list)  # long_connection exempt
+    internal: list[str] = _key(list(RFC1918), "networks", "internal networks")
+    mail_servers: list[str] = _key([], "networks", "legitimate mail servers")
+    dns_servers: list[str] = _key([], "networks", "DNS servers (resolvers)")
+    vpn: list[str] = _key([], "networks", "VPN/RAS segments (off_hours exempt)")
+    vpn_gateways: list[str] = _key([], "networks", "VPN gateways (long_connection exempt)")
 
 
 @dataclass
 class Time:
-    timezone: str = "UTC"
-    business_start: str = "06:00"  # off-hours are [business_end, business_start) and weekends
-    business_end: str = "22:00"
-    weekends_off: bool = True
+    timezone: str = _key("UTC", "text", "IANA time zone for off-hours")
+    # off-hours are [business_end, business_start) and weekends
+    business_start: str = _key("06:00", "text", "start of business hours, HH:MM")
+    business_end: str = _key("22:00", "text", "end of business hours, HH:MM")
+    weekends_off: bool = _key(True, "bool", "Saturday and Sunday are off-hours")
 
 
 STORAGES = ("auto", "memory", "file")
@@ -40,18 +50,21 @@ STORAGES = ("auto", "memory", "file")
 
 @dataclass
 class Engine:
-    memory_limit: str = "1GB"
-    threads: int = 2
-    temp_directory: str = ""  # empty: a temporary directory per run
+    memory_limit: str = _key("1GB", "size", "DuckDB memory limit")
+    threads: int = _key(2, "int", "DuckDB worker threads", min=1, max=1024)
+    # empty: a temporary directory per run
+    temp_directory: str = _key("", "text", "directory for DuckDB's spill and scratch files")
     # where the tables are kept: "auto" (in memory up to half of memory_limit, else the
     # scratch database file), "memory" or "file"
-    storage: str = "auto"
+    storage: str = _key("auto", "choice", "where the tables are kept", choices=STORAGES)
 
 
 @dataclass
 class Store:
-    db: str = "findings.db"
-    merge_gap: int = 300  # seconds: episodes of one detector and host closer than this merge
+    db: str = _key("findings.db", "text", "SQLite database of findings")
+    # seconds: episodes of one detector and host closer than this merge
+    merge_gap: int = _key(300, "int", "episodes closer than this merge", min=0, max=30 * 86400,
+                          unit="s")
 
 
 @dataclass
@@ -67,12 +80,13 @@ class Config:
     suppress: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "Config":
-        for name in ("internal", "mail_servers", "dns_servers", "vpn", "vpn_gateways"):
-            for cidr in getattr(self.networks, name):
-                try:
-                    ipaddress.ip_network(cidr, strict=False)
-                except ValueError as exc:
-                    raise ConfigError(f"networks.{name}: {cidr!r} is not an address or CIDR ({exc})") from None
+        for section in ("networks", "time", "engine", "store"):
+            obj = getattr(self, section)
+            for f in fields(obj):
+                param = f.metadata.get("param")
+                if param is not None:
+                    param.check(getattr(obj, f.name), f"{section}.{f.name}")
+        _check_temp_directory(self.engine.temp_directory)
         for key in ("business_start", "business_end"):
             value = getattr(self.time, key)
             try:
@@ -80,9 +94,6 @@ class Config:
                 assert 0 <= int(h) < 24 and 0 <= int(m) < 60
             except Exception:
                 raise ConfigError(f"time.{key}: {value!r} is not HH:MM") from None
-        if self.engine.storage not in STORAGES:
-            raise ConfigError(f"engine.storage: {self.engine.storage!r} is not one of "
-                              f"{', '.join(STORAGES)}")
         try:
             import zoneinfo
 
@@ -91,19 +102,35 @@ class Config:
             raise ConfigError(f"time.timezone: unknown time zone {self.time.timezone!r}") from None
         return self
 
-    def params(self, detector_id: str, defaults: dict[str, Any]) -> dict[str, Any]:
-        """A detector's parameters: its declared defaults overlaid with this config's."""
+    def params(self, detector_id: str, params: tuple[Param, ...]) -> dict[str, Any]:
+        """A detector's parameters: its declared defaults overlaid with this config's, each
+        value checked against its declaration (ConfigError naming the key otherwise)."""
         over = self.detectors.get(detector_id, {})
-        unknown = set(over) - set(defaults) - {"enabled"}
-        if unknown:
-            raise ConfigError(f"detectors.{detector_id}: unknown key(s) {', '.join(sorted(unknown))}; "
-                              f"known: {', '.join(sorted(defaults))}")
-        merged = dict(defaults)
-        merged.update(over)
-        return merged
+        if not isinstance(over, dict):
+            raise ConfigError(f"detectors.{detector_id}: expected a table")
+        where = f"detectors.{detector_id}"
+        if "enabled" in over:
+            ENABLED.check(over["enabled"], f"{where}.enabled")
+        return resolve(params, over, where, extra_keys=("enabled",))
 
     def enabled(self, detector_id: str) -> bool:
-        return bool(self.detectors.get(detector_id, {}).get("enabled", True))
+        over = self.detectors.get(detector_id, {})
+        return ENABLED.check(over.get("enabled", True), f"detectors.{detector_id}.enabled")
+
+
+ENABLED = Param("enabled", True, "bool", "run this detector")
+
+
+def _check_temp_directory(path: str) -> None:
+    """engine.temp_directory must be a writable directory, or creatable under one."""
+    if not path:
+        return
+    probe = path
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe.rstrip(os.sep)) or "."
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"engine.temp_directory: {path!r} is not a writable directory "
+                          f"(nor can it be created: {probe!r} is not writable)")
 
 
 def _merge(obj, data: dict, where: str):

@@ -139,3 +139,36 @@ def test_store_db_of_the_config_is_the_default_database(tmp_path):
     assert json.loads(res.stdout)["db"] == "site.db" and (tmp_path / "site.db").exists()
     listed = run("--config", str(cfg), "findings", cwd=tmp_path)
     assert listed.returncode == 0 and "c2_port" in listed.stdout
+
+
+@pytest.mark.parametrize("command", [["findings"], ["suppress", "list"], ["detectors"],
+                                     ["analyze", "nothing.log"], ["tune", "suricata"]])
+def test_a_missing_config_is_exit_4_for_every_command(tmp_path, command):
+    result = run("--config", str(tmp_path / "nosuch.toml"), *command, "--db", str(tmp_path / "f.db")) \
+        if command[0] in ("findings", "analyze") else run("--config", str(tmp_path / "nosuch.toml"), *command)
+    assert result.returncode == 4, result.stderr
+    assert "nosuch.toml: no such config file" in result.stderr
+    assert not (tmp_path / "f.db").exists()
+
+
+def test_an_invalid_detector_value_is_exit_4_before_anything_is_written(tmp_path):
+    cfg = tmp_path / "z.toml"
+    cfg.write_text("[detectors.mass_mailer]\nmin_servers = \"(SELECT 1)\"\n")
+    db = tmp_path / "f.db"
+    result = run("--config", str(cfg), "analyze", scan_log(tmp_path), "--db", str(db))
+    assert result.returncode == 4, result.stderr
+    assert "detectors.mass_mailer.min_servers" in result.stderr and "is not an integer" in result.stderr
+    assert run("config", "check", str(cfg)).returncode == 4
+    assert not db.exists()
+
+
+def test_detectors_shows_the_configured_values(tmp_path):
+    cfg = tmp_path / "z.toml"
+    cfg.write_text("[detectors.horizontal_scan]\nmin_hosts = 33\n[detectors.ping_sweep]\nenabled = false\n")
+    result = CliRunner().invoke(cli, ["--config", str(cfg), "detectors", "horizontal_scan"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "min_hosts" in line and "netbios" not in line)
+    assert "33" in row and "20" in row  # value in effect, and the default beside it
+    listing = CliRunner().invoke(cli, ["--config", str(cfg), "detectors"], terminal_width=200)
+    assert "disabled" in next(line for line in listing.output.splitlines() if "ping_sweep" in line)
+    assert CliRunner().invoke(cli, ["detectors", "nosuch"]).exit_code == 2

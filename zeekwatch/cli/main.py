@@ -1,4 +1,4 @@
-"""The command line: the only module that imports click, prints, or exits.
+"""The command line: the group, analyze, config and detectors; the other command modules attach here.
 
 Exit codes are defined in ``zeekwatch.errors`` (0 ok, 1 internal error, 2 usage, 3 input
 refused, 4 configuration, 5 store, 6 missing external tool).
@@ -50,9 +50,14 @@ def cli(ctx, config_path, debug):
     ctx.ensure_object(dict)
     ctx.obj["config"] = config_path
     ctx.obj["debug"] = debug
-    if config_path and os.path.exists(config_path):
+    if config_path and ctx.invoked_subcommand != "config":
+        # every command refuses a missing or invalid config (exit 4), not only analyze
+        from zeekwatch.detectors import validate
+
+        cfg = configmod.load(config_path)
+        validate(cfg)
         # the database commands use when --db is not given: store.db of the config
-        ctx.obj["findings_db"] = configmod.load(config_path).store.db
+        ctx.obj["findings_db"] = cfg.store.db
 
 
 def _progress_hooks(quiet: bool):
@@ -160,15 +165,38 @@ def config_check(path):
 
 
 @cli.command("detectors")
-def list_detectors():
-    """List the detectors with their threat type and default parameters."""
+@click.argument("detector_id", required=False)
+@click.pass_obj
+def list_detectors(obj, detector_id):
+    """List the detectors: threat type, how follow runs them, and their parameters.
+
+    The values shown are those in effect: the defaults overlaid with `--config`. With
+    DETECTOR_ID, every parameter of that detector with its type, allowed values and meaning.
+    """
     from zeekwatch.detectors import REGISTRY
 
+    cfg = configmod.load(obj.get("config"))
+    if detector_id is not None:
+        if detector_id not in REGISTRY:
+            raise click.UsageError(f"unknown detector {detector_id!r} (known: {', '.join(REGISTRY)})")
+        det = REGISTRY[detector_id]
+        values = cfg.params(det.id, det.params)
+        table = Table(title=f"{det.id}: {det.title} (threat {det.threat})")
+        for col in ("key", "value", "default", "allowed", "meaning"):
+            table.add_column(col)
+        for p in det.params:
+            table.add_row(p.name, json.dumps(values[p.name]), json.dumps(p.default), p.allowed(), p.doc)
+        out.print(table)
+        return
     table = Table()
-    for col in ("id", "threat", "defaults"):
+    for col in ("id", "threat", "runs", "parameters (in effect)"):
         table.add_column(col)
     for det in REGISTRY.values():
-        table.add_row(det.id, det.threat, json.dumps(det.defaults))
+        runs = "windowed" if det.windowed else "whole data" if det.whole_data else "per record"
+        if not cfg.enabled(det.id):
+            runs = "disabled"
+        values = cfg.params(det.id, det.params)
+        table.add_row(det.id, det.threat, runs, json.dumps(values))
     out.print(table)
 
 

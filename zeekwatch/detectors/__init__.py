@@ -1,6 +1,9 @@
-"""The detectors of DESIGN.md, declared once (see ``base.py`` for the contract).
+"""Detectors: each behaviour declared once, as data plus one SQL query (``base.py`` has the
+contract and the Dialect hooks that let another engine run the same SQL).
 
-Importing this package registers every detector in ``REGISTRY`` (id -> Detector).
+Importing this package registers every detector in ``REGISTRY`` (id -> Detector): ``scan``
+(worms), ``mail`` (mass mailers), ``bot`` and ``backdoor`` (C2, tunnels, rare and new
+services), ``ids`` (Suricata alerts). Imports only the core modules; never the engine.
 """
 
 from zeekwatch.detectors import (  # noqa: F401
@@ -11,8 +14,9 @@ from zeekwatch.detectors import (  # noqa: F401
     scan,  # noqa: F401  (registers)
 )
 from zeekwatch.detectors.base import REGISTRY, Context, Detector, Dialect  # noqa: F401
+from zeekwatch.params import Param  # noqa: F401
 
-__all__ = ["REGISTRY", "Context", "Detector", "Dialect"]
+__all__ = ["REGISTRY", "Context", "Detector", "Dialect", "Param"]
 
 
 def validate(config) -> None:
@@ -24,4 +28,4 @@ def validate(config) -> None:
         raise ConfigError(f"detectors: unknown detector(s) {', '.join(sorted(unknown))} "
                           f"(known: {', '.join(REGISTRY)})")
     for det in REGISTRY.values():
-        config.params(det.id, det.defaults)
+        config.params(det.id, det.params)

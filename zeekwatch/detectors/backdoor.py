@@ -16,6 +16,7 @@ import ipaddress
 import re
 
 from zeekwatch.detectors.base import (
+    Param,
     UIDS_LIMIT,
     VALUES_LIMIT,
     Context,
@@ -134,7 +135,10 @@ register(Detector(
     title="Long outbound connection",
     threat="tunnel",
     needs=("conn",),
-    defaults={"min_hours": 1, "tiers": [1, 4, 8, 12]},
+    params=(
+        Param('min_hours', 1, 'float', "shortest duration that counts, hours (fractions allowed: 0.5)", min=0.01, unit='h'),
+        Param('tiers', [1, 4, 8, 12], 'ints', "duration levels reported as `details.tier`, hours", min=0, unit='h'),
+    ),
     false_positives="VPN clients (list the gateways in networks.vpn_gateways), remote desktop "
                     "and SSH sessions, long downloads and media streams, push/chat/telemetry "
                     "channels that keep one TLS session open.",
@@ -260,8 +264,13 @@ register(Detector(
     title="Activity outside business hours",
     threat="policy",
     needs=("conn",),
-    defaults={"min_connections": 5, "ignore_ports": [53, 123], "ignore_multicast": True,
-              "exclude_hosts": []},
+    params=(
+        Param('min_connections', 5, 'int', "connections started in one period", min=1),
+        Param('ignore_ports', [53, 123], 'ports', "tcp/udp destination ports that never count"),
+        Param('ignore_multicast', True, 'bool', "skip multicast and broadcast destinations"),
+        Param('exclude_hosts', [], 'networks', "CIDRs/addresses of machines that run 24/7 (servers), IPv4 and IPv6"),
+    ),
+    whole_data=True,
     false_positives="Servers and always-on machines (list them in exclude_hosts), backups, "
                     "patch and antivirus updates, cloud sync, machines left on with open "
                     "browsers, shift workers, users in other time zones.",
@@ -415,8 +424,14 @@ register(Detector(
     title="New listening service",
     threat="backdoor",
     needs=("conn",),
-    defaults={"learn_hours": 24, "known": [], "max_port": 49152, "ignore_udp_replies": True,
-              "ftp_control_ports": [21, 2121]},
+    params=(
+        Param('learn_hours', 24, 'float', "fresh database: services first seen this early in the data are the baseline", min=0, unit='h'),
+        Param('known', [], 'texts', "declared services, `\"host:port/proto\"` (host: address, CIDR, `[IPv6]` or `*`)"),
+        Param('max_port', 49152, 'int', "ports at or above are ignored (65536: none ignored)", min=1, max=65536),
+        Param('ignore_udp_replies', True, 'bool', "skip UDP from a port < 1024 to a port ≥ 1024"),
+        Param('ftp_control_ports', [21, 2121], 'ports', "control ports that make high-port connections FTP data"),
+    ),
+    whole_data=True,
     false_positives="Newly installed or moved servers, updates that open ports, P2P/VoIP/RPC "
                     "on dynamic ports below max_port, hosts that were off while the baseline "
                     "was learned.",

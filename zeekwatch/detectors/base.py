@@ -17,7 +17,7 @@ Every detector query returns these columns (the *candidate* contract):
 
 Any further columns are kept in the finding's ``details`` (e.g. ``mx_lookups``).
 
-The queries read conn through ``cx``, the enriched conn rows (``zeekwatch/enrich.py``: address
+The queries read conn through ``cx``, the enriched conn rows (``zeekwatch/engine/enrich.py``: address
 classes and ids, failed/established/initiated/answered/outbound), besides the normalized tables and the
 engine's helper tables (``zw_addr``, ``zw_services``, ``resolved``, ``known_services``).
 
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from zeekwatch.nets import Nets
+from zeekwatch.params import Param
 from zeekwatch.sql import in_list, sql_list, sql_text  # noqa: F401  (detectors import them from here)
 
 VALUES_LIMIT = 20  # distinct values listed on a finding (the total is kept too)
@@ -99,19 +100,43 @@ class Context:
 
 @dataclass(frozen=True)
 class Detector:
-    """A behaviour, declared once. See the module docstring for the query contract."""
+    """A behaviour, declared once. See the module docstring for the query contract.
+
+    ``params`` are the typed, documented parameters (``zeekwatch.params.Param``); the config's
+    ``[detectors.<id>]`` table overrides them and every value is checked before a run.
+    ``windowed``: the query counts distinct values in a sliding ``window`` (follow runs it on
+    every batch, over a look-back of at least the window); ``threshold`` names the parameter that
+    is its smallest distinct count. ``whole_data``: the query compares against the whole data
+    (a population or a baseline), so follow runs it periodically over its look-back.
+    """
 
     id: str
     title: str
     threat: str
     needs: tuple[str, ...]
-    defaults: dict[str, Any]
+    params: tuple[Param, ...]
     false_positives: str
     query: Callable[[dict, Context], str]
     summary: Callable[[dict, dict], str]
     doc: str = ""
     windowed: bool = False
+    threshold: str = ""
+    whole_data: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"detector {self.id!r}: a parameter is declared twice")
+        if self.threshold and self.threshold not in names:
+            raise ValueError(f"detector {self.id!r}: threshold {self.threshold!r} is not a parameter")
+        if self.windowed and "window" not in names:
+            raise ValueError(f"detector {self.id!r}: windowed but no 'window' parameter")
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Parameter name -> declared default."""
+        return {p.name: p.default for p in self.params}
 
 
 REGISTRY: dict[str, Detector] = {}

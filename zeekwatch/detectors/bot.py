@@ -10,7 +10,7 @@ Shared rules (docs/detectors/*.md repeat them per detector):
   originator's SYN (``S``) and the responder's SYN-ACK (``h``); or, for records without a
   state (flows from other sensors), responder payload (TCP) or responder packets (UDP).
   (The ``established``, ``initiated`` and address-class columns of the enriched table ``cx``:
-  ``zeekwatch/enrich.py`` defines them once.)
+  ``zeekwatch/engine/enrich.py`` defines them once.)
 - *Port lists* take ``443`` or ``"6660-6669"`` (TCP) and ``"udp/500"`` / ``"tcp/7000-7001"``.
 - *Services* are matched as tokens of the comma-separated ``service`` field ("http,ssl"),
   case-insensitively; a token never matches a longer one ("irc" is not "irc-dcc-data").
@@ -22,6 +22,7 @@ All SQL is plain (``instr``, ``replace``, ``lower``, ``||``) so Spark runs it un
 from __future__ import annotations
 
 from zeekwatch.detectors.base import (
+    Param,
     UIDS_LIMIT,
     VALUES_LIMIT,
     Context,
@@ -149,8 +150,13 @@ register(Detector(
     title="Connection to a known bot/C2 port or to IRC",
     threat="c2",
     needs=("conn",),
-    defaults={"ports": ["6660-6669", 6697, 7000], "extra_ports": [],
-              "include_internal_peers": False, "count_failed": True, "scan_min": 5},
+    params=(
+        Param('ports', ["6660-6669", 6697, 7000], 'ports', "known bot/C2 destination ports (IRC)"),
+        Param('extra_ports', [], 'ports', "more ports, e.g. [4444, \"udp/53413\"] (your threat intelligence)"),
+        Param('include_internal_peers', False, 'bool', "the port rule also fires for internal peers (the IRC rule always does)"),
+        Param('count_failed', True, 'bool', "unanswered/refused attempts count too"),
+        Param('scan_min', 5, 'int', "failed attempts to ≥ this many ports of one peer, or peers on one port, are a scan and do not count", min=1),
+    ),
     false_positives="People who really use IRC (chat, open-source projects); internal IRC "
                     "servers linking to other servers; other software on tcp/7000 (e.g. some "
                     "game and media services). The IRC service rule also catches internal peers.",
@@ -234,13 +240,14 @@ register(Detector(
     title="Traffic to an external host on an unusual port",
     threat="suspicious",
     needs=("conn",),
-    defaults={"common_ports": [20, 21, 22, 25, 53, 80, 110, 123, 143, 443, 465, 587, 853, 993,
-                               995, 3389, 5223, 5228, 8080, 8443, "udp/53", "udp/123",
-                               "udp/443", "udp/500", "udp/4500"],
-              "common_services": [], "max_hosts": 2,
-              "p2p_services": ["bittorrent", "bittorrenttracker", "bittorrent-dht", "stun",
-                               "skype", "gnutella", "edonkey"],
-              "ftp_control_ports": [21, 2121]},
+    params=(
+        Param('common_ports', [20, 21, 22, 25, 53, 80, 110, 123, 143, 443, 465, 587, 853, 993, 995, 3389, 5223, 5228, 8080, 8443, "udp/53", "udp/123", "udp/443", "udp/500", "udp/4500"], 'ports', "never unusual (bare numbers are TCP; 5223/5228 are Apple/Google push)"),
+        Param('common_services', [], 'texts', "services normal on any port here, e.g. [\"ssh\"] if admins use SSH on 2222"),
+        Param('max_hosts', 2, 'int', "report a port only when at most this many internal hosts use it", min=0),
+        Param('p2p_services', ["bittorrent", "bittorrenttracker", "bittorrent-dht", "stun", "skype", "gnutella", "edonkey"], 'texts', "a host with one of these services is P2P/Skype and excluded"),
+        Param('ftp_control_ports', [21, 2121], 'ports', "FTP control ports that make later high-port connections data channels"),
+    ),
+    whole_data=True,
     false_positives="Business applications on their own ports (VPN clients, games, trading "
                     "and video software; Apple/Google push tcp/5223 and tcp/5228 are common); "
                     "unlabelled P2P; small networks where every port is 'rare'.",
@@ -306,9 +313,16 @@ register(Detector(
     title="Rare, never-resolved external destination",
     threat="suspicious",
     needs=("conn",),
-    defaults={"max_hosts": 1, "max_percent": 2, "min_internal_hosts": 10,
-              "min_connections": 1, "require_dns": True,
-              "ignore_ports": [53, "udp/53", "udp/123"], "ignore_services": ["dns", "ntp"]},
+    params=(
+        Param('max_hosts', 1, 'int', "at most this many internal hosts reached the destination", min=0),
+        Param('max_percent', 2, 'float', "...and at most this % of the active internal hosts", min=0, max=100, unit='%'),
+        Param('min_internal_hosts', 10, 'int', "below this many active internal hosts nothing fires", min=0),
+        Param('min_connections', 1, 'int', "established connections needed per (host, destination, service)", min=1),
+        Param('require_dns', True, 'bool', "nothing fires when the data has no DNS records"),
+        Param('ignore_ports', [53, "udp/53", "udp/123"], 'ports', "destination ports never reported (bare numbers are TCP)"),
+        Param('ignore_services', ["dns", "ntp"], 'texts', "services never reported"),
+    ),
+    whole_data=True,
     false_positives="Software with hard-coded addresses (NTP/DNS on IoT devices, update "
                     "services, licence servers); DNS answers not captured by the sensor "
                     "(DoH, another resolver path); P2P and VoIP media relays.",
@@ -368,10 +382,13 @@ register(Detector(
     title="Non-web protocol on a web port",
     threat="c2",
     needs=("conn",),
-    defaults={"ports": [80, 443, 8080],
-              "web_services": ["http", "ssl", "tls", "quic", "http2", "websocket", "spdy"],
-              "unknown_service_counts": True, "unknown_min_bytes": 64,
-              "include_internal_peers": False},
+    params=(
+        Param('ports', [80, 443, 8080], 'ports', "web ports (bare numbers are TCP)"),
+        Param('web_services', ["http", "ssl", "tls", "quic", "http2", "websocket", "spdy"], 'texts', "service tokens that are web"),
+        Param('unknown_service_counts', True, 'bool', "connections with no identified service count too"),
+        Param('unknown_min_bytes', 64, 'int', "...when each direction carried at least this many bytes", min=0, unit='bytes'),
+        Param('include_internal_peers', False, 'bool', "also internal peers (internal proxies and servers)"),
+    ),
     false_positives="Remote-support and VPN software that uses 443 with its own protocol "
                     "(TeamViewer, some SSL VPNs, SSH on 443 for admins); traffic the sensor "
                     "could not classify (missed packets, unusual TLS); streaming over raw TCP/80.",

@@ -7,7 +7,7 @@ the alert category: a trojan's C2 weighs more than a policy violation.
 
 from __future__ import annotations
 
-from zeekwatch.detectors.base import VALUES_LIMIT, Context, Detector, register, sql_text
+from zeekwatch.detectors.base import Param, VALUES_LIMIT, Context, Detector, register, sql_text
 from zeekwatch.errors import ConfigError
 
 # Suricata/ET classification descriptions (classification.config) -> zeekwatch threat type.
@@ -117,7 +117,11 @@ register(Detector(
     title="Suricata alert",
     threat="ids",
     needs=("alert",),
-    defaults={"group_window": 3600, "default_threat": "ids", "category_threats": {}},
+    params=(
+        Param('group_window', 3600, 'int', "seconds of silence after which the same signature on the same host is a new finding", min=1, unit='s'),
+        Param('default_threat', 'ids', 'text', "threat type of categories not in the map"),
+        Param('category_threats', {}, 'table', "extra category → threat entries, over the built-in map"),
+    ),
     false_positives="Whatever the rule set raises wrongly: noisy or outdated signatures "
                     "(suppress them; `zeekwatch tune suricata` writes threshold.config lines), "
                     "policy and protocol-decode alerts (scored low as 'policy').",

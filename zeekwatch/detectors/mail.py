@@ -9,6 +9,7 @@ and an MX lookup burst corroborates a mass mailer.
 from __future__ import annotations
 
 from zeekwatch.detectors.base import (
+    Param,
     Context,
     Detector,
     distinct_window,
@@ -116,7 +117,12 @@ register(Detector(
     title="Mass mailer (SMTP to many external servers)",
     threat="mass_mailer",
     needs=("conn",),
-    defaults={"window": 60, "min_servers": 20, "ports": [25]},
+    params=(
+        Param('window', 60, 'int', "window length, seconds", min=1, max=86400, unit='s'),
+        Param('min_servers', 20, 'int', "distinct external SMTP servers", min=1),
+        Param('ports', [25], 'ports', "destination TCP ports that count as SMTP"),
+    ),
+    threshold="min_servers",
     false_positives="Unlisted mail servers, relays and mail gateways (list them in "
                     "networks.mail_servers); newsletter or ticketing systems that deliver "
                     "directly; a NAT gateway that hides several mail servers.",
@@ -152,7 +158,12 @@ register(Detector(
     title="MX lookup burst",
     threat="mass_mailer",
     needs=("dns",),
-    defaults={"window": 60, "min_queries": 20, "ignore_dns_servers": True},
+    params=(
+        Param('window', 60, 'int', "window length, seconds", min=1, max=86400, unit='s'),
+        Param('min_queries', 20, 'int', "distinct names queried for MX", min=1),
+        Param('ignore_dns_servers', True, 'bool', "hosts in `networks.dns_servers` never count (a resolver forwards its clients' lookups)"),
+    ),
+    threshold="min_queries",
     false_positives="Unlisted mail servers and relays (list them in networks.mail_servers); "
                     "site resolvers forwarding clients' MX lookups (list them in "
                     "networks.dns_servers); mail-address validation services.",

@@ -1,6 +1,6 @@
 """Worm behaviour: horizontal and vertical scans, ping sweeps, outbound pings.
 
-The queries read the enriched conn table ``cx`` (``zeekwatch/enrich.py``): ``failed`` (conn_state
+The queries read the enriched conn table ``cx`` (``zeekwatch/engine/enrich.py``): ``failed`` (conn_state
 S0, REJ, RSTOS0, SH), ``initiated`` (not backscatter: the originator sent a SYN, or there is no
 history) and the address classes are columns decided once per row.
 """
@@ -8,6 +8,7 @@ history) and the address classes are columns decided once per row.
 from __future__ import annotations
 
 from zeekwatch.detectors.base import (
+    Param,
     Context,
     Detector,
     distinct_window,
@@ -49,7 +50,13 @@ register(Detector(
     title="Horizontal scan (one port, many hosts)",
     threat="worm",
     needs=("conn",),
-    defaults={"window": 60, "min_hosts": 20, "netbios_min_hosts": 64, "ignore_ports": []},
+    params=(
+        Param('window', 60, 'int', "window length, seconds", min=1, max=86400, unit='s'),
+        Param('min_hosts', 20, 'int', "distinct destination hosts", min=1),
+        Param('netbios_min_hosts', 64, 'int', "threshold for udp/137, udp/138, tcp/139", min=1),
+        Param('ignore_ports', [], 'ports', "destination ports never counted"),
+    ),
+    threshold="min_hosts",
     false_positives="Network management and inventory tools; P2P clients and messengers "
                     "(suppressed by app usage); a proxy or NAT gateway that looks like one host.",
     query=_horizontal_query,
@@ -91,9 +98,14 @@ register(Detector(
     title="Vertical scan (one host, many ports)",
     threat="worm",
     needs=("conn",),
-    defaults={"window": 60, "min_ports": 20, "internal_only": False,
-              "dynamic_services": ["ftp-data", "irc-dcc-data", "dce_rpc", "sip", "rtp"],
-              "control_ports": [21, 2121]},
+    params=(
+        Param('window', 60, 'int', "window length, seconds", min=1, max=86400, unit='s'),
+        Param('min_ports', 20, 'int', "distinct destination ports", min=1),
+        Param('internal_only', False, 'bool', "only internal scanners"),
+        Param('dynamic_services', ["ftp-data", "irc-dcc-data", "dce_rpc", "sip", "rtp"], 'texts', "services never counted"),
+        Param('control_ports', [21, 2121], 'ports', "FTP control ports that make later high-port attempts data channels"),
+    ),
+    threshold="min_ports",
     false_positives="Vulnerability scanners run by the security team; FTP passive data "
                     "channels are excluded (control connection on 21 to the same host).",
     query=_vertical_query,
@@ -117,7 +129,11 @@ register(Detector(
     title="Ping sweep",
     threat="worm",
     needs=("conn",),
-    defaults={"window": 60, "min_hosts": 10},
+    params=(
+        Param('window', 60, 'int', "window length, seconds", min=1, max=86400, unit='s'),
+        Param('min_hosts', 10, 'int', "distinct hosts pinged", min=1),
+    ),
+    threshold="min_hosts",
     false_positives="Monitoring systems (Nagios, PRTG) that ping many hosts: list them in "
                     "an allowlist.",
     query=_sweep_query,
@@ -146,7 +162,9 @@ register(Detector(
     title="Ping to an external host",
     threat="recon",
     needs=("conn",),
-    defaults={},
+    params=(
+
+    ),
     false_positives="Administrators testing connectivity (ping 8.8.8.8); monitoring of "
                     "external services.",
     query=_outbound_query,

@@ -81,7 +81,7 @@ def test_c2_extra_ports_and_udp():
 
 @pytest.mark.parametrize("bad", ["http", "70000", "sctp/80", "7000-6000", True])
 def test_c2_bad_port_spec_is_refused_with_the_key(bad):
-    with pytest.raises(ConfigError, match=r"detectors\.c2_port\.extra_ports: .* is not a port"):
+    with pytest.raises(ConfigError, match=r"detectors\.c2_port\.extra_ports: .* is not valid here: expected a list of ports"):
         detect("c2_port", config={"detectors": {"c2_port": {"extra_ports": [bad]}}},
                conn=[conn(1000, HOST, EXT, 6667)])
 

@@ -36,10 +36,9 @@ from zeekwatch.store.db import Store
 from zeekwatch.store.follow import FollowStore
 from zeekwatch.triage.stage import TriageStage
 
-# Detectors whose result depends on all the data (prevalence across hosts, a learned
-# baseline, counts per night): they run over the whole look-back every
-# ``population_interval`` seconds, or not at all in follow mode (the default); see docs/follow.md.
-WHOLE_DATA = ("unusual_port", "rare_destination", "new_listener", "off_hours")
+# Detectors declared ``whole_data`` (prevalence across hosts, a learned baseline, counts per
+# night) run over the whole look-back every ``population_interval`` seconds, or not at all in
+# follow mode (the default); see docs/follow.md.
 NOTES_KEPT = 200
 
 
@@ -48,7 +47,7 @@ class FollowOptions:
     interval: float = 1.0  # seconds between micro-batches
     lookback: float = 300.0  # seconds of data time kept for windows and late rows
     once: bool = False  # process what is there, then exit
-    population_interval: float = 0.0  # seconds between WHOLE_DATA passes; 0: never
+    population_interval: float = 0.0  # seconds between whole-data passes; 0: never
     grace: float | None = None  # seconds a rotated file may stay idle before it is closed
     only: list[str] | None = None  # detector ids (default: every enabled one)
     max_read: int = MAX_READ
@@ -97,11 +96,14 @@ def detector_plan(config: Config, only: list[str] | None) -> DetectorPlan:
         raise ConfigError(f"unknown detector(s): {', '.join(unknown)}")
     windows, gates = [], []
     for d in ids:
-        if REGISTRY[d].windowed:
-            params = config.params(d, REGISTRY[d].defaults)
-            windows.append(float(params.get("window", 60)))
-            gates += [int(v) for k, v in params.items() if "min_" in k and isinstance(v, (int, float))]
-    return DetectorPlan([d for d in ids if d not in WHOLE_DATA], [d for d in ids if d in WHOLE_DATA],
+        det = REGISTRY[d]
+        if det.windowed:
+            params = config.params(d, det.params)
+            windows.append(float(params["window"]))
+            if det.threshold:
+                gates.append(int(params[det.threshold]))
+    return DetectorPlan([d for d in ids if not REGISTRY[d].whole_data],
+                        [d for d in ids if REGISTRY[d].whole_data],
                         max(windows, default=60.0), min(gates, default=1) if windows else 1)
 
 
