@@ -240,7 +240,8 @@ def distinct_window(events: str, group: list[str], window: float, threshold: int
     values starts at some event, in time slot k = floor(t / window), and ends before the end of
     slot k + 1; so only the (group, pair of adjacent slots) with that many distinct values can
     hold one. Those pairs are found by one hash aggregate over the events' distinct (group,
-    slot, value), and only the events in their slots go on to the exact (sorting) steps. The
+    slot, value) — first the pairs whose two slots' counts add up to the threshold, then their
+    exact distinct counts — and only the events in their slots go on to the exact (sorting) steps. The
     result is the same as over all events: every window at or above the threshold, and every
     event of an episode's span, lies in such a pair. (A busy browser's hundreds of resolved
     destinations a day pass the old whole-day test; a few per minute do not pass this one.)
@@ -259,13 +260,21 @@ def distinct_window(events: str, group: list[str], window: float, threshold: int
     match = lambda a, b: " AND ".join(f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in group)  # noqa: E731
     return f"""
 WITH ev_all AS ({events}),
-slots AS (SELECT DISTINCT {g}, v, {slot} AS k{", thr" if per_group else ""}
-          FROM (SELECT {g}, v, t{thr_col} FROM ev_all) x),
+slots AS {dialect.materialized()} (
+  SELECT DISTINCT {g}, v, {slot} AS k{", thr" if per_group else ""}
+  FROM (SELECT {g}, v, t{thr_col} FROM ev_all) x),
+counts AS (SELECT {g}, k, count(*) AS n{", max(thr) AS thr" if per_group else ""} FROM slots GROUP BY {g}, k),
+maybe AS (  -- a pair can hold the threshold only if its two slots' counts add up to it
+  SELECT {", ".join(f"a.{c}" for c in group)}, a.k FROM counts a
+  LEFT JOIN counts b ON {match("a", "b")} AND b.k = a.k + 1
+  WHERE a.n + coalesce(b.n, 0) >= {"a.thr" if per_group else thr}
+  UNION SELECT {", ".join(f"b.{c}" for c in group)}, b.k - 1 AS k FROM counts b
+  WHERE b.n >= {"b.thr" if per_group else thr}),
 pairs AS (
-  SELECT {g}, k{", max(thr) AS thr" if per_group else ""}
-  FROM (SELECT {g}, v, k{", thr" if per_group else ""} FROM slots
-        UNION ALL SELECT {g}, v, k - 1 AS k{", thr" if per_group else ""} FROM slots) y
-  GROUP BY {g}, k HAVING count(DISTINCT v) >= {"max(thr)" if per_group else thr}),
+  SELECT {", ".join(f"m.{c}" for c in group)}, m.k{", max(s.thr) AS thr" if per_group else ""}
+  FROM maybe m JOIN slots s ON {match("s", "m")} AND (s.k = m.k OR s.k = m.k + 1)
+  GROUP BY {", ".join(f"m.{c}" for c in group)}, m.k
+  HAVING count(DISTINCT s.v) >= {"max(s.thr)" if per_group else thr}),
 hot AS (SELECT DISTINCT {g}, k FROM (SELECT {g}, k FROM pairs UNION ALL SELECT {g}, k + 1 FROM pairs) z),
 busy AS (SELECT DISTINCT {g}{", thr" if per_group else ""} FROM pairs),
 ev AS {dialect.materialized()} (
