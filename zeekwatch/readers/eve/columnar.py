@@ -33,6 +33,7 @@ import pyarrow.json as pj
 
 from zeekwatch import schema
 from zeekwatch.readers.eve import flow as flowmod
+from zeekwatch.readers.eve.values import Common
 from zeekwatch.readers.jsonlines import Block, TsStats, parse_ts
 
 S, I64 = pa.string(), pa.int64()
@@ -201,7 +202,8 @@ class Columns:
         cols["source"] = schema.source_column(self.path, len(e))
         return schema.conform(table, pa.table(_typed(table, cols)))
 
-    def _common(self, e: pa.Table) -> dict[str, pa.Array]:
+    @staticmethod
+    def _common(e: pa.Table) -> dict[str, pa.Array]:
         col = lambda n: e.column(n).combine_chunks()  # noqa: E731
         proto = _proto(col("proto"))
         icmp = pc.fill_null(pc.equal(proto, "icmp"), False)
@@ -311,18 +313,16 @@ def _conn_state(proto, state, tcp: pa.StructArray, pkts_ts, pkts_tc) -> pa.Array
     return _per_value(key, decide)
 
 
-COMMON = ("timestamp", "flow_id", "event_type", "src_ip", "src_port", "dest_ip", "dest_port", "proto",
-          "icmp_type", "icmp_code", "community_id")
-
-
-def dns_objects(raw: pa.Table, rows: pa.Array):
-    """(index, event object) of the DNS events of a DuckDB batch (``dns`` is JSON text)."""
-    part = raw.take(rows).select(list(COMMON) + ["dns"])
-    for i, e in zip(rows.to_pylist(), part.to_pylist()):
-        e = {k: v for k, v in e.items() if v is not None}
-        if "dns" in e:
-            e["dns"] = orjson.loads(e["dns"])
-        yield i, e
+def dns_parsed(raw: pa.Table, rows: pa.Array):
+    """(index, ``dns`` object, ``Common``) of the DNS events of a DuckDB batch (numbers made
+    strict, ``dns`` as JSON text): the fields every event has are converted by column (as
+    ``Columns._common``), only the ``dns`` object is parsed per event."""
+    part = raw.take(rows)
+    c = Columns._common(part)
+    names = ("ts", "uid", "flow_id", "src_ip", "src_port", "dest_ip", "dest_port", "proto", "community_id")
+    lists = [c[n].to_pylist() for n in names]
+    for i, d, *values in zip(rows.to_pylist(), part.column("dns").to_pylist(), *lists):
+        yield i, (None if d is None else orjson.loads(d)), Common(*values)
 
 
 def dns_events(lines: list[bytes], rows: pa.Array):

@@ -258,11 +258,12 @@ def _blocks(path: str, log: IngestLog, builder: _Builder) -> Iterator[Chunk]:
             nulls = pc.indices_nonzero(pc.is_null(raw.column("event_type"))).to_pylist()
             good = raw.slice(0, nulls[0]) if nulls else raw
             try:
-                tables, dns_rows = cols.tables(columnar.strict_numbers(good))
+                good = columnar.strict_numbers(good)
+                tables, dns_rows = cols.tables(good)
             except columnar.Fallback:
                 stop = True
             else:
-                yield from _emit(builder, tables, columnar.dns_objects(good, dns_rows), len(good))
+                yield from _emit(builder, tables, columnar.dns_parsed(good, dns_rows), len(good))
                 delivered += len(good)
                 stop = bool(nulls)
         if stop:
@@ -288,11 +289,16 @@ def _robust(path, log, builder, cols, skip: int) -> Iterator[Chunk]:
 
 
 def _emit(builder, tables: dict, dns, n: int) -> Iterator[Chunk]:
-    """A converted block: its DNS events through the merge, then its tables."""
+    """A converted block: its DNS events through the merge (``(index, event)`` or
+    ``(index, dns object, Common)``), then its tables."""
     base = builder.dns.events
-    for i, event in dns:
+    for i, *item in dns:
         builder.dns.events = base + i  # the events before it in the file
-        builder.add(event)
+        if len(item) == 1:
+            builder.add(item[0])
+        else:
+            builder.pending += 1
+            builder.dns.add({"dns": item[0]}, item[1])
     builder.dns.events = base + n
     yield from builder.flush()
     yield from tables.items()
