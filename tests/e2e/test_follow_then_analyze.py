@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 from zeekwatch.app.analyze import analyze
@@ -38,6 +39,7 @@ def grow(src: Path, dst: Path, share: float) -> None:
     dst.write_text("".join(header + body[:int(len(body) * share)] + tail))
 
 
+@pytest.mark.slow
 def test_follow_then_analyze_gives_the_clean_runs_open_findings(tmp_path):
     data = tmp_path / "gen"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_logs.py"), str(data), "--small", "-q"], check=True)

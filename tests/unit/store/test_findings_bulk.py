@@ -142,6 +142,7 @@ def _head(src: Path, dst: Path, share: float) -> str:
     return str(dst)
 
 
+@pytest.mark.slow
 def test_generated_noisy_data_grows(tmp_path, noisy):
     """~3 k findings of a busy network: 60 % of the logs, then all of them (continued episodes,
     new ones), then the same again (nothing changes)."""
