@@ -105,6 +105,7 @@ class Merger:
         self.limit = limit
         self.records: dict[tuple, list[Record]] = {}
         self.new = self.updated = 0
+        self.now = now_iso()  # one time for the batch's rows
 
     def load(self, stored: dict[tuple, list[dict]]) -> None:
         for key, rows in stored.items():
@@ -112,13 +113,16 @@ class Merger:
 
     def add(self, cand: dict) -> None:
         recs = self.records.setdefault(entity(cand), [])
-        lo = iso(parse_iso(cand["first_seen"]) - self.gap)
-        hi = iso(parse_iso(cand["last_seen"]) + self.gap)
-        hits = [r for r in recs if r.folded_into is None
-                and r.row["first_seen"] <= hi and r.row["last_seen"] >= lo]
+        hits = []
+        if recs:  # most candidates of a busy run are of entities seen for the first time
+            lo = iso(parse_iso(cand["first_seen"]) - self.gap)
+            hi = iso(parse_iso(cand["last_seen"]) + self.gap)
+            hits = [r for r in recs if r.folded_into is None
+                    and r.row["first_seen"] <= hi and r.row["last_seen"] >= lo]
         if not hits:
             recs.append(self._insert(cand))
-            recs.sort(key=lambda r: r.row["first_seen"])  # stable: equal times keep their order
+            if len(recs) > 1:
+                recs.sort(key=lambda r: r.row["first_seen"])  # stable: equal times keep their order
             self.new += 1
             cand["stored"] = "new"
             return
@@ -143,7 +147,7 @@ class Merger:
         row["id"] = self.make_id(cand["detector"], cand["host"], cand.get("peer"), cand.get("key"),
                                  cand["first_seen"])
         row["status"] = cand.get("status") or "new"
-        now = now_iso()
+        now = self.now
         row.update({"first_run": self.run_id, "last_run": self.run_id, "created_at": now,
                     "updated_at": now})
         cand["id"] = row["id"]
@@ -162,7 +166,7 @@ class Merger:
         if not change:
             return False
         if rec.stored:
-            change.update({"last_run": self.run_id, "updated_at": now_iso()})
+            change.update({"last_run": self.run_id, "updated_at": self.now})
             rec.change.update(change)
         rec.row.update(change)
         return True
