@@ -59,7 +59,7 @@ def _trace(report) -> str:
               "on stdout (for a SIEM).")
 @click.option("--population-interval", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between runs of the whole-data detectors (unusual_port, "
-              "rare_destination, new_listener, off_hours) over the look-back; 0: never.")
+              "rare_destination, new_listener, off_hours, beacon) over the look-back; 0: never.")
 @click.option("--detector", "detectors", multiple=True, help="Run only this detector (repeatable).")
 @config_overrides
 @click.option("-q", "--quiet", is_flag=True, help="No status line and no summary.")

@@ -254,11 +254,12 @@ class Engine:
                     "WHERE service IS NOT NULL")
         # (host_id, addr_id): the host got the address in a DNS answer, as zw_addr ids (only
         # addresses the tables hold matter); ``pair`` is both ids in one BIGINT
-        # (``detectors.base.pair``), the cheapest key to test a connection's ids against
-        con.execute("CREATE OR REPLACE TABLE resolved AS SELECT DISTINCT h.id AS host_id, "
-                    f"a.id AS addr_id, {pair('h.id', 'a.id')} AS pair FROM "
-                    "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) d "
-                    "JOIN zw_addr h ON h.a = d.orig_h JOIN zw_addr a ON a.a = d.addr")
+        # (``detectors.base.pair``), the cheapest key to test a connection's ids against;
+        # ``name``: the smallest query (as written) whose answer held the address (beacon)
+        con.execute("CREATE OR REPLACE TABLE resolved AS SELECT h.id AS host_id, "
+                    f"a.id AS addr_id, {pair('h.id', 'a.id')} AS pair, min(d.query) AS name FROM "
+                    "(SELECT orig_h, query, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) d "
+                    "JOIN zw_addr h ON h.a = d.orig_h JOIN zw_addr a ON a.a = d.addr GROUP BY h.id, a.id")
 
     def count(self, table: str) -> int:
         return self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

@@ -3,6 +3,9 @@
 Nothing is deleted. A suppressed finding keeps its row, its evidence and its score, and
 carries ``suppressed_reason`` naming what explained it:
 
+- **look-alikes a detector names** (automatic, during analysis): a finding whose details carry
+  ``lookalike`` (beacon: NTP, DNS to the site's resolvers, a listed update/telemetry/push name)
+  is suppressed with that text as the reason.
 - **app usage** (automatic, during analysis): a scan-like finding (config
   ``suppress.app_detectors``, detector -> the app categories that may explain it) whose host
   used such an app in the same time span — the usage span widened by ``suppress.slack``
@@ -260,7 +263,8 @@ def rule_matches(rule: dict, f: dict) -> bool:
 # -- applying -------------------------------------------------------------------------------
 def apply(candidates: list[dict], usages: list[dict], rules: list[dict], settings: Settings,
           now: str) -> int:
-    """Mark candidates suppressed (rules first, then app usage); returns how many.
+    """Mark candidates suppressed (rules first, then look-alikes the detector named, then app
+    usage); returns how many.
 
     Each suppressed candidate gets ``status``, ``suppressed_reason`` and ``_hit`` (kind,
     rule id) for the store to record."""
@@ -273,6 +277,9 @@ def apply(candidates: list[dict], usages: list[dict], rules: list[dict], setting
         rule = next((r for r in live if rule_matches(r, f)), None)
         if rule is not None:
             f.update(status="suppressed", suppressed_reason=rule_reason(rule), _hit=("rule", rule["id"]))
+        elif _details(f).get("lookalike"):  # the detector named a look-alike itself (beacon: NTP...)
+            f.update(status="suppressed", suppressed_reason=str(_details(f)["lookalike"]),
+                     _hit=("lookalike", None))
         else:
             reason = explain_by_app(f, by_host.get(f["host"], []), settings)
             if reason is None:
