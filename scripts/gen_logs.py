@@ -2,6 +2,7 @@
 """Generate a realistic, deterministic Zeek dataset with planted infections and decoys.
 
     python scripts/gen_logs.py OUTDIR [--conn-rows 2000000] [--dns-rows 500000] [--seed 1] [--small]
+                               [--noisy] [--eve]
 
 Writes into OUTDIR:
   conn.log       Zeek TSV as Zeek writes it (header block, ``-`` for unset, ``#close``); rows in
@@ -12,6 +13,16 @@ Writes into OUTDIR:
                  decoys (expected=false), one entry per (detector, host)
   zeekwatch.toml the configuration this network needs (internal CIDRs, mail/DNS servers,
                  VPN segment and gateway, time zone)
+  eve.json       (--eve) the same conn and dns rows as Suricata EVE ``flow`` and ``dns`` events
+                 (v2 layout: one query event and one answer event per lookup)
+
+``--noisy`` makes a busy network before tuning (issue 17): part of the clients run applications
+that talk to their own external peers on random high ports (each peer reached by one client,
+never resolved), a share of the web traffic goes to addresses that no captured DNS answer named
+(DoH, another resolver path: partial DNS), and some clients ping out. The planted behaviours are
+the same; the many extra findings (~20 k at 2 M rows: rare_destination, unusual_port,
+outbound_ping) are all "noise" that a real site would tune away. The row totals are the same as
+the quiet dataset's.
 
 Same arguments -> identical bytes (numpy PCG64; no wall-clock input). The planted behaviours and
 decoys (hosts, peers, times) are the same for every --seed and size; --seed varies the background.
@@ -337,6 +348,11 @@ def sessions(g: Gen, net: Net, n_sessions: int, n_aaaa: int, conn_rows: int) -> 
     start = dns_ref_ts[s] + (rng.exponential(12, n_web).clip(0, 280) * US).astype(np.int64) + 2000
     d = dom[s]
     dst = net.dom_ips[net.dom_start[d] + rng.integers(0, 1 << 30, n_web) % net.dom_count[d]]
+    unresolved = getattr(net, "unresolved", None)
+    if unresolved is not None:  # --noisy: partial DNS (these answers came another way)
+        off = rng.random(n_web) < NOISY["unresolved_web_share"]
+        w = _normalised(1.0 / np.arange(1, len(unresolved) + 1) ** 0.9)
+        dst[off] = unresolved[rng.choice(len(unresolved), int(off.sum()), p=w)]
     port = np.where(rng.random(n_web) < 0.85, 443, 80)
     quic = (port == 443) & net.quic[d] & (rng.random(n_web) < 0.6)
     o = g.outcome(n_web, {"SF": 0.94, "S0": 0.015, "REJ": 0.005, "RSTO": 0.02, "RSTR": 0.02}, 900, 30000, 4.0)
@@ -841,7 +857,41 @@ def ndns(g: Gen) -> int:
     return sum(len(p["ts"]) for p in g.dns_parts)
 
 
-def generate(conn_rows: int, dns_rows: int, seed: int) -> Gen:
+NOISY = {"app_share": 0.05, "app_clients": 900, "peers_per_client": 16, "ports_per_client": 6,
+         "unresolved_web_share": 0.3, "unresolved_web_servers": 4000, "pingers": 400}
+
+
+def noisy_apps(g: Gen, pool: Pool, n: int) -> None:
+    """Applications on random high ports: each client has its own peers (reached by it alone,
+    never resolved) and a few ports of its own; established TCP/UDP with payload both ways."""
+    rng, cfg = g.rng, NOISY
+    clients = np.array([ip2int(f"10.20.{s}.{h}") for s in range(16, 24) for h in range(5, 255)])
+    who = rng.choice(clients, cfg["app_clients"], replace=False)
+    peers = pool.take(cfg["app_clients"] * cfg["peers_per_client"]).reshape(cfg["app_clients"], -1)
+    ports = rng.integers(10000, 60000, (cfg["app_clients"], cfg["ports_per_client"]))
+    c = rng.integers(0, cfg["app_clients"], n)
+    peer = peers[c, rng.integers(0, cfg["peers_per_client"], n)]
+    port = ports[c, (peer % cfg["ports_per_client"])]  # a peer answers on one of its client's ports
+    udp = (port % 3) == 0
+    o = g.outcome(n, {"SF": 1}, 3000, 6000, 8.0)
+    o["hist"][udp], o["op"][udp], o["rp"][udp] = g.history("Dd"), 2, 2
+    g.conns(n, ts=g.times(n, "client"), orig_h=who[c], resp_h=peer, resp_p=port,
+            proto=np.where(udp, UDP, TCP), **o)
+
+
+def noisy_pings(g: Gen, pool: Pool) -> None:
+    """Clients that ping external hosts now and then (one finding each: outbound_ping)."""
+    rng, n = g.rng, NOISY["pingers"]
+    clients = np.array([ip2int(f"10.20.{s}.{h}") for s in range(16, 24) for h in range(5, 255)])
+    who = rng.choice(clients, n, replace=False)
+    targets = pool.take(50)
+    m = 4 * n
+    g.conns(m, ts=g.times(m, "client"), orig_h=np.repeat(who, 4), orig_p=8,
+            resp_h=targets[rng.integers(0, 50, m)], resp_p=0, proto=ICMP, state="OTH",
+            dur=rng.integers(1000, 3_000_000, m), ob=64, rb=64, op=2, rp=2)
+
+
+def generate(conn_rows: int, dns_rows: int, seed: int, noisy: bool = False) -> Gen:
     """All rows, planted first, then background sized so the totals are exact."""
     g = Gen(PLANT_SEED)  # plants and the address pool do not depend on --seed or the sizes
     pool = Pool(g.rng, 60_000 + conn_rows // 8)
@@ -871,6 +921,10 @@ def generate(conn_rows: int, dns_rows: int, seed: int) -> Gen:
     other_dns(g, net, n_other)
     inbound(g, pool, int(conn_rows * 0.025), int(conn_rows * 0.03), int(conn_rows * 0.005))
     infra(g, net, int(conn_rows * 0.2))
+    if noisy:
+        noisy_apps(g, pool, int(conn_rows * NOISY["app_share"]))
+        noisy_pings(g, pool)
+        net.unresolved = pool.take(NOISY["unresolved_web_servers"])
     sessions(g, net, n_sessions, dns_rows - ndns(g) - n_sessions, conn_rows)
     return g
 
@@ -1044,6 +1098,107 @@ def write_dns(g: Gen, dns: dict, outdir: str, closed: int) -> None:
         tsv.write(f"#close\t{zeek_stamp(closed)}\n".encode())
 
 
+# -- EVE (--eve) ----------------------------------------------------------------------------------
+
+# TCP flags (hex, as Suricata logs tcp_flags_ts / tcp_flags_tc) that give each Zeek conn_state
+# back through zeekwatch's flow -> conn_state mapping (FIN 01, SYN 02, RST 04, PSH 08, ACK 10)
+EVE_FLAGS = {"SF": ("1b", "1b"), "S0": ("02", "00"), "REJ": ("02", "14"), "RSTO": ("1e", "12"),
+             "RSTR": ("1a", "16"), "S1": ("1a", "12"), "S2": ("1b", "12"), "S3": ("1a", "13"),
+             "RSTOS0": ("06", "00"), "RSTRH": ("10", "16"), "SH": ("03", "00"), "SHR": ("00", "13"),
+             "OTH": ("10", "10")}
+EVE_APP = {"ssl": "tls", "quic,ssl": "quic", "dce_rpc": "dcerpc", "krb_tcp": "krb5", "ldap_tcp": "ldap",
+           "smtp,ssl": "smtp"}
+FLOW_ID0 = 1_000_000_000_000_000
+
+
+def eve_stamp(us: np.ndarray) -> pa.Array:
+    """Suricata's timestamp text: 2024-03-12T10:14:10.123456+0000."""
+    base = pa.array(np.maximum(us, 0) // US, pa.timestamp("s"))
+    day = pc.strftime(base, format="%Y-%m-%dT%H:%M:%S")
+    frac = pc.utf8_lpad(pc.cast(pa.array(np.maximum(us, 0) % US), pa.string()), 6, "0")
+    return pc.binary_join_element_wise(day, pc.binary_join_element_wise(frac, pa.scalar("+0000"), ""), ".")
+
+
+def _q(a: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise(pa.scalar('"'), a, pa.scalar('"'), "")
+
+
+def _obj(pairs: list[tuple[str, pa.Array]], n: int) -> pa.Array:
+    frags = [pc.binary_join_element_wise(pa.scalar(f'"{k}":'), v, "") for k, v in pairs]
+    body = pc.binary_join_element_wise(*frags, ",", null_handling="skip")
+    return pc.binary_join_element_wise(pa.scalar("{"), body, pa.scalar("}"), "")
+
+
+def eve_flows(g: Gen, c: dict, lo: int) -> bytes:
+    n = len(c["ts"])
+    proto, state = c["proto"], c["state"]
+    dur = np.maximum(c["dur"], 0)
+    svc = s_vocab(g.service.items, c["service"]).to_pylist()
+    app = pa.array([None if v is None else EVE_APP.get(v, v.split(",")[0]) for v in svc], pa.string())
+    flags = [EVE_FLAGS[STATES[i]] for i in range(len(STATES))]
+    tcp = proto == TCP
+    fts = pa.array([f[0] for f in flags]).take(pa.array(state))
+    ftc = pa.array([f[1] for f in flags]).take(pa.array(state))
+    tcp_obj = pc.if_else(pa.array(tcp), _obj([("tcp_flags_ts", _q(fts)), ("tcp_flags_tc", _q(ftc))], n),
+                         pa.scalar(None, pa.string()))
+    hdr = np.where(tcp, 52, 28)
+    flow = _obj([("pkts_toserver", s_int(c["op"])), ("pkts_toclient", s_int(c["rp"])),
+                 ("bytes_toserver", s_int(np.maximum(c["ob"], 0) + hdr * c["op"])),
+                 ("bytes_toclient", s_int(np.maximum(c["rb"], 0) + hdr * c["rp"])),
+                 ("start", _q(eve_stamp(c["ts"]))), ("end", _q(eve_stamp(c["ts"] + dur))),
+                 ("age", s_int(dur // US)), ("state", pa.scalar('"closed"'))], n)
+    icmp = proto == ICMP
+    pairs = [("timestamp", _q(eve_stamp(c["ts"]))), ("flow_id", s_int(FLOW_ID0 + lo + np.arange(n))),
+             ("event_type", pa.scalar('"flow"')), ("src_ip", _q(s_ip(c["orig_h"]))),
+             ("src_port", pc.if_else(pa.array(icmp), pa.scalar(None, pa.string()), s_int(c["orig_p"]))),
+             ("dest_ip", _q(s_ip(c["resp_h"]))),
+             ("dest_port", pc.if_else(pa.array(icmp), pa.scalar(None, pa.string()), s_int(c["resp_p"]))),
+             ("proto", _q(pa.array(["TCP", "UDP", "ICMP"]).take(pa.array(proto)))),
+             ("icmp_type", pc.if_else(pa.array(icmp), s_int(c["orig_p"]), pa.scalar(None, pa.string()))),
+             ("icmp_code", pc.if_else(pa.array(icmp), s_int(c["resp_p"]), pa.scalar(None, pa.string()))),
+             ("app_proto", _q(app)), ("flow", flow), ("tcp", tcp_obj)]
+    return _buffer(pc.binary_join_element_wise(_obj(pairs, n), pa.scalar(""), "\n"))
+
+
+def eve_dns(g: Gen, d: dict) -> bytes:
+    """v2: a query event per lookup; an answer event (rcode, answers[]) when it was answered."""
+    n = len(d["ts"])
+    qnames = {v: k for k, v in QTYPES.items()}
+    qtype = pa.array([qnames.get(i) for i in range(256)], pa.string()).take(pa.array(d["qtype"]))
+    query = pc.utf8_replace_slice(s_vocab(g.names.items, d["query"], unset0=False), 0, 0, "")
+    flow_id = s_int(FLOW_ID0 + d["ref"])
+    common = [("flow_id", flow_id), ("src_ip", _q(s_ip(d["orig_h"]))), ("src_port", s_int(d["orig_p"])),
+              ("dest_ip", _q(s_ip(d["resp_h"]))), ("dest_port", pa.scalar("53")), ("proto", pa.scalar('"UDP"'))]
+    ask = _obj([("type", pa.scalar('"query"')), ("id", s_int(d["trans_id"])), ("rrname", _q(query)),
+                ("rrtype", _q(qtype)), ("tx_id", pa.scalar("0"))], n)
+    q_ev = _obj([("timestamp", _q(eve_stamp(d["ts"]))), *common[:1], ("event_type", pa.scalar('"dns"')),
+                 *common[1:], ("dns", ask)], n)
+    ans_text = []
+    for a, _ttl in g.answers.items:
+        recs = [json.dumps({"rdata": x}) for x in a]
+        ans_text.append("[" + ",".join(recs) + "]" if recs else None)
+    answers = pa.array(ans_text, pa.string()).take(pa.array(d["answers"]))
+    rname = pa.array([RCODES.get(int(r)) for r in range(4)], pa.string()).take(pa.array(np.maximum(d["rcode"], 0)))
+    reply = _obj([("version", pa.scalar("2")), ("type", pa.scalar('"answer"')), ("id", s_int(d["trans_id"])),
+                  ("rrname", _q(query)), ("rrtype", _q(qtype)), ("rcode", _q(rname)), ("answers", answers)], n)
+    a_ev = _obj([("timestamp", _q(eve_stamp(d["ts"] + np.maximum(d["rtt"], 0)))), *common[:1],
+                 ("event_type", pa.scalar('"dns"')), *common[1:], ("dns", reply)], n)
+    a_ev = pc.if_else(pa.array(d["rcode"] >= 0), a_ev, pa.scalar(None, pa.string()))
+    both = pc.binary_join_element_wise(q_ev, a_ev, "\n", null_handling="skip")
+    return _buffer(pc.binary_join_element_wise(both, pa.scalar(""), "\n"))
+
+
+def write_eve(g: Gen, conn: dict, dns: dict, outdir: str) -> None:
+    """eve.json: flow events (in conn.log's order) and the DNS events of the same lookups."""
+    with open(os.path.join(outdir, "eve.json"), "wb") as f:
+        n = len(conn["ts"])
+        for lo in range(0, n, CHUNK):
+            f.write(eve_flows(g, {k: v[lo:lo + CHUNK] for k, v in conn.items() if k != "uid"}, lo))
+        m = len(dns["ts"])
+        for lo in range(0, m, CHUNK):
+            f.write(eve_dns(g, {k: v[lo:lo + CHUNK] for k, v in dns.items() if k != "uid"}))
+
+
 CONFIG = f'''# zeekwatch configuration for the dataset written by scripts/gen_logs.py
 # (use: zeekwatch --config zeekwatch.toml analyze conn.log dns.log)
 
@@ -1102,19 +1257,26 @@ def main(argv=None) -> int:
     ap.add_argument("--dns-rows", type=int, default=500_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--small", action="store_true", help=f"preset: {SMALL['conn_rows']} conn / {SMALL['dns_rows']} dns rows")
+    ap.add_argument("--noisy", action="store_true", help="a busy network before tuning: random-port "
+                    "applications, partial DNS, outbound pings (~20 k findings at 2 M rows)")
+    ap.add_argument("--eve", action="store_true", help="also write eve.json (the same rows as EVE flow/dns events)")
     ap.add_argument("--quiet", "-q", action="store_true")
     a = ap.parse_args(argv)
     if a.small:
         a.conn_rows, a.dns_rows = SMALL["conn_rows"], SMALL["dns_rows"]
     t0 = time.perf_counter()
     os.makedirs(a.outdir, exist_ok=True)
-    g = generate(a.conn_rows, a.dns_rows, a.seed)
+    g = generate(a.conn_rows, a.dns_rows, a.seed, a.noisy)
     conn, dns, closed = finalize(g)
     write_conn(g, conn, a.outdir, closed)
     write_dns(g, dns, a.outdir, closed)
     with open(os.path.join(a.outdir, "zeekwatch.toml"), "w") as f:
         f.write(CONFIG)
+    if a.eve:
+        write_eve(g, conn, dns, a.outdir)
     args = {"conn_rows": a.conn_rows, "dns_rows": a.dns_rows, "seed": a.seed}
+    if a.noisy or a.eve:
+        args.update({"noisy": a.noisy, "eve": a.eve})
     write_truth(g, a.outdir, args, len(conn["ts"]), len(dns["ts"]), closed)  # last: marks a complete dataset
     if not a.quiet:
         print(f"{a.outdir}: {len(conn['ts']):,} conn rows, {len(dns['ts']):,} dns rows, "

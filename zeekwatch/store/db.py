@@ -39,6 +39,7 @@ def _import_sqlite_utils():
 sqlite_utils = _import_sqlite_utils()
 
 from zeekwatch.errors import StoreError
+from zeekwatch.store import upsert
 from zeekwatch.text import path_text
 from zeekwatch.timefmt import iso, now_iso, parse_iso  # noqa: F401  (re-exported)
 
@@ -232,79 +233,32 @@ class Store:
         return list(self.db["runs"].rows_where(order_by="id"))
 
     # -- findings -------------------------------------------------------------------------
-    def _neighbour(self, cand: dict, gap: float) -> dict | None:
-        """The stored finding this candidate continues (same entity, within the merge gap).
-        Candidates always have times (the engine gives evidence without times a fixed one)."""
-        lo = iso(parse_iso(cand["first_seen"]) - dt.timedelta(seconds=gap))
-        hi = iso(parse_iso(cand["last_seen"]) + dt.timedelta(seconds=gap))
-        rows = list(self.db.query(
-            "SELECT * FROM findings WHERE detector = ? AND host = ? AND coalesce(peer,'') = ? "
-            "AND coalesce(key,'') = ? AND first_seen <= ? AND last_seen >= ? "
-            "ORDER BY first_seen LIMIT 1",
-            [cand["detector"], cand["host"], cand.get("peer") or "", cand.get("key") or "", hi, lo]))
-        return rows[0] if rows else None
-
     def upsert_findings(self, candidates: Iterable[dict], run_id: int, gap: float) -> tuple[int, int]:
         """Insert new findings, extend continued ones; returns (new, updated).
 
         A candidate carries the contract columns plus ``values`` (distinct values) and
-        ``uids`` (evidence). Analyst-owned columns (status, notes) of stored findings are
-        never overwritten; an identical re-run changes nothing. Each candidate is marked
-        ``stored`` = "new", "updated" or "same". Nests inside a caller's ``db.atomic()``
-        (follow mode commits its checkpoints in the same transaction).
+        ``uids`` (evidence). A candidate continues the stored finding of its entity whose span
+        comes within ``gap`` seconds of it (every stored fragment counts; see
+        ``store.upsert``). Analyst-owned columns (status, notes) of stored findings are never
+        overwritten; an identical re-run changes nothing. Each candidate is marked ``id`` and
+        ``stored`` = "new", "updated" or "same". Set-wise: a fixed number of statements for
+        any number of candidates. Nests inside a caller's ``db.atomic()`` (follow mode commits
+        its checkpoints in the same transaction).
         """
-        new = updated = 0
+        candidates = list(candidates)
+        if not candidates:
+            return 0, 0
+        columns = list(FINDINGS_COLUMNS)
         with self.db.atomic():
+            stored = upsert.stored_fragments(self.db, {upsert.entity(c) for c in candidates})
+            several = [r["id"] for rows in stored.values() if len(rows) > 1 for r in rows]
+            merger = upsert.Merger(gap, run_id, columns, finding_id, EVIDENCE_LIMIT,
+                                   upsert.touched_by_others(self.db, several))
+            merger.load(stored)
             for cand in candidates:
-                old = self._neighbour(cand, gap)
-                if old is None:
-                    self._insert(cand, run_id)
-                    new += 1
-                    cand["stored"] = "new"
-                elif self._extend(old, cand, run_id):
-                    updated += 1
-                    cand["stored"] = "updated"
-                else:
-                    cand["stored"] = "same"
-        return new, updated
-
-    def _insert(self, cand: dict, run_id: int) -> None:
-        row = {k: cand.get(k) for k in FINDINGS_COLUMNS if k in cand}
-        row["id"] = finding_id(cand["detector"], cand["host"], cand.get("peer"), cand.get("key"),
-                               cand["first_seen"])
-        row.setdefault("status", "new")
-        row.update({"first_run": run_id, "last_run": run_id, "created_at": now_iso(),
-                    "updated_at": now_iso()})
-        self.db["findings"].insert(row, alter=False)
-        self._evidence(row["id"], cand)
-        cand["id"] = row["id"]
-
-    def _extend(self, old: dict, cand: dict, run_id: int) -> bool:
-        change = {}
-        if cand["first_seen"] < old["first_seen"]:
-            change["first_seen"] = cand["first_seen"]
-        if cand["last_seen"] > old["last_seen"]:
-            change["last_seen"] = cand["last_seen"]
-        if (cand.get("observed") or 0) > (old["observed"] or 0):
-            for k in ("observed", "summary", "distinct_total", "distinct_values", "details",
-                      "evidence_total"):
-                if k in cand:
-                    change[k] = cand[k]
-        cand["id"] = old["id"]
-        if not change:
-            return False
-        change.update({"last_run": run_id, "updated_at": now_iso()})
-        self.db["findings"].update(old["id"], change)
-        self._evidence(old["id"], cand)
-        return True
-
-    def _evidence(self, fid: str, cand: dict) -> None:
-        rows = []
-        for kind, key in (("uid", "uids"), ("value", "values")):
-            for v in (cand.get(key) or [])[:EVIDENCE_LIMIT]:
-                rows.append({"finding_id": fid, "kind": kind, "value": str(v)})
-        if rows:
-            self.db["evidence"].insert_all(rows, ignore=True)
+                merger.add(cand)
+            upsert.write(self.db, merger, columns)
+        return merger.new, merger.updated
 
     def findings(self, where: str = "", params: Iterable = (), order: str = "") -> list[dict]:
         sql = "SELECT * FROM findings"

@@ -288,6 +288,81 @@ class TriageStore:
             self.db["findings"].update(fid, change)
         return bool(change)
 
+    def update_scores(self, values: dict[str, dict]) -> int:
+        """``update_score`` for many findings (id -> values) in a fixed number of statements;
+        returns how many changed."""
+        if not values:
+            return 0
+        cols = ", ".join(f"f.{c}" for c in SCORE_COLUMNS)
+        current = {r[0]: dict(zip(SCORE_COLUMNS, r[1:])) for r in self._by_ids(
+            f"SELECT f.id, {cols} FROM findings f JOIN zw_ids i ON i.id = f.id", values)}
+        by_cols: dict[tuple, list] = {}
+        for fid, v in values.items():
+            old = current.get(fid)
+            if old is None:
+                continue
+            change = tuple(k for k in SCORE_COLUMNS if k in v and old.get(k) != v[k])
+            if change:
+                by_cols.setdefault(change, []).append(tuple(v[k] for k in change) + (fid,))
+        for names, params in by_cols.items():
+            self.db.conn.executemany(
+                f"UPDATE findings SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?", params)
+        return sum(len(p) for p in by_cols.values())
+
+    def settle_hits(self, candidates: list[dict], who: str) -> None:
+        """Record the suppressions that analysis decided (``_hit`` = (kind, rule id) and
+        ``suppressed_reason`` on each candidate) for the stored findings they became:
+        a ``new`` finding nobody else touched is suppressed (``suppress_finding``); one
+        inserted already suppressed gets its hit and audit row once
+        (``record_inserted_suppression``). Set-wise; candidates of one finding in turn."""
+        ids = {f["id"] for f in candidates}
+        if not ids:
+            return
+        state = {r[0]: [r[1], r[2]] for r in self._by_ids(
+            "SELECT f.id, f.status, f.suppressed_reason FROM findings f JOIN zw_ids i ON i.id = f.id", ids)}
+        touched = {r[0] for r in self._by_ids(
+            "SELECT DISTINCT a.finding_id FROM audit a JOIN zw_ids i ON i.id = a.finding_id "
+            "WHERE a.who <> ?", ids, [who])}
+        hit = {r[0] for r in self._by_ids(
+            "SELECT DISTINCT h.finding_id FROM suppression_hits h JOIN zw_ids i ON i.id = h.finding_id "
+            "WHERE h.released_at IS NULL", ids)}
+        hits, audit, status = [], [], []
+        now = now_iso()
+        for f in candidates:
+            fid, reason, (kind, rule) = f["id"], f["suppressed_reason"], f["_hit"]
+            st = state[fid]
+            if st[0] == "new":
+                if fid in touched:
+                    continue
+                hits.append((fid, rule, kind, reason, st[0], st[1], now, who))
+                audit.append((fid, now, who, f"suppress ({kind})", st[0], "suppressed", reason))
+                status.append((reason, now, fid))
+                state[fid] = ["suppressed", reason]
+            elif st[0] == "suppressed" and st[1] == reason and fid not in hit:
+                hits.append((fid, rule, kind, reason, "new", None, now, who))
+                audit.append((fid, now, who, f"suppress ({kind})", "new", "suppressed", reason))
+            else:
+                continue
+            hit.add(fid)
+        conn = self.db.conn
+        conn.executemany("INSERT INTO suppression_hits (finding_id, suppression_id, kind, reason, "
+                         "prior_status, prior_reason, at, who) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", hits)
+        conn.executemany("UPDATE findings SET status = 'suppressed', suppressed_reason = ?, "
+                         "updated_at = ? WHERE id = ?", status)
+        conn.executemany("INSERT INTO audit (finding_id, at, who, action, old_status, new_status, note) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", audit)
+
+    def _by_ids(self, sql: str, ids, params=()) -> list[tuple]:
+        """Rows of ``sql``, which joins ``zw_ids`` (a temporary table holding ``ids``)."""
+        conn = self.db.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS zw_ids (id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM zw_ids")
+        conn.executemany("INSERT OR IGNORE INTO zw_ids VALUES (?)", [(i,) for i in ids])
+        try:
+            return conn.execute(sql, list(params)).fetchall()
+        finally:
+            conn.execute("DELETE FROM zw_ids")
+
     def filter_findings(self, statuses: Iterable[str] | None = None, tiers: Iterable[int] = (),
                         detectors: Iterable[str] = (), host: str | None = None,
                         since: str | None = None) -> list[dict]:

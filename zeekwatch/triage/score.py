@@ -27,6 +27,7 @@ explain the number.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ from zeekwatch.config import Config
 from zeekwatch.errors import ConfigError
 from zeekwatch.nets import NetClass
 from zeekwatch.timefmt import iso, parse_iso
+
+# a finding's times are compared with every other finding of its host: parsed once each
+_time = functools.lru_cache(maxsize=1 << 16)(parse_iso)
 
 ASSET_CLASSES = ("client", "vip_client", "server", "confidential_server", "core_server")
 ASSET_ALIASES = {
@@ -279,14 +283,14 @@ class Scorer:
         return [(n, d) for n, d in out if d]
 
     def _corroborating(self, f: dict, others: Iterable[dict]) -> set[str]:
-        f0, f1 = parse_iso(f["first_seen"]), parse_iso(f["last_seen"])
+        f0, f1 = _time(f["first_seen"]), _time(f["last_seen"])
         w = dt.timedelta(seconds=self.window)
         dets = set()
         for g in others:
             if (g["host"] != f["host"] or g["detector"] == f["detector"] or g["detector"] in self.weak
                     or g.get("status") in NO_CORROBORATION):
                 continue
-            if parse_iso(g["first_seen"]) <= f1 + w and parse_iso(g["last_seen"]) >= f0 - w:
+            if _time(g["first_seen"]) <= f1 + w and _time(g["last_seen"]) >= f0 - w:
                 dets.add(g["detector"])
         return dets
 

@@ -71,31 +71,26 @@ class TriageStage:
 
     def settle(self, store: Store, candidates: list[dict]) -> None:
         """After the upsert: record suppressions, refresh the scores of continued findings and
-        of stored findings that this run's findings now corroborate."""
+        of stored findings that this run's findings now corroborate. Set-wise (a fixed number
+        of statements for any number of findings)."""
         ts = TriageStore(store)
         ids = {f.get("id") for f in candidates}
-        pool = candidates + self.neighbours
+        by_host: dict[str, list[dict]] = {}
+        for o in candidates + self.neighbours:
+            by_host.setdefault(o["host"], []).append(o)
+        scores: dict[str, dict] = {}
         for g in self.neighbours:
             if g["id"] not in ids:
                 g = dict(g)
-                self.scorer.score(g, self.scorer.modifiers(g, [o for o in pool if o["host"] == g["host"]]))
-                ts.update_score(g["id"], g)
+                self.scorer.score(g, self.scorer.modifiers(g, by_host.get(g["host"], [])))
+                scores[g["id"]] = g
         for f in candidates:
-            fid = f.get("id")
-            if fid is None:
-                continue
-            ts.update_score(fid, f)
-            hit = f.get("_hit")
-            if hit is None:
-                continue
-            stored = store.get(fid)
-            reason = f["suppressed_reason"]
-            if stored["status"] == "new":
-                if not ts.touched_by_others(fid, AUTOMATION):  # an analyst's "new" stands
-                    ts.suppress_finding(fid, reason, hit[0], hit[1], AUTOMATION)
-            elif (stored["status"] == "suppressed" and stored["suppressed_reason"] == reason
-                  and not ts.hits(finding_id=fid)):
-                ts.record_inserted_suppression(fid, reason, hit[0], hit[1], AUTOMATION)
+            if f.get("id") is not None:
+                scores[f["id"]] = f  # a finding that took several candidates: the last one's
+        with store.db.atomic():
+            ts.update_scores(scores)
+            ts.settle_hits([f for f in candidates
+                            if f.get("id") is not None and f.get("_hit") is not None], AUTOMATION)
 
 
 def _enrich(con, candidates: list[dict]) -> None:

@@ -198,3 +198,43 @@ def test_zat_parses_it(data):
     zat = pytest.importorskip("zat.log_to_dataframe")
     assert len(zat.LogToDataFrame().create_dataframe(str(data / "conn.log"))) == 20_000
     assert len(zat.LogToDataFrame().create_dataframe(str(data / "dns.log"))) == 5_000
+
+
+# --- --noisy and --eve (issue 17) ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("gen") / "n", "--noisy", "--eve")
+
+
+def test_noisy_same_sizes_same_plants_more_noise(data, noisy, conn):
+    quiet_truth = json.loads((data / "truth.json").read_text())
+    loud_truth = json.loads((noisy / "truth.json").read_text())
+    assert loud_truth["entries"] == quiet_truth["entries"]
+    assert loud_truth["meta"]["args"]["noisy"] is True
+    loud = rows(noisy / "conn.log")[1]
+    assert len(loud) == len(conn) and len(rows(noisy / "dns.log")[1]) == 5_000
+    resolved = {a for r in rows(noisy / "dns.log")[1] for a in r["answers"].split(",")}
+
+    def high_ports_out(rs):
+        return {(r["id.orig_h"], r["id.resp_p"]) for r in rs if r["local_resp"] == "F"
+                and r["id.resp_p"] not in ("80", "443", "53", "123", "25")}
+    assert len(high_ports_out(loud)) > 10 * max(1, len(high_ports_out(conn)))  # random-port applications
+    web = [r for r in loud if r["id.resp_p"] == "443" and r["local_resp"] == "F"]
+    unresolved = sum(r["id.resp_h"] not in resolved for r in web) / len(web)
+    assert 0.1 < unresolved < 0.9  # partial DNS
+
+
+def test_eve_twin_holds_every_conn_and_dns_record(noisy):
+    events = [json.loads(x) for x in (noisy / "eve.json").read_text().splitlines()]
+    flows = [e for e in events if e["event_type"] == "flow"]
+    conn = rows(noisy / "conn.log")[1]
+    assert len(flows) == len(conn)
+    states = {"SF": ("1b", "1b"), "REJ": ("02", "14"), "S0": ("02", "00")}
+    for e, r in zip(flows, conn):
+        assert (e["src_ip"], e["dest_ip"], e["proto"].lower()) == (r["id.orig_h"], r["id.resp_h"], r["proto"])
+        if r["proto"] == "tcp" and r["conn_state"] in states:
+            assert (e["tcp"]["tcp_flags_ts"], e["tcp"]["tcp_flags_tc"]) == states[r["conn_state"]]
+    queries = [e for e in events if e["event_type"] == "dns" and e["dns"]["type"] == "query"]
+    assert len(queries) == 5_000
+    assert all(e["flow_id"] in {f["flow_id"] for f in flows} for e in queries[:200])

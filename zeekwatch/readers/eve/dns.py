@@ -18,7 +18,7 @@ attached to those rows; further answer events of the same transaction (v1) add t
 records. A response whose request was not logged (request logging off, or the request fell
 outside the file) makes its own rows from the question it repeats, with client and server put
 back in Zeek's order (responder port 53 or v3's responder-first order). A pending row is
-written once ``PENDING_EVENTS`` further events have been read, or at the end of the file, so
+written once ``PENDING_EVENTS`` further events (of any type) have been read, or at the end of the file, so
 memory stays bounded; a response arriving later than that makes a second row (rare: Suricata
 logs a response within milliseconds of its request).
 """

@@ -31,13 +31,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Iterator
 
+import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from zeekwatch import schema
 from zeekwatch.errors import InputError
-from zeekwatch.readers.base import Chunk, IngestLog, head, open_binary
+from zeekwatch.readers.base import Chunk, IngestLog, file_size, head, is_gzip, open_binary
+from zeekwatch.readers.eve import columnar
 from zeekwatch.readers.eve.dns import DNS_COLUMNS, DnsMerger
 from zeekwatch.readers.eve.flow import CONN_COLUMNS, Common, conn_row
 from zeekwatch.readers.eve.values import as_int, as_str, as_str_list, mailbox
@@ -47,12 +49,14 @@ from zeekwatch.readers.jsonlines import (
     iter_blocks,
     parse_lines,
     parse_ts,
+    skip_records,
     ts_notes,
     ts_problem,
 )
 
 CHUNK_EVENTS = 50_000
 MAX_ARRAY = MAX_LINE  # bytes of a JSON-array file parsed whole (memory: about 10x that)
+GLOB_CHARS = set("*?[")  # DuckDB would expand these in a file name: such files take the robust path
 ICMP_PROTOS = {"icmp", "ipv6-icmp", "icmpv6", "icmp6"}
 USED = ("alert", "flow", "dns", "http", "tls", "smtp")
 
@@ -157,6 +161,7 @@ class _Builder:
         if kind == "dns":
             self.dns.add(e, _common(e))
             return
+        self.dns.events += 1  # the pending window counts every event read
         target = ROWS.get(kind)
         if target is None:
             self.unused[str(kind)] += 1
@@ -220,31 +225,103 @@ def read(path: str, log: IngestLog) -> Iterator[Chunk]:
     """Yield normalized chunks from an EVE file (JSON lines or a JSON array)."""
     path = str(path)
     builder = _Builder(path, log)
-    events = _array_events(path, log) if _is_array(path) else _line_events(path, log)
+    if _is_array(path):
+        yield from _per_event(builder, _array_events(path, log))
+    else:
+        yield from _blocks(path, log, builder)
+    yield from builder.flush(final=True)
+    builder.finish()
+
+
+def _per_event(builder: _Builder, events: Iterable[dict]) -> Iterator[Chunk]:
     for event in events:
         builder.add(event)
         if builder.pending >= CHUNK_EVENTS:
             yield from builder.flush()
-    yield from builder.flush(final=True)
-    builder.finish()
+
+
+def _blocks(path: str, log: IngestLog, builder: _Builder) -> Iterator[Chunk]:
+    """DuckDB over the whole file; where it stops, blocks of lines (``_robust``)."""
+    cols = columnar.Columns(path, builder.ts, builder.unused)
+    if set(path) & GLOB_CHARS:
+        yield from _robust(path, log, builder, cols, 0)
+        return
+    delivered = 0
+    batches = columnar.duckdb_batches(path, is_gzip(path))
+    while True:
+        try:
+            raw = next(batches, None)
+        except (duckdb.Error, OSError, pa.ArrowException):  # DuckDB errors surface via Arrow too
+            raw, stop = None, True
+        else:
+            stop = False
+        if raw is None and not stop:
+            log.advance(file_size(path))
+            return
+        if raw is not None:
+            nulls = pc.indices_nonzero(pc.is_null(raw.column("event_type"))).to_pylist()
+            good = raw.slice(0, nulls[0]) if nulls else raw
+            try:
+                good = columnar.strict_numbers(good)
+                tables, dns_rows = cols.tables(good)
+            except columnar.Fallback:
+                stop = True
+            else:
+                yield from _emit(builder, tables, columnar.dns_parsed(good, dns_rows), len(good))
+                delivered += len(good)
+                stop = bool(nulls)
+        if stop:
+            batches.close()
+            yield from _robust(path, log, builder, cols, delivered)
+            return
+
+
+def _robust(path, log, builder, cols, skip: int) -> Iterator[Chunk]:
+    """Blocks of lines through pyarrow.json; a block that fails event by event (rejects)."""
+    with open_binary(path, log, tolerant=True) as f:
+        for block in iter_blocks(f, path=path, log=log):
+            block, skip = skip_records(block, skip)
+            if block is None:
+                continue
+            try:
+                raw, lines = columnar.parse_block(block)
+                tables, dns_rows = cols.tables(raw)
+            except columnar.Fallback:
+                yield from _per_event(builder, _block_events(block, path, log))
+                continue
+            yield from _emit(builder, tables, columnar.dns_events(lines, dns_rows), len(lines))
+
+
+def _emit(builder, tables: dict, dns, n: int) -> Iterator[Chunk]:
+    """A converted block: its DNS events through the merge (``(index, event)`` or
+    ``(index, dns object, Common)``), then its tables."""
+    base = builder.dns.events
+    for i, *item in dns:
+        builder.dns.events = base + i  # the events before it in the file
+        if len(item) == 1:
+            builder.add(item[0])
+        else:
+            builder.pending += 1
+            builder.dns.add({"dns": item[0]}, item[1])
+    builder.dns.events = base + n
+    yield from builder.flush()
+    yield from tables.items()
 
 
 def _is_array(path: str) -> bool:
     return head(path, 4096).lstrip()[:1] == b"["
 
 
-def _line_events(path: str, log: IngestLog) -> Iterable[dict]:
-    with open_binary(path, log, tolerant=True) as f:
-        for block in iter_blocks(f, path=path, log=log):
-            for line, raw, obj in parse_lines(block, path, log):
-                if "event_type" not in obj:
-                    log.reject(path, line, "not an EVE event (no event_type)", raw)
-                    continue
-                problem = ts_problem(obj.get("timestamp"))
-                if problem is not None:
-                    log.reject(path, line, problem, raw)
-                    continue
-                yield obj
+def _block_events(block, path: str, log: IngestLog) -> Iterable[dict]:
+    for line, raw, obj in parse_lines(block, path, log):
+        if "event_type" not in obj:
+            log.reject(path, line, "not an EVE event (no event_type)", raw)
+            continue
+        problem = ts_problem(obj.get("timestamp"))
+        if problem is not None:
+            log.reject(path, line, problem, raw)
+            continue
+        yield obj
 
 
 def _array_events(path: str, log: IngestLog) -> Iterable[dict]:

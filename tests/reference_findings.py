@@ -1,0 +1,111 @@
+"""The finding flow's store steps as they were before issue 17 (one query per finding), kept
+as the oracle of the equivalence tests: ``Store.upsert_findings`` and ``TriageStage.settle``
+(set-wise now) must leave a database exactly as these did, for every case these got right.
+
+Copied from zeekwatch 7f764ad (store/db.py ``upsert_findings`` and its helpers; triage/stage.py
+``settle``); not used by zeekwatch itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from zeekwatch.store.db import EVIDENCE_LIMIT, FINDINGS_COLUMNS, finding_id, iso, now_iso, parse_iso
+from zeekwatch.store.triage import TriageStore
+from zeekwatch.triage.stage import AUTOMATION
+
+
+def _neighbour(store, cand: dict, gap: float) -> dict | None:
+    lo = iso(parse_iso(cand["first_seen"]) - dt.timedelta(seconds=gap))
+    hi = iso(parse_iso(cand["last_seen"]) + dt.timedelta(seconds=gap))
+    rows = list(store.db.query(
+        "SELECT * FROM findings WHERE detector = ? AND host = ? AND coalesce(peer,'') = ? "
+        "AND coalesce(key,'') = ? AND first_seen <= ? AND last_seen >= ? "
+        "ORDER BY first_seen LIMIT 1",
+        [cand["detector"], cand["host"], cand.get("peer") or "", cand.get("key") or "", hi, lo]))
+    return rows[0] if rows else None
+
+
+def upsert_findings(store, candidates, run_id: int, gap: float) -> tuple[int, int]:
+    new = updated = 0
+    with store.db.atomic():
+        for cand in candidates:
+            old = _neighbour(store, cand, gap)
+            if old is None:
+                _insert(store, cand, run_id)
+                new += 1
+                cand["stored"] = "new"
+            elif _extend(store, old, cand, run_id):
+                updated += 1
+                cand["stored"] = "updated"
+            else:
+                cand["stored"] = "same"
+    return new, updated
+
+
+def _insert(store, cand: dict, run_id: int) -> None:
+    row = {k: cand.get(k) for k in FINDINGS_COLUMNS if k in cand}
+    row["id"] = finding_id(cand["detector"], cand["host"], cand.get("peer"), cand.get("key"),
+                           cand["first_seen"])
+    row.setdefault("status", "new")
+    row.update({"first_run": run_id, "last_run": run_id, "created_at": now_iso(),
+                "updated_at": now_iso()})
+    store.db["findings"].insert(row, alter=False)
+    _evidence(store, row["id"], cand)
+    cand["id"] = row["id"]
+
+
+def _extend(store, old: dict, cand: dict, run_id: int) -> bool:
+    change = {}
+    if cand["first_seen"] < old["first_seen"]:
+        change["first_seen"] = cand["first_seen"]
+    if cand["last_seen"] > old["last_seen"]:
+        change["last_seen"] = cand["last_seen"]
+    if (cand.get("observed") or 0) > (old["observed"] or 0):
+        for k in ("observed", "summary", "distinct_total", "distinct_values", "details",
+                  "evidence_total"):
+            if k in cand:
+                change[k] = cand[k]
+    cand["id"] = old["id"]
+    if not change:
+        return False
+    change.update({"last_run": run_id, "updated_at": now_iso()})
+    store.db["findings"].update(old["id"], change)
+    _evidence(store, old["id"], cand)
+    return True
+
+
+def _evidence(store, fid: str, cand: dict) -> None:
+    rows = []
+    for kind, key in (("uid", "uids"), ("value", "values")):
+        for v in (cand.get(key) or [])[:EVIDENCE_LIMIT]:
+            rows.append({"finding_id": fid, "kind": kind, "value": str(v)})
+    if rows:
+        store.db["evidence"].insert_all(rows, ignore=True)
+
+
+def settle(stage, store, candidates: list[dict]) -> None:
+    ts = TriageStore(store)
+    ids = {f.get("id") for f in candidates}
+    pool = candidates + stage.neighbours
+    for g in stage.neighbours:
+        if g["id"] not in ids:
+            g = dict(g)
+            stage.scorer.score(g, stage.scorer.modifiers(g, [o for o in pool if o["host"] == g["host"]]))
+            ts.update_score(g["id"], g)
+    for f in candidates:
+        fid = f.get("id")
+        if fid is None:
+            continue
+        ts.update_score(fid, f)
+        hit = f.get("_hit")
+        if hit is None:
+            continue
+        stored = store.get(fid)
+        reason = f["suppressed_reason"]
+        if stored["status"] == "new":
+            if not ts.touched_by_others(fid, AUTOMATION):
+                ts.suppress_finding(fid, reason, hit[0], hit[1], AUTOMATION)
+        elif (stored["status"] == "suppressed" and stored["suppressed_reason"] == reason
+              and not ts.hits(finding_id=fid)):
+            ts.record_inserted_suppression(fid, reason, hit[0], hit[1], AUTOMATION)

@@ -1,0 +1,149 @@
+"""EVE in Arrow columns (issue 17): the fast paths (``eve.columnar``: DuckDB over the file, then
+pyarrow.json blocks) must give exactly what the event-by-event path gives — every table, every
+row, the rejects with their line numbers, the notes — on real alerts, on generated flow/dns
+events, on every flow state and app layer, and on files whose bad lines send the rest of the
+file to blocks and the bad block to the event-by-event path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow as pa
+import pytest
+from conftest import ROOT, shared_file
+
+from zeekwatch.readers import jsonlines
+from zeekwatch.readers.base import IngestLog
+from zeekwatch.readers.eve import columnar
+from zeekwatch.readers.eve import reader as eve
+
+FLOWS = [  # (state, tcp_flags_ts, tcp_flags_tc, pkts, proto)
+    ("closed", "1b", "1b", (3, 2), "TCP"), ("new", "02", "00", (1, 0), "TCP"),
+    ("closed", "02", "14", (1, 1), "TCP"), ("closed", "1e", "12", (3, 1), "TCP"),
+    ("closed", "1a", "16", (3, 2), "TCP"), ("established", None, None, (2, 2), "TCP"),
+    ("new", None, None, (1, 0), "TCP"), ("new", None, None, (1, 1), "TCP"),
+    ("closed", None, None, (3, 3), "TCP"), ("bypassed", "zz", None, (2, 0), "TCP"),
+    ("closed", None, None, (1, 1), "UDP"), ("new", None, None, (1, 0), "UDP"),
+    ("new", None, None, (0, 1), "UDP"), ("new", None, None, (0, 0), "UDP"),
+    ("closed", None, None, (4, 4), "IPv6-ICMP"), ("closed", None, None, (1, 1), "sctp"),
+]
+
+
+def read(path, mode: str, monkeypatch) -> tuple[dict, IngestLog]:
+    """mode: "duckdb" (as shipped), "blocks" (no DuckDB), "events" (event by event only)."""
+    with monkeypatch.context() as m:
+        if mode != "duckdb":
+            m.setattr(columnar, "duckdb_batches", _no_duckdb)
+        if mode == "events":
+            m.setattr(columnar, "parse_block", _refuse)
+        log = IngestLog()
+        parts: dict[str, list] = {}
+        for table, chunk in eve.read(str(path), log):
+            parts.setdefault(table, []).append(chunk)
+    return {t: sorted(pa.concat_tables(c).to_pylist(), key=repr) for t, c in parts.items()}, log
+
+
+def _refuse(block):
+    raise columnar.Fallback("test: the event-by-event path")
+
+
+def _no_duckdb(path, gzip):
+    import duckdb
+
+    raise duckdb.Error("test: no DuckDB")
+    yield
+
+
+def same(path, monkeypatch) -> dict:
+    slow, slog = read(path, "events", monkeypatch)
+    for mode in ("duckdb", "blocks"):
+        fast, flog = read(path, mode, monkeypatch)
+        assert fast.keys() == slow.keys(), mode
+        for table in fast:
+            assert fast[table] == slow[table], (mode, table)
+        assert [(r.line, r.reason, r.raw) for r in flog.rejects] == [
+            (r.line, r.reason, r.raw) for r in slog.rejects], mode
+        assert flog.notes == slog.notes, mode
+    return fast
+
+
+def ev(kind, i, proto="TCP", **body):
+    return {"timestamp": f"2024-05-01T10:00:{i % 60:02d}.{i:06d}+0200", "flow_id": 1000 + i,
+            "event_type": kind, "src_ip": f"10.0.0.{i % 250}", "src_port": 40000 + i,
+            "dest_ip": "192.0.2.80", "dest_port": 443, "proto": proto, **body}
+
+
+def variety() -> list[dict]:
+    out = []
+    for i, (state, fts, ftc, pkts, proto) in enumerate(FLOWS):
+        body = {"app_proto": ["tls", "http", "failed", "dcerpc", "krb5", None][i % 6], "host": "s1",
+                "flow": {"pkts_toserver": pkts[0], "pkts_toclient": pkts[1], "bytes_toserver": 100 + i,
+                         "bytes_toclient": 900, "start": f"2024-05-01T10:00:0{i % 10}.250000+0200",
+                         "end": "2024-05-01T10:01:00.000000+0200", "state": state}}
+        if fts is not None:
+            body["tcp"] = {"tcp_flags_ts": fts, "tcp_flags_tc": ftc}
+        if "ICMP" in proto:
+            body.update(icmp_type=128, icmp_code=0)
+        out.append(ev("flow", i, proto, **body))
+    out.append(ev("flow", 90))  # no flow object
+    out += [ev("alert", 91, alert={"gid": 1, "signature_id": 7, "rev": 2, "signature": "x", "category": "c",
+                                   "severity": 1, "action": "allowed"}, app_proto="http", community_id="1:a"),
+            ev("alert", 92), ev("http", 93, http={"hostname": "a.example", "url": "/x", "status": 200,
+                                                  "http_method": "GET", "http_user_agent": "ua"}),
+            ev("tls", 94, tls={"sni": "b.example"}), ev("smtp", 95, smtp={"helo": "h", "mail_from": "<a@b>",
+                                                                         "rcpt_to": [" <c@d> ", "e@f"]}),
+            ev("stats", 96), ev("fileinfo", 97),
+            ev("dns", 98, "UDP", dns={"type": "query", "id": 7, "rrname": "q.example", "rrtype": "A"}),
+            ev("dns", 98, "UDP", dns={"version": 2, "type": "answer", "id": 7, "rrname": "q.example",
+                                      "rrtype": "A", "rcode": "NOERROR", "answers": [{"rdata": "192.0.2.9"}]})]
+    return out
+
+
+def write(path, lines) -> str:
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    return str(path)
+
+
+def test_real_alerts(monkeypatch):
+    for rel in ("frank-suricata/wrccdc-2018/alerts-only.eve.ndjson",
+                "frank-suricata/honeypot-2018/alerts-only.eve.ndjson"):
+        assert same(shared_file(rel), monkeypatch)["alert"]
+
+
+def test_every_flow_state_and_app_layer(tmp_path, monkeypatch):
+    got = same(write(tmp_path / "eve.json", variety()), monkeypatch)
+    assert {r["conn_state"] for r in got["conn"]} >= {"SF", "S0", "REJ", "RSTO", "RSTR", "S1", "OTH", "SHR"}
+    assert {t for t in got} == {"conn", "alert", "http", "tls", "smtp", "dns"}
+
+
+def test_generated_flows_and_dns(tmp_path, monkeypatch):
+    out = tmp_path / "g"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_logs.py"), str(out), "--small", "--eve", "-q"],
+                   check=True)
+    got = same(out / "eve.json", monkeypatch)
+    assert len(got["conn"]) == 20_000 and len(got["dns"]) == 5_000
+
+
+@pytest.mark.parametrize("bad", ['{"event_type": "flow", "src_port": "80"}', "not json", "[1, 2]",
+                                 '{"no": "event type"}', "   ", '{"event_type": "flow", "flow_id": 1e30}',
+                                 '{"event_type": "flow", "dest_port": 99999999999}'])
+def test_a_bad_line_sends_its_block_only_event_by_event(tmp_path, monkeypatch, bad):
+    monkeypatch.setattr(jsonlines, "BLOCK_SIZE", 2000)  # several blocks
+    lines = variety() * 3
+    lines.insert(20, bad)
+    path = write(tmp_path / "eve.json", lines)
+    got = same(path, monkeypatch)
+    assert len(got["conn"]) >= 3 * len(FLOWS)
+    slow = {"events": 0}
+    real = eve._block_events
+
+    def counting(block, p, log):
+        for e in real(block, p, log):
+            slow["events"] += 1
+            yield e
+
+    monkeypatch.setattr(eve, "_block_events", counting)
+    read(path, "duckdb", monkeypatch)
+    assert slow["events"] < len(lines) / 2  # only the bad line's block went event by event

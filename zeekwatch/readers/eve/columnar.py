@@ -1,0 +1,332 @@
+"""Suricata EVE lines → normalized tables in Arrow columns (the fast paths of ``eve.reader``).
+
+Two ways in, one conversion (``Columns``):
+
+- the whole file through DuckDB's ``read_json`` with an explicit column list (``duckdb_batches``:
+  the fields zeekwatch uses; numbers read as text and converted strictly here, so that a value
+  the per-event code would not take — 1.5 or true as a port — is not silently rounded);
+- blocks of whole lines (``jsonlines.iter_blocks``) through ``pyarrow.json`` with an explicit
+  schema (``parse_block``), where DuckDB stopped.
+
+Flow, alert, http, tls and smtp events become rows with Arrow compute, giving the rows the
+per-event code gives (``reader``, ``flow``): the same proto, port, service and uid rules; each
+flow's ``conn_state`` is decided by ``flow.conn_state`` itself, once per distinct combination of
+its inputs. DNS events keep their per-event merge (``dns.DnsMerger``: a request and its
+response become one row, across blocks): only they become Python objects.
+
+What this path cannot take whole — a line that is not a JSON object, an event without
+``event_type``, a value of an unexpected type (a port as text, a flow_id beyond 64 bits), a
+blank line — raises ``Fallback``: the caller reads that block with the per-event code, which
+rejects the bad lines with their line numbers and reads the rest leniently. So the result is
+the same either way; only the speed differs. (One difference is left: a boolean where text is
+expected, e.g. ``"proto": true``, reads as "true" from DuckDB and as NULL event by event.)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from zeekwatch import schema
+from zeekwatch.readers.eve import flow as flowmod
+from zeekwatch.readers.eve.values import Common
+from zeekwatch.readers.jsonlines import Block, TsStats, parse_ts
+
+S, I64 = pa.string(), pa.int64()
+_STRUCTS = {
+    "flow": {"pkts_toserver": I64, "pkts_toclient": I64, "bytes_toserver": I64,
+             "bytes_toclient": I64, "start": S, "end": S, "state": S},
+    "tcp": {"tcp_flags_ts": S, "tcp_flags_tc": S},
+    "alert": {"gid": I64, "signature_id": I64, "rev": I64, "signature": S, "category": S,
+              "severity": I64, "action": S},
+    "http": {"hostname": S, "url": S, "http_user_agent": S, "http_method": S, "status": I64},
+    "tls": {"sni": S},
+    "smtp": {"helo": S, "mail_from": S, "rcpt_to": pa.list_(S)},
+}
+SCHEMA = pa.schema(
+    [("timestamp", S), ("flow_id", I64), ("event_type", S), ("src_ip", S), ("src_port", I64),
+     ("dest_ip", S), ("dest_port", I64), ("proto", S), ("icmp_type", I64), ("icmp_code", I64),
+     ("community_id", S), ("app_proto", S), ("host", S)]
+    + [(name, pa.struct(list(fields.items()))) for name, fields in _STRUCTS.items()])
+OPTIONS = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
+READ = pj.ReadOptions(use_threads=False, block_size=16 << 20)
+APP_TABLES = {"alert": "alert", "flow": "conn", "http": "http", "tls": "tls", "smtp": "smtp"}
+ICMP = ("icmp", "ipv6-icmp", "icmpv6", "icmp6")
+_SEP = "\x1f"
+_NULL = "\x1e"
+
+
+INT_FIELDS = {n for n, t in zip(SCHEMA.names, SCHEMA.types) if t == I64}
+BATCH_ROWS = 122_880
+
+
+def _duck_type(t: pa.DataType) -> str:
+    if pa.types.is_struct(t):
+        return "STRUCT(" + ", ".join(f'"{f.name}" {_duck_type(f.type)}' for f in t) + ")"
+    if pa.types.is_list(t):
+        return "VARCHAR[]"
+    return "VARCHAR"  # numbers too: converted strictly in ``strict_numbers``
+
+
+def duckdb_batches(path: str, gzip: bool):
+    """The file's events as Arrow tables of ``SCHEMA``'s fields (numbers as text; ``dns`` as
+    its JSON text), streamed; DuckDB raises at the first line it cannot read."""
+    import duckdb
+
+    cols = {f.name: _duck_type(f.type) for f in SCHEMA}
+    cols["dns"] = "JSON"
+    spec = ", ".join(f"'{k}': '{v}'" for k, v in cols.items())
+    con = duckdb.connect(":memory:", config={"threads": 1})
+    try:
+        query = (f"SELECT * FROM read_json($path, format='newline_delimited', records=true, "
+                 f"compression=$comp, columns={{{spec}}})")
+        reader = con.sql(query, params={"path": path, "comp": "gzip" if gzip else "none"}) \
+            .to_arrow_reader(BATCH_ROWS)
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
+    finally:
+        con.close()
+
+
+def strict_numbers(raw: pa.Table) -> pa.Table:
+    """DuckDB's text of the number fields as int64; anything that is not a whole number in
+    plain notation (1.5, true, 1e3, beyond 64 bits) raises ``Fallback``."""
+    cols = []
+    for name in raw.column_names:
+        arr = raw.column(name).combine_chunks()
+        if name in INT_FIELDS:
+            arr = _ints(arr)
+        elif pa.types.is_struct(arr.type) and name in _STRUCTS:
+            fields = [_ints(arr.field(f.name)) if _STRUCTS[name][f.name] == I64 else arr.field(f.name)
+                      for f in arr.type]
+            arr = pa.StructArray.from_arrays(fields, names=[f.name for f in arr.type],
+                                             mask=pc.is_null(arr))
+        cols.append(arr)
+    return pa.Table.from_arrays(cols, names=raw.column_names)
+
+
+def _ints(arr: pa.Array) -> pa.Array:
+    if arr.type == I64:
+        return arr
+    try:
+        return arr.cast(I64)
+    except (pa.ArrowInvalid, OverflowError) as exc:
+        raise Fallback(str(exc)) from None
+
+
+class Fallback(Exception):
+    """This block needs the per-event path."""
+
+
+def parse_block(block: Block) -> tuple[pa.Table, list[bytes]]:
+    """The block's events as columns and its lines; raises ``Fallback`` when it cannot."""
+    data = block.data if block.data.endswith(b"\n") else block.data + b"\n"
+    lines = data.split(b"\n")
+    lines.pop()
+    if any(not raw.strip() for raw in lines):
+        raise Fallback("blank line")
+    try:
+        raw = pj.read_json(pa.BufferReader(data), read_options=READ, parse_options=OPTIONS)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError) as exc:
+        raise Fallback(str(exc)) from None
+    if raw.num_rows != len(lines) or raw.column("event_type").null_count:
+        raise Fallback("an event without event_type")
+    return raw, lines
+
+
+class Columns:
+    """Turns parsed blocks into normalized tables (one instance per file)."""
+
+    def __init__(self, path: str, stats: TsStats, unused: Counter):
+        self.path = path
+        self.ts = stats
+        self.unused = unused
+
+    def tables(self, raw: pa.Table) -> tuple[dict[str, pa.Table], pa.Array]:
+        """({table: rows}, indexes of the dns events) for one parsed block. Counts and notes
+        change only when the whole block succeeded (else the per-event path counts it)."""
+        unused, stats = Counter(), TsStats()
+        out, dns_rows = self._tables(raw, unused, stats)
+        self.unused.update(unused)
+        self.ts.no_zone += stats.no_zone
+        self.ts.bad += stats.bad
+        return out, dns_rows
+
+    def _tables(self, raw: pa.Table, unused: Counter, stats: TsStats):
+        self._unused, self._stats = unused, stats
+        kind = raw.column("event_type").combine_chunks()
+        out: dict[str, pa.Table] = {}
+        for item in pc.value_counts(kind).to_pylist():
+            name, count = item["values"], item["counts"]
+            table = APP_TABLES.get(name)
+            if name == "dns":
+                continue
+            if table is None:
+                self._unused[str(name)] += count
+                continue
+            part = raw if count == len(raw) else raw.filter(pc.equal(kind, name))
+            if name != "flow":
+                has = pc.is_valid(part.column(name))
+                missing = len(part) - (pc.sum(has).as_py() or 0)
+                if missing:
+                    self._unused[f"{name} without an '{name}' object"] += missing
+                    part = part.filter(has)
+            if len(part):
+                out[table] = self._normalize(table, name, part)
+        dns_rows = pc.indices_nonzero(pc.equal(kind, "dns"))
+        return out, dns_rows
+
+    def _normalize(self, table: str, kind: str, e: pa.Table) -> pa.Table:
+        c = self._common(e)
+        if kind == "flow":
+            cols = self._conn(e, c)
+        elif kind == "alert":
+            a = e.column("alert").combine_chunks()
+            cols = {"ts": c["ts"], "orig_h": c["src_ip"], "orig_p": c["src_port"],
+                    "resp_h": c["dest_ip"], "resp_p": c["dest_port"], "proto": c["proto"],
+                    "gid": a.field("gid"), "sid": a.field("signature_id"), "rev": a.field("rev"),
+                    "signature": a.field("signature"), "category": a.field("category"),
+                    "severity": a.field("severity"), "action": a.field("action"),
+                    "app_proto": c["app_proto"], "flow_id": c["flow_id"],
+                    "community_id": c["community_id"]}
+        else:
+            cols = {"ts": c["ts"], "uid": c["uid"], "orig_h": c["src_ip"], "resp_h": c["dest_ip"],
+                    "resp_p": c["dest_port"]}
+            cols.update(self._app(kind, e.column(kind).combine_chunks()))
+        if not pa.types.is_timestamp(cols["ts"].type):
+            cols["ts"] = parse_ts(cols["ts"], self._stats)
+        cols["source"] = schema.source_column(self.path, len(e))
+        return schema.conform(table, pa.table(_typed(table, cols)))
+
+    @staticmethod
+    def _common(e: pa.Table) -> dict[str, pa.Array]:
+        col = lambda n: e.column(n).combine_chunks()  # noqa: E731
+        proto = _proto(col("proto"))
+        icmp = pc.fill_null(pc.equal(proto, "icmp"), False)
+        flow_id = col("flow_id")
+        return {
+            "ts": col("timestamp"), "flow_id": flow_id, "uid": pc.cast(flow_id, S),
+            "src_ip": col("src_ip"), "dest_ip": col("dest_ip"), "proto": proto,
+            "src_port": pc.if_else(icmp, col("icmp_type"), col("src_port")),
+            "dest_port": pc.if_else(icmp, col("icmp_code"), col("dest_port")),
+            "community_id": col("community_id"), "app_proto": col("app_proto"),
+        }
+
+    def _conn(self, e: pa.Table, c: dict) -> dict[str, pa.Array]:
+        f = e.column("flow").combine_chunks()
+        start = f.field("start")
+        start = pc.if_else(pc.fill_null(pc.greater(pc.utf8_length(start), 0), False), start, c["ts"])
+        ts = parse_ts(start, self._stats)
+        end = parse_ts(f.field("end"), self._stats)
+        us = pc.subtract(end.cast(I64), ts.cast(I64))
+        pkts_ts, pkts_tc = f.field("pkts_toserver"), f.field("pkts_toclient")
+        return {
+            "ts": ts, "duration": pc.divide(us.cast(pa.float64()), 1e6), "uid": c["uid"],
+            "orig_h": c["src_ip"], "orig_p": c["src_port"], "resp_h": c["dest_ip"],
+            "resp_p": c["dest_port"], "proto": c["proto"], "service": _service(c["app_proto"]),
+            "orig_bytes": f.field("bytes_toserver"), "resp_bytes": f.field("bytes_toclient"),
+            "conn_state": _conn_state(c["proto"], f.field("state"), e.column("tcp").combine_chunks(),
+                                      pkts_ts, pkts_tc),
+            "orig_pkts": pkts_ts, "resp_pkts": pkts_tc, "community_id": c["community_id"],
+            "sensor": e.column("host").combine_chunks(),
+        }
+
+    def _app(self, kind: str, s: pa.StructArray) -> dict[str, pa.Array]:
+        if kind == "http":
+            return {"host": s.field("hostname"), "uri": s.field("url"),
+                    "user_agent": s.field("http_user_agent"), "method": s.field("http_method"),
+                    "status": s.field("status")}
+        if kind == "tls":
+            return {"server_name": s.field("sni")}
+        rcpt = s.field("rcpt_to")
+        return {"helo": s.field("helo"), "mail_from": _mailbox(s.field("mail_from")),
+                "rcpt_to": _mailboxes(rcpt)}
+
+
+def _typed(table: str, cols: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """Columns cast to the normalized schema's types. A value that does not fit (a port of
+    10**10) raises ``Fallback``: the per-event path makes it NULL."""
+    sch = schema.TABLES[table]
+    out = {}
+    for name, arr in cols.items():
+        if name in sch.names:
+            try:
+                arr = arr.cast(sch.field(name).type)
+            except (pa.ArrowInvalid, OverflowError) as exc:
+                raise Fallback(str(exc)) from None
+        out[name] = arr
+    return out
+
+
+def _proto(p: pa.Array) -> pa.Array:
+    low = pc.utf8_lower(p)
+    return pc.if_else(pc.fill_null(pc.is_in(low, value_set=pa.array(ICMP)), False), "icmp", low)
+
+
+def _service(app: pa.Array) -> pa.Array:
+    return _per_value(app, flowmod.service)
+
+
+def _mailbox(v: pa.Array) -> pa.Array:
+    s = pc.utf8_trim_whitespace(v)
+    bracketed = pc.and_(pc.starts_with(s, "<"), pc.ends_with(s, ">"))
+    return pc.if_else(pc.fill_null(bracketed, False), pc.utf8_slice_codeunits(s, 1, -1), s)
+
+
+def _mailboxes(v: pa.ListArray) -> pa.Array:
+    flat = _mailbox(pc.list_flatten(v))
+    return pa.ListArray.from_arrays(v.offsets, flat, mask=pc.is_null(v))
+
+
+def _per_value(arr: pa.Array, fn) -> pa.Array:
+    """``fn`` applied once per distinct value of ``arr`` (NULL included)."""
+    enc = pc.dictionary_encode(arr, null_encoding="encode")
+    mapped = pa.array([fn(v) for v in enc.dictionary.to_pylist()], S)
+    return mapped.take(enc.indices)
+
+
+def _truth(n: pa.Array) -> pa.Array:
+    """Whether a packet count is truthy in Python (not NULL, not 0), as text."""
+    return pc.if_else(pc.fill_null(pc.not_equal(n, 0), False), "1", "0")
+
+
+def _conn_state(proto, state, tcp: pa.StructArray, pkts_ts, pkts_tc) -> pa.Array:
+    """``flow.conn_state`` per distinct combination of its inputs (a few dozen per file)."""
+    parts = [proto, state, tcp.field("tcp_flags_ts"), tcp.field("tcp_flags_tc")]
+    parts = [pc.fill_null(p, _NULL) for p in parts]
+    parts.append(pc.if_else(pc.is_valid(tcp), "1", "0"))
+    parts += [_truth(pkts_ts), _truth(pkts_tc)]
+    key = pc.binary_join_element_wise(*parts, _SEP)
+
+    def decide(k: str) -> str | None:
+        p, st, fts, ftc, has_tcp, a, b = [None if x == _NULL else x for x in k.split(_SEP)]
+        tcp_obj = {"tcp_flags_ts": fts, "tcp_flags_tc": ftc} if has_tcp == "1" else None
+        return flowmod.conn_state(p, {"state": st}, tcp_obj, a == "1", b == "1")
+
+    for p in parts[:4]:
+        if pc.any(pc.fill_null(pc.match_substring(p, _SEP), False)).as_py():
+            raise Fallback("a separator inside a value")
+    return _per_value(key, decide)
+
+
+def dns_parsed(raw: pa.Table, rows: pa.Array):
+    """(index, ``dns`` object, ``Common``) of the DNS events of a DuckDB batch (numbers made
+    strict, ``dns`` as JSON text): the fields every event has are converted by column (as
+    ``Columns._common``), only the ``dns`` object is parsed per event."""
+    part = raw.take(rows)
+    c = Columns._common(part)
+    names = ("ts", "uid", "flow_id", "src_ip", "src_port", "dest_ip", "dest_port", "proto", "community_id")
+    lists = [c[n].to_pylist() for n in names]
+    for i, d, *values in zip(rows.to_pylist(), part.column("dns").to_pylist(), *lists):
+        yield i, (None if d is None else orjson.loads(d)), Common(*values)
+
+
+def dns_events(lines: list[bytes], rows: pa.Array):
+    """(index in the block, object) of the DNS events of a parsed block, for the per-event
+    merge."""
+    for i in rows.to_pylist():
+        yield i, orjson.loads(lines[i])
