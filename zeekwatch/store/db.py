@@ -9,7 +9,6 @@ the merge gap of a stored finding extends that finding instead of adding another
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import os

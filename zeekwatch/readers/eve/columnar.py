@@ -118,6 +118,24 @@ def _ints(arr: pa.Array) -> pa.Array:
         raise Fallback(str(exc)) from None
 
 
+def check_ts_range(col) -> None:
+    """Raise ``Fallback`` when a ``timestamp`` lies outside 1970..2199 (``schema.TS_MAX_SECONDS``):
+    the per-event path then rejects that line with its number (``jsonlines.ts_problem``), as
+    it does for every other bad value."""
+    text = pc.cast(col, pa.string())
+    iso = pc.fill_null(pc.match_substring_regex(text, r"^\s*\d{4}-"), False)
+    year = pc.cast(pc.if_else(iso, pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(text), 0, 4), "1970"),
+                   pa.int32())
+    bad = pc.or_(pc.less(year, 1970), pc.greater_equal(year, 2200))
+    number = pc.fill_null(pc.match_substring_regex(
+        text, r"^\s*-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"), False)
+    seconds = pc.cast(pc.if_else(number, pc.utf8_trim_whitespace(text), "0"), pa.float64())
+    bad = pc.or_(bad, pc.or_(pc.less(seconds, schema.TS_MIN_SECONDS),
+                             pc.greater_equal(seconds, schema.TS_MAX_SECONDS)))
+    if pc.any(bad).as_py():
+        raise Fallback("timestamp out of range")
+
+
 class Fallback(Exception):
     """This block needs the per-event path."""
 
@@ -158,6 +176,7 @@ class Columns:
 
     def _tables(self, raw: pa.Table, unused: Counter, stats: TsStats):
         self._unused, self._stats = unused, stats
+        check_ts_range(raw.column("timestamp"))
         kind = raw.column("event_type").combine_chunks()
         out: dict[str, pa.Table] = {}
         for item in pc.value_counts(kind).to_pylist():
