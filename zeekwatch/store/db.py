@@ -204,7 +204,7 @@ class Store:
 
     def _evidence(self, fid: str, cand: dict) -> None:
         rows = []
-        for kind, key in (("uid", "uids"), ("value", "values")):
+        for kind, key in (("uid", "uids"), ("value", "values"), ("community_id", "community_ids")):
             for v in (cand.get(key) or [])[:EVIDENCE_LIMIT]:
                 rows.append({"finding_id": fid, "kind": kind, "value": str(v)})
         if rows:

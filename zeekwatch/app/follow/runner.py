@@ -29,6 +29,7 @@ from zeekwatch.app.follow.parse import BufferParser
 from zeekwatch.app.follow.tail import MAX_READ, Mark, Read, Tailer
 from zeekwatch.config import Config
 from zeekwatch.detectors import REGISTRY
+from zeekwatch.engine import community
 from zeekwatch.errors import ConfigError, InputError, StoreError
 from zeekwatch.readers import sniff
 from zeekwatch.readers.base import IngestLog
@@ -294,6 +295,7 @@ class Follower:
             clock("detect")
         if candidates:
             self.triage.run(engine, self.store, candidates, self.result.run_id)
+            community.attach(engine.con, candidates)  # evidence community ids (exports, enrich)
             if clock:
                 clock("triage")
         return candidates
