@@ -69,6 +69,7 @@ class BatchReport:
     population: bool = False
     events: list[str] = field(default_factory=list)
     timing: dict = field(default_factory=dict)  # seconds per phase: read, stage, detect, commit
+    reads: list = field(default_factory=list)  # the committed reads (tail.Read), for --enrich-dir
 
 
 @dataclass
@@ -278,6 +279,7 @@ class Follower:
         if not reads and not candidates and not report.events:
             return None
         report.seconds = time.monotonic() - t0
+        report.reads = reads
         return report
 
     def _mark(self, read: Read, max_ts: float | None) -> None:
