@@ -186,7 +186,7 @@ def test_enriched_logs_read_back_by_zeekwatch_and_zat(tmp_path):
                             "--json"], capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr
         if i == 0:  # the Internet-facing sensor's scanners and beacon are cited
-            assert json.loads(r.stdout)["files"][0]["cited"] > 1000
+            assert json.loads(r.stdout)["files"][0]["cited"] > 100
     r = subprocess.run([str(EXE), "analyze", str(out), "--db", db2, "--json", "-q"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
