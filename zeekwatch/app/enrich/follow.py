@@ -53,6 +53,6 @@ class FollowEnricher:
                     enricher.out = out
                     enricher.first_data = not read.header
                     enricher.seen_header = bool(read.header)
-                    enricher._block(read.data)
+                    enricher._block(read.data, len(read.data))
                 else:
                     JsonEnricher(ann, out, self.counts, read.stream.kind).run(io.BytesIO(read.data))

@@ -66,7 +66,7 @@ class TsvEnricher:
             data = fin.read(BLOCK)
             if not data:
                 if carry:
-                    self._block(carry)
+                    self._block(carry, len(carry))
                 return
             buf = carry + data if carry else data
             cut = buf.rfind(b"\n") + 1
@@ -77,21 +77,23 @@ class TsvEnricher:
                     buf = b""
                 carry = buf
                 continue
-            self._block(buf[:cut])
+            self._block(buf, cut)
             carry = buf[cut:]
 
-    def _block(self, blk: bytes) -> None:
-        pos, end = 0, len(blk)
+    def _block(self, blk: bytes, end: int) -> None:
+        """The lines of ``blk[:end]`` (whole lines), header lines and data runs in order."""
+        view = memoryview(blk)
+        pos = 0
         while pos < end:
             if blk[pos] == 0x23:  # '#': a header line
-                nl = blk.find(b"\n", pos)
+                nl = blk.find(b"\n", pos, end)
                 stop = end if nl < 0 else nl + 1
                 self._header_line(blk[pos:stop])
                 pos = stop
                 continue
-            nxt = blk.find(b"\n#", pos)
+            nxt = blk.find(b"\n#", pos, end)
             stop = end if nxt < 0 else nxt + 1
-            self._data(blk[pos:stop])
+            self._data(view[pos:stop])
             pos = stop
 
     # -- header ---------------------------------------------------------------------------
@@ -184,13 +186,13 @@ class TsvEnricher:
         return pa.array(values, pa.binary())
 
     # -- data -----------------------------------------------------------------------------
-    def _data(self, seg: bytes) -> None:
+    def _data(self, seg: memoryview) -> None:
         if not self.seen_header and self.first_data:
-            self._synthesize_header(seg)
+            self._synthesize_header(bytes(seg[:1 << 20]))
         self.first_data = False
         if not self.active:  # no usable header block (or enriched already): as read
             self.out.write(seg)
-            lines = sum(1 for x in seg.split(b"\n") if x.strip())
+            lines = sum(1 for x in bytes(seg).split(b"\n") if x.strip())
             if self.header.fields and any(f.startswith(PREFIX) for f in self.header.fields):
                 self.counts.passed += lines
             else:
@@ -198,51 +200,42 @@ class TsvEnricher:
             return
         if self.cols is None:
             self._layout()
-        trailing = seg.endswith(b"\n")
+        trailing = seg[-1:] == b"\n"
         content = seg[:-1] if trailing else seg
-        nl = np.flatnonzero(np.frombuffer(content, np.uint8) == 10)
-        offsets = np.empty(len(nl) + 2, np.int32)
-        offsets[0], offsets[-1] = 0, len(content)
-        offsets[1:-1] = nl
-        n = len(offsets) - 1
-        lines = pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets),
-                                                              pa.py_buffer(content)])
-        self._write(lines, n)
+        rows = _Rows(content, ord(self._sep), self.ncols)
+        self._write(rows)
         if trailing:
             self.out.write(b"\n")
 
-    def _write(self, lines: pa.Array, n: int) -> None:
-        sep = self._sep.encode()
-        valid = pc.equal(pc.count_substring(lines, sep), self.ncols - 1)
-        nvalid = pc.sum(valid).as_py() or 0
-        blank = pc.sum(pc.is_in(lines, value_set=pa.array([b"", b"\n", b"\r", b"\n\r"]))).as_py()
+    def _write(self, rows: "_Rows") -> None:
+        n, nvalid = rows.n, rows.nvalid
         self.counts.records += nvalid
-        self.counts.rejects += n - nvalid - (blank or 0)  # empty lines are not records
-        if nvalid == 0:
-            out = lines
-        else:
-            out = pc.if_else(valid, self._joined(lines, valid, n, sep), lines)
+        self.counts.rejects += n - nvalid - rows.blank  # empty lines are not records
+        out = rows.lines
+        if nvalid == n:
+            out = self._joined(rows)
+        elif nvalid:
+            out = pc.if_else(rows.valid_arrow(), self._joined(rows), rows.lines)
         offs = np.frombuffer(out.buffers()[1], np.int32, n + 1, out.offset * 4)
         self.out.write(memoryview(out.buffers()[2])[offs[0]:offs[-1]])
 
-    def _joined(self, lines, valid, n: int, sep: bytes) -> pa.Array:
+    def _joined(self, rows: "_Rows") -> pa.Array:
         cols = self.cols
         unset = pa.scalar(self.header.unset_field.encode(), pa.binary())
-        safe = pc.if_else(valid, lines, pa.scalar(sep * (self.ncols - 1), pa.binary()))
-        parts = pc.split_pattern(safe, pattern=sep, max_splits=max(cols.values(), default=0) + 1)
 
         def column(name):
-            if name not in cols:
-                return None
-            c = pc.list_element(parts, cols[name])
-            return pc.replace_substring(c, b"\n", b"", max_replacements=1) if cols[name] == 0 else c
+            return rows.column(cols[name]) if name in cols else None
 
         orig, resp, uid, cid = (column(x) for x in ("id.orig_h", "id.resp_h", "uid", "community_id"))
         o_side, o_asset = self._addresses(orig) if orig is not None else (unset, unset)
         r_side, r_asset = self._addresses(resp) if resp is not None else (unset, unset)
-        ts = column("ts")
+
+        stamps: list = []
 
         def get(i):
+            if not stamps:
+                stamps.append(column("ts"))
+            ts = stamps[0]
             t = ts[i].as_py() if ts is not None else None
             try:
                 t = float(t) if t is not None else None
@@ -250,9 +243,10 @@ class TsvEnricher:
                 t = None
             return orig[i].as_py().decode("utf-8", "replace"), t
 
-        app = self._app(n, orig, get)
+        app = self._app(rows.n, orig, get)
         cited = self._cited(uid, cid)
-        return pc.binary_join_element_wise(lines, o_side, r_side, o_asset, r_asset, app, cited, sep)
+        return pc.binary_join_element_wise(rows.lines, o_side, r_side, o_asset, r_asset, app,
+                                           cited, self._sep.encode())
 
     def _cited(self, uid, cid):
         fallback = pa.scalar(self._unset_cited, pa.binary())
@@ -269,3 +263,56 @@ class TsvEnricher:
             return fallback
         self.counts.cited += hits
         return pc.fill_null(pc.take(self._cited_text, idx), fallback)
+
+
+class _Rows:
+    """A run of data lines as one Arrow binary array (``line``, then ``\\nline`` ...) and the
+    positions of their separators, from which single columns are cut out with numpy."""
+
+    def __init__(self, content: memoryview, sep: int, ncols: int):
+        arr = np.frombuffer(content, np.uint8)
+        nl = np.flatnonzero(arr == 10)
+        offsets = np.empty(len(nl) + 2, np.int32)
+        offsets[0], offsets[-1] = 0, len(arr)
+        offsets[1:-1] = nl
+        self.arr, self.offsets, self.n, self.ncols = arr, offsets, len(offsets) - 1, ncols
+        self.lines = pa.BinaryArray.from_buffers(pa.binary(), self.n, [None, pa.py_buffer(offsets),
+                                                                        pa.py_buffer(content)])
+        self.starts = offsets[:-1].copy()
+        self.starts[1:] += 1  # past the newline each element but the first begins with
+        self.ends = offsets[1:]
+        self.seps = np.flatnonzero(arr == sep)
+        first = np.searchsorted(self.seps, self.starts)
+        self.first = first
+        per_line = np.searchsorted(self.seps, self.ends) - first
+        self.valid = per_line == ncols - 1
+        self.nvalid = int(np.count_nonzero(self.valid))
+        self.all_valid = self.nvalid == self.n
+        self.blank = int(np.count_nonzero((self.ends == self.starts) & ~self.valid))
+
+    def valid_arrow(self) -> pa.Array:
+        return pa.array(self.valid, pa.bool_())
+
+    def column(self, j: int) -> pa.Array:
+        """Column ``j`` of every line (empty for an invalid line), as one binary array."""
+        last = len(self.seps) - 1
+        if j == 0:
+            start = self.starts
+        else:
+            start = self.seps[np.minimum(self.first + j - 1, max(last, 0))] + 1 if last >= 0 \
+                else self.starts
+        if j == self.ncols - 1:
+            end = self.ends
+        else:
+            end = self.seps[np.minimum(self.first + j, max(last, 0))] if last >= 0 else self.starts
+        lens = (end - start).astype(np.int32)
+        if not self.all_valid:
+            lens[~self.valid] = 0
+            start = np.where(self.valid, start, 0)
+        offs = np.zeros(self.n + 1, np.int32)
+        np.cumsum(lens, out=offs[1:])
+        idx = np.arange(offs[-1], dtype=np.int32)
+        idx += np.repeat((start - offs[:-1]).astype(np.int32), lens)
+        data = self.arr[idx]
+        return pa.BinaryArray.from_buffers(pa.binary(), self.n, [None, pa.py_buffer(offs),
+                                                                  pa.py_buffer(data)])
