@@ -23,7 +23,9 @@ TACTICS = {
 
 # technique id -> (name, tactic ids); a sub-technique's name is "<parent>: <sub>"
 TECHNIQUES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "T1001": ("Data Obfuscation", ("TA0011",)),
     "T1001.003": ("Data Obfuscation: Protocol Impersonation", ("TA0011",)),
+    "T1016": ("System Network Configuration Discovery", ("TA0007",)),
     "T1016.001": ("System Network Configuration Discovery: Internet Connection Discovery",
                   ("TA0007",)),
     "T1018": ("Remote System Discovery", ("TA0007",)),
