@@ -31,3 +31,14 @@ def test_table_is_consistent():
     assert t["reference"] == "https://attack.mitre.org/techniques/T1071/003/"
     assert t["tactics"] == [{"id": "TA0011", "name": "Command and Control"}]
     assert techniques(["T9999"])[0]["name"] is None  # unknown ids are kept, never dropped
+
+
+@pytest.mark.parametrize("det_id", sorted(REGISTRY))
+def test_detector_page_names_its_attack_techniques(det_id):
+    from pathlib import Path
+
+    from zeekwatch.detectors.reference import attack_line
+
+    page = Path(__file__).resolve().parents[3] / "docs" / "detectors" / f"{det_id}.md"
+    assert attack_line(REGISTRY[det_id]) in page.read_text().splitlines(), (
+        f"{page.name}: ATT&CK line out of date; run scripts/detector_docs.py")
