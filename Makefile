@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DB     ?= findings.db
 
-.PHONY: demo test install tshark pcaps bench clean
+.PHONY: demo test test-fast install tshark pcaps bench clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,12 @@ demo: install
 	@echo
 	@echo "Findings are in $(DB). Next: $(BIN)/zeekwatch findings show ID --db $(DB)"
 
+# the suite in parallel on every core (pytest-xdist); test-fast skips the tests marked slow
 test: install tshark
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
+
+test-fast: install
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
 pcaps: install
 	$(BIN)/python scripts/make_pcaps.py pcaps/

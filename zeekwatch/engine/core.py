@@ -70,6 +70,17 @@ def in_memory_fits(config: Config, table_bytes: int | None) -> bool:
     return table_bytes is not None and limit is not None and table_bytes <= limit // 2
 
 
+def _scratch_directory(parent: str) -> tempfile.TemporaryDirectory:
+    """A private temporary directory (under ``parent`` when set): a ConfigError if it cannot be
+    made, so engines sharing a configured temp_directory never share files."""
+    try:
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        return tempfile.TemporaryDirectory(prefix="zeekwatch-", dir=parent or None)
+    except OSError as exc:
+        raise ConfigError(f"engine.temp_directory: {parent!r}: {exc.strerror or exc}") from None
+
+
 class Engine:
     def __init__(self, config: Config, table_bytes: int | None = None, raw_conn: bool = False):
         """``table_bytes``: the expected size of the normalized tables, when the caller knows
@@ -81,15 +92,7 @@ class Engine:
         tables itself and enriches the conn rows it appends: ``enrich``), ``conn`` is a
         table of the enriched schema and ``cx`` a view of it."""
         self.config = config
-        # private, so that engines sharing a configured temp_directory never share files
-        try:
-            if config.engine.temp_directory:
-                os.makedirs(config.engine.temp_directory, exist_ok=True)
-            self._tmp = tempfile.TemporaryDirectory(prefix="zeekwatch-",
-                                                    dir=config.engine.temp_directory or None)
-        except OSError as exc:
-            raise ConfigError(f"engine.temp_directory: {config.engine.temp_directory!r}: "
-                              f"{exc.strerror or exc}") from None
+        self._tmp = _scratch_directory(config.engine.temp_directory)
         _claim(self._tmp.name)
         self.in_memory = in_memory_fits(config, table_bytes)
         target = ":memory:" if self.in_memory else os.path.join(self._tmp.name, "tables.duckdb")
