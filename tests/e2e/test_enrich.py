@@ -23,7 +23,8 @@ ZW_TYPES = [t for _, t in FIELDS]
 
 TSV = ["zat/conn_date_issue.log", "zat/dns.log", "zat/smtp.log", "zat/notice.log",
        "zeek/baseline/irc.basic.conn.log", "rita/proxy/conn.log", "rita/proxy/dns.log",
-       "rita/open_conns/open/open_conn.log", "rita/open_conns/closed/conn.log",
+       "rita/open_conns/open/open_conn.log", "rita/open_conns/open/conn.log",
+       "rita/open_conns/open/dns.log", "rita/open_conns/closed/conn.log",
        "rita/truncated/conn.log", "rita/truncated/conn_top.log",
        "slips/port-scans/horizontal/conn.log", "zed-sample-data/zeek-default/smtp.log.gz",
        "zed-sample-data/zeek-default/dns.log.gz",
@@ -33,7 +34,8 @@ JSON = ["zat/json/conn.log", "zat/json/dns.log", "rita/json_with_all_fields/conn
         "rita/json_with_all_fields/dns.log", "rita/json_with_all_fields/open_conn.log",
         "rita/truncated/conn_json.log", "slips/port-scans/vertical/conn.log",
         "slips/test9-mixed-zeek-dir/conn.log", "slips/test9-mixed-zeek-dir/dns.log",
-        "slips/test9-mixed-zeek-dir/smtp.log", "zed-sample-data/zeek-json/conn.json.gz"]
+        "slips/test9-mixed-zeek-dir/smtp.log", "zed-sample-data/zeek-json/smtp.json.gz",
+        "zed-sample-data/zeek-json/dns.json.gz"]
 EVE = ["frank-suricata/honeypot-2018/alerts-only.eve.ndjson",
        "frank-suricata/wrccdc-2018/alerts-only.eve.ndjson",
        "frank-suricata/honeypot-2018/alerts-only.json",
@@ -69,10 +71,14 @@ def _set(text: str) -> set[str]:
     return set() if text in ("-", "(empty)") else set(text.split(","))
 
 
+BIG = {"perf/rita_missing_host_conn_72h.multi.log.gz", "zed-sample-data/zeek-default/dns.log.gz",
+       "zed-sample-data/zeek-json/dns.json.gz"}
+
+
 def _existing(paths):
-    if not SHARED.is_dir():
-        return paths
-    return [p for p in paths if (SHARED / p).exists()] or paths
+    if SHARED.is_dir():
+        paths = [p for p in paths if (SHARED / p).exists()] or paths
+    return [pytest.param(p, marks=pytest.mark.slow) if p in BIG else p for p in paths]
 
 
 @pytest.mark.shared
@@ -174,6 +180,7 @@ def test_json_round_trip(rel, tmp_path):
 
 
 @pytest.mark.shared
+@pytest.mark.slow
 def test_enriched_logs_read_back_by_zeekwatch_and_zat(tmp_path):
     """The enriched TSV (several header blocks, gzip) and JSON are logs zeekwatch reads to the
     same record counts, and zat reads the TSV with the zw columns."""
@@ -211,3 +218,52 @@ def test_refuses_to_overwrite_its_input(tmp_path):
                         "--db", str(tmp_path / "f.db")], capture_output=True, text=True)
     assert r.returncode == 3 and "is an input" in r.stderr
     assert log.read_text() == "#separator \\x09\n#fields\tts\tuid\n1.0\tCabc\n"
+
+
+def test_damaged_lines_pass_through_and_are_counted(tmp_path):
+    """A written log: two header blocks with different columns, a short line, an over-wide
+    line, a value with terminal control codes, and a JSON log with a broken line."""
+    head = ("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
+            "#path\tconn\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\n"
+            "#types\ttime\tstring\taddr\tport\taddr\tport\tenum\n")
+    head2 = head.replace("\tproto\n", "\tproto\tservice\n").replace("\tenum\n", "\tenum\tstring\n")
+    good = "1.0\tCa1\t10.0.0.1\t1\t8.8.8.8\t53\tudp\n"
+    lines = [head, good, "2.0\tCa2\t10.0.0.1\n", good.replace("udp", "udp\textra\tmore"),
+             "3.0\tCa\x1b[31m3\t10.0.0.2\t2\t10.0.0.3\t80\ttcp\n", head2,
+             "4.0\tCa4\t8.8.4.4\t5\t10.0.0.9\t22\ttcp\tssh\n", "#close\t2024\n"]
+    tsv = tmp_path / "in" / "conn.log"
+    tsv.parent.mkdir()
+    tsv.write_text("".join(lines))
+    js = tmp_path / "in" / "j.log"
+    js.write_text('{"ts":1.0,"uid":"Cb1","id.orig_h":"10.0.0.1","id.resp_h":"1.1.1.1"}\n'
+                  '{"ts":2.0,"uid":"Cb2","id.orig_h":\n[1,2]\n\n')
+    out, db = tmp_path / "out", str(tmp_path / "f.db")
+    r = subprocess.run([str(EXE), "enrich", str(tsv.parent), "-o", str(out), "--db", db,
+                        "--no-analyze", "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    files = {Path(f["input"]).name: f for f in json.loads(r.stdout)["files"]}
+    assert (files["conn.log"]["records"], files["conn.log"]["rejects"]) == (3, 2)
+    assert (files["j.log"]["records"], files["j.log"]["rejects"]) == (1, 2)
+    got = (out / "conn.log").read_text().splitlines()
+    assert got[8] == lines[2].rstrip("\n") and got[9] == lines[3].rstrip("\n")  # as read
+    assert got[10].startswith(lines[4].rstrip("\n") + "\tinternal\tinternal\t")  # data, not markup
+    assert got[16].endswith("\tservice\t" + "\t".join(ZW)) and got[-1] == "#close\t2024"
+    assert got[18].startswith("4.0\tCa4\t8.8.4.4\t5\t10.0.0.9\t22\ttcp\tssh\texternal\tinternal\t-\t")
+    j = (out / "j.log").read_text().split("\n")
+    assert j[1:] == ['{"ts":2.0,"uid":"Cb2","id.orig_h":', "[1,2]", "", ""]
+    assert json.loads(j[0])["zw.orig_side"] == "internal"
+    # enriching the enriched output again copies it as read (no second set of zw fields)
+    again = tmp_path / "again"
+    r = subprocess.run([str(EXE), "enrich", str(out), "-o", str(again), "--db", db,
+                        "--no-analyze", "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (again / "conn.log").read_bytes() == (out / "conn.log").read_bytes()
+    assert (again / "j.log").read_bytes() == (out / "j.log").read_bytes()
+
+
+def test_refuses_a_file_that_is_not_a_log(tmp_path):
+    src = shared_file("rita/text_file/conn.log")
+    r = subprocess.run([str(EXE), "enrich", src, "-o", str(tmp_path / "o"), "--db",
+                        str(tmp_path / "f.db")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 3 and "not a Zeek log" in r.stderr
+    assert not (tmp_path / "o").exists()

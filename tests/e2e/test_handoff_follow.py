@@ -67,6 +67,7 @@ def finding_ids(db: str) -> set[str]:
 
 
 @pytest.mark.shared
+@pytest.mark.slow
 def test_syslog_every_new_finding_arrives_once(tmp_path):
     log = tmp_path / "conn.log"
     log.write_bytes(Path(shared_file("slips/port-scans/horizontal/conn.log")).read_bytes())
@@ -123,6 +124,7 @@ def test_syslog_over_a_unix_socket_and_tcp(tmp_path):
 
 
 @pytest.mark.shared
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["jsonl", "ocsf"])
 def test_follow_jsonl_carries_the_export_fields(tmp_path, fmt):
     log = tmp_path / "conn.log"
@@ -142,6 +144,7 @@ def test_follow_jsonl_carries_the_export_fields(tmp_path, fmt):
 
 
 @pytest.mark.shared
+@pytest.mark.slow
 def test_follow_enrich_dir(tmp_path):
     src = Path(shared_file("slips/port-scans/horizontal/conn.log")).read_bytes()
     log = tmp_path / "in" / "conn.log"
