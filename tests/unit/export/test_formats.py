@@ -202,3 +202,35 @@ def test_mapping_of_urgency_and_status():
     d = ecs.document(rec)
     assert d["zeekwatch"]["incident"]["playbook"] == ["isolate the host", "reimage"]
     assert "destination" not in d and d["related"]["ip"] == ["10.0.0.1"]
+
+
+def test_incident_and_playbook_reach_every_format(db, tmp_path):
+    """With the incident tables (issue 13's contract: incidents, incident_findings), a finding's
+    incident and its playbook steps are in every export."""
+    import shutil
+    import sqlite3
+
+    copy = str(tmp_path / "inc.db")
+    shutil.copy(db, copy)
+    con = sqlite3.connect(copy)
+    fid = con.execute("SELECT id FROM findings ORDER BY id LIMIT 1").fetchone()[0]
+    con.execute("CREATE TABLE incidents (id TEXT PRIMARY KEY, host TEXT, status TEXT, urgency "
+                "INTEGER, tier INTEGER, owner TEXT, summary TEXT, playbook TEXT)")
+    con.execute("CREATE TABLE incident_findings (incident_id TEXT, finding_id TEXT, added_at TEXT)")
+    con.execute("INSERT INTO incidents VALUES ('I1', '10.0.0.1', 'new', 8, 3, 'CISO', 'worm', "
+                "'- isolate the host\n- collect memory\n\n- reimage')")
+    con.execute("INSERT INTO incident_findings VALUES ('I1', ?, '2024')", [fid])
+    con.commit()
+    con.close()
+    steps = ["isolate the host", "collect memory", "reimage"]
+    rec = next(r for r in map(json.loads, export(copy, "jsonl").splitlines()) if r["id"] == fid)
+    assert rec["incident"]["id"] == "I1" and rec["incident"]["playbook"] == steps
+    doc = next(d for d in map(json.loads, export(copy, "ecs").splitlines()) if d["event"]["id"] == fid)
+    assert doc["zeekwatch"]["incident"]["playbook"] == steps
+    ev = next(e for e in map(json.loads, export(copy, "ocsf").splitlines())
+              if e["finding_info"]["uid"] == fid)
+    assert ev["remediation"]["desc"] == "\n".join(steps)
+    row = next(r for r in csv.DictReader(io.StringIO(export(copy, "csv"), newline=""))
+               if r["id"] == fid)
+    assert row["incident_id"] == "I1" and row["playbook"].splitlines() == steps
+    jsonschema.Draft202012Validator(ocsf_schema()).validate(ev)
