@@ -239,7 +239,10 @@ def test_damaged_lines_pass_through_and_are_counted(tmp_path):
                   '{"ts":2.0,"uid":"Cb2","id.orig_h":\n[1,2]\n\n')
     out, db = tmp_path / "out", str(tmp_path / "f.db")
     r = subprocess.run([str(EXE), "enrich", str(tsv.parent), "-o", str(out), "--db", db,
-                        "--no-analyze", "--json"], capture_output=True, text=True, timeout=300)
+                        "--no-analyze"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 5 and "no such database" in r.stderr  # --no-analyze needs findings
+    r = subprocess.run([str(EXE), "enrich", str(tsv.parent), "-o", str(out), "--db", db,
+                        "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     files = {Path(f["input"]).name: f for f in json.loads(r.stdout)["files"]}
     assert (files["conn.log"]["records"], files["conn.log"]["rejects"]) == (3, 2)

@@ -23,7 +23,7 @@ from zeekwatch.config import Config
 from zeekwatch.errors import InputError, NotALogError
 from zeekwatch.readers import expand, sniff
 from zeekwatch.readers.base import is_gzip
-from zeekwatch.store.db import Store
+from zeekwatch.store.triage import open_store
 
 KINDS = ("zeek_tsv", "zeek_json", "eve")
 GZIP_LEVEL = 1  # isal levels are 0..3; 1 is zlib -6's ratio at many times its speed
@@ -115,7 +115,7 @@ def enrich(paths: list[str], out_dir: str, config: Config, db_path: str,
         from zeekwatch.app.analyze import analyze as run_analysis
 
         result.analysis = run_analysis(list(paths), config, db_path, only=only)
-    store = Store(db_path)
+    store = open_store(db_path, must_exist=not analyze)  # --no-analyze: a typo is an error
     try:
         ann = Annotator(store, config)
     finally:
