@@ -50,9 +50,11 @@ class FollowEnricher:
                     enricher = TsvEnricher(ann, io.BytesIO(), self.counts)
                     for line in read.header:  # the header block in force, without output
                         enricher._header_line(line.encode() + b"\n")
+                    enricher.flush()
                     enricher.out = out
                     enricher.first_data = not read.header
                     enricher.seen_header = bool(read.header)
                     enricher._block(read.data, len(read.data))
+                    enricher.flush()
                 else:
                     JsonEnricher(ann, out, self.counts, read.stream.kind).run(io.BytesIO(read.data))

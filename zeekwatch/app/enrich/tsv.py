@@ -17,6 +17,10 @@ counted.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,6 +31,8 @@ from zeekwatch.readers.zeek.header import Header, infer_conn_header
 BLOCK = 8 << 20  # bytes of decompressed input per step (memory stays a few times this)
 MAX_LINE = 64 << 20  # a "line" longer than this is passed through in pieces, not held
 NAMES = ("ts", "uid", "id.orig_h", "id.resp_h", "community_id")
+AHEAD = 3  # data runs rendering or rendered but not yet written
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="zw-enrich")
 
 
 def _escape(text: str, sep: str, set_sep: str | None = None) -> str:
@@ -47,7 +53,7 @@ class Counts:
 
 
 class TsvEnricher:
-    def __init__(self, ann: Annotator, out, counts: Counts):
+    def __init__(self, ann: Annotator, out, counts: Counts, pool: Executor | None = None):
         self.ann, self.out, self.counts = ann, out, counts
         self.header = Header()
         self.cols: dict[str, int] | None = None  # needed column -> index, for the current block
@@ -55,9 +61,9 @@ class TsvEnricher:
         self.active = False  # the current header block gets the added columns
         self.seen_header = False
         self.first_data = True
-        self._cited_keys: pa.Array | None = None
-        self._cited_text: pa.Array | None = None
-        self._sep = "\t"
+        self.plan: Plan | None = None
+        self.pool = pool or _POOL
+        self.pending: deque = deque()
 
     # -- input ----------------------------------------------------------------------------
     def run(self, fin) -> None:
@@ -67,12 +73,13 @@ class TsvEnricher:
             if not data:
                 if carry:
                     self._block(carry, len(carry))
+                self.flush()
                 return
             buf = carry + data if carry else data
             cut = buf.rfind(b"\n") + 1
             if cut == 0:
                 if len(buf) > MAX_LINE:  # no newline for 64 MB: not a record; pass it on
-                    self.out.write(buf)
+                    self._emit(buf)
                     self.counts.rejects += 1
                     buf = b""
                 carry = buf
@@ -114,7 +121,7 @@ class TsvEnricher:
             raw = body + (sep + sep.join(t for _, t in FIELDS)).encode() + raw[len(body):]
         elif text.startswith("#separator"):
             self.active, self.cols = False, None
-        self.out.write(raw)
+        self._emit(bytes(raw))
 
     def _synthesize_header(self, seg: bytes) -> None:
         """A headerless conn log: write the header block of the layout it was recognised as."""
@@ -126,64 +133,22 @@ class TsvEnricher:
                  "#unset_field\t-", "#path\tconn",
                  "#fields\t" + "\t".join(h.fields + [PREFIX + n for n, _ in FIELDS]),
                  "#types\t" + "\t".join(h.types + [t for _, t in FIELDS])]
-        self.out.write(("\n".join(lines) + "\n").encode())
+        self._emit(("\n".join(lines) + "\n").encode())
         self.active = True
 
     def _layout(self) -> None:
         h = self.header
-        self._sep = h.separator if len(h.separator) == 1 else "\t"
+        sep = h.separator if len(h.separator) == 1 else "\t"
         fields = h.fields or []
-        self.ncols = len(fields)
-        self.cols = {n: fields.index(n) for n in NAMES if n in fields}
-        if self._cited_keys is None:
-            keys = list(self.ann.cited)
-            self._cited_keys = pa.array([k.encode() for k in keys], pa.binary())
-            self._cited_text = pa.array([self._cited_bytes(self.ann.cited[k]) for k in keys],
-                                        pa.binary())
-        self._unset_cited = self._sep.join([h.unset_field] * 6).encode()
-
-    # -- values ---------------------------------------------------------------------------
-    def _cited_bytes(self, c: Citation) -> bytes:
-        h, sep = self.header, self._sep
-        unset = h.unset_field
-
-        def setv(items):
-            return h.set_separator.join(_escape(x, sep, h.set_separator) for x in items) or h.empty_field
-
-        vals = [setv(c.finding_ids), setv(c.detectors), setv(c.techniques),
-                unset if c.urgency is None else str(c.urgency),
-                unset if c.tier is None else str(c.tier),
-                _escape("; ".join(c.suppressed), sep) if c.suppressed else unset]
-        return sep.join(vals).encode()
-
-    def _addresses(self, col: pa.Array) -> tuple[pa.Array, pa.Array]:
-        """(side, asset) columns for an address column: one classification per distinct value."""
-        enc = col.dictionary_encode()
-        unset = self.header.unset_field
-        sides, assets = [], []
-        for v in enc.dictionary.to_pylist():
-            side, asset = self.ann.address(v.decode("utf-8", "replace").strip() if v else None)
-            sides.append((side if side != "-" else unset).encode())
-            assets.append((asset or unset).encode())
-        idx = enc.indices
-        return (pc.take(pa.array(sides, pa.binary()), idx),
-                pc.take(pa.array(assets, pa.binary()), idx))
-
-    def _app(self, n: int, col, get) -> pa.Array | pa.Scalar:
-        unset = pa.scalar(self.header.unset_field.encode(), pa.binary())
-        if not self.ann.usage or col is None:
-            return unset
-        hosts = pa.array([h.encode() for h in self.ann.usage], pa.binary())
-        rows = np.flatnonzero(pc.fill_null(pc.is_in(col, value_set=hosts), False).to_numpy(False))
-        if not len(rows):
-            return unset
-        values = [self.header.unset_field.encode()] * n
-        for i in rows:
-            host, ts = get(int(i))
-            label = self.ann.app(host, ts)
-            if label:
-                values[i] = _escape(label, self._sep).encode()
-        return pa.array(values, pa.binary())
+        keys = list(self.ann.cited)
+        self.plan = Plan(
+            cols={n: fields.index(n) for n in NAMES if n in fields}, ncols=len(fields), sep=sep,
+            unset=h.unset_field, cited_keys=pa.array([k.encode() for k in keys], pa.binary()),
+            cited_text=pa.array([_cited_bytes(self.ann.cited[k], h, sep) for k in keys],
+                                pa.binary()),
+            unset_cited=sep.join([h.unset_field] * 6).encode(),
+            usage_hosts=pa.array([x.encode() for x in self.ann.usage], pa.binary()))
+        self.cols = self.plan.cols
 
     # -- data -----------------------------------------------------------------------------
     def _data(self, seg: memoryview) -> None:
@@ -191,7 +156,7 @@ class TsvEnricher:
             self._synthesize_header(bytes(seg[:1 << 20]))
         self.first_data = False
         if not self.active:  # no usable header block (or enriched already): as read
-            self.out.write(seg)
+            self._emit(bytes(seg))
             lines = sum(1 for x in bytes(seg).split(b"\n") if x.strip())
             if self.header.fields and any(f.startswith(PREFIX) for f in self.header.fields):
                 self.counts.passed += lines
@@ -200,69 +165,142 @@ class TsvEnricher:
             return
         if self.cols is None:
             self._layout()
-        trailing = seg[-1:] == b"\n"
-        content = seg[:-1] if trailing else seg
-        rows = _Rows(content, ord(self._sep), self.ncols)
-        self._write(rows)
-        if trailing:
-            self.out.write(b"\n")
+        self._emit(self.pool.submit(render, self.plan, self.ann, seg))
 
-    def _write(self, rows: "_Rows") -> None:
-        n, nvalid = rows.n, rows.nvalid
-        self.counts.records += nvalid
-        self.counts.rejects += n - nvalid - rows.blank  # empty lines are not records
-        out = rows.lines
-        if nvalid == n:
-            out = self._joined(rows)
-        elif nvalid:
-            out = pc.if_else(rows.valid_arrow(), self._joined(rows), rows.lines)
-        offs = np.frombuffer(out.buffers()[1], np.int32, n + 1, out.offset * 4)
-        self.out.write(memoryview(out.buffers()[2])[offs[0]:offs[-1]])
+    def _emit(self, item) -> None:
+        """Queue output (bytes, or a pending ``render``) in input order; write what is ready,
+        keeping at most ``AHEAD`` blocks in flight (memory stays bounded)."""
+        self.pending.append(item)
+        while len(self.pending) > AHEAD:
+            self._flush_one()
 
-    def _joined(self, rows: "_Rows") -> pa.Array:
-        cols = self.cols
-        unset = pa.scalar(self.header.unset_field.encode(), pa.binary())
+    def _flush_one(self) -> None:
+        item = self.pending.popleft()
+        if isinstance(item, Future):
+            pieces, records, rejects, cited = item.result()
+            self.counts.records += records
+            self.counts.rejects += rejects
+            self.counts.cited += cited
+            for piece in pieces:
+                self.out.write(piece)
+        else:
+            self.out.write(item)
 
-        def column(name):
-            return rows.column(cols[name]) if name in cols else None
+    def flush(self) -> None:
+        while self.pending:
+            self._flush_one()
 
-        orig, resp, uid, cid = (column(x) for x in ("id.orig_h", "id.resp_h", "uid", "community_id"))
-        o_side, o_asset = self._addresses(orig) if orig is not None else (unset, unset)
-        r_side, r_asset = self._addresses(resp) if resp is not None else (unset, unset)
 
-        stamps: list = []
+@dataclass(frozen=True)
+class Plan:
+    """What rendering a data run needs of its header block (a snapshot: blocks render in
+    worker threads while the next header block is read)."""
 
-        def get(i):
-            if not stamps:
-                stamps.append(column("ts"))
-            ts = stamps[0]
-            t = ts[i].as_py() if ts is not None else None
-            try:
-                t = float(t) if t is not None else None
-            except ValueError:
-                t = None
-            return orig[i].as_py().decode("utf-8", "replace"), t
+    cols: dict
+    ncols: int
+    sep: str
+    unset: str
+    cited_keys: pa.Array
+    cited_text: pa.Array
+    unset_cited: bytes
+    usage_hosts: pa.Array
 
-        app = self._app(rows.n, orig, get)
-        cited = self._cited(uid, cid)
-        return pc.binary_join_element_wise(rows.lines, o_side, r_side, o_asset, r_asset, app,
-                                           cited, self._sep.encode())
 
-    def _cited(self, uid, cid):
-        fallback = pa.scalar(self._unset_cited, pa.binary())
-        if not len(self._cited_keys) or (uid is None and cid is None):
-            return fallback
-        idx = None
-        for col in (uid, cid):
-            if col is None:
-                continue
-            hit = pc.index_in(col, value_set=self._cited_keys)
-            idx = hit if idx is None else pc.coalesce(idx, hit)
-        hits = pc.sum(pc.is_valid(idx)).as_py() or 0
-        if not hits:
-            return fallback
-        self.counts.cited += hits
-        return pc.fill_null(pc.take(self._cited_text, idx), fallback)
+def _cited_bytes(c: Citation, h: Header, sep: str) -> bytes:
+    unset = h.unset_field
+
+    def setv(items):
+        return h.set_separator.join(_escape(x, sep, h.set_separator) for x in items) or h.empty_field
+
+    vals = [setv(c.finding_ids), setv(c.detectors), setv(c.techniques),
+            unset if c.urgency is None else str(c.urgency),
+            unset if c.tier is None else str(c.tier),
+            _escape("; ".join(c.suppressed), sep) if c.suppressed else unset]
+    return sep.join(vals).encode()
+
+
+def render(plan: Plan, ann: Annotator, seg: memoryview):
+    """A data run enriched: (pieces to write, records, rejects, cited records). Arrow and numpy
+    release the GIL, so runs render in parallel with reading and compressing."""
+    trailing = seg[-1:] == b"\n"
+    rows = _Rows(seg[:-1] if trailing else seg, ord(plan.sep), plan.ncols)
+    n, nvalid = rows.n, rows.nvalid
+    out, cited = rows.lines, 0
+    if nvalid:
+        joined, cited = _joined(plan, ann, rows)
+        out = joined if nvalid == n else pc.if_else(rows.valid_arrow(), joined, rows.lines)
+    offs = np.frombuffer(out.buffers()[1], np.int32, n + 1, out.offset * 4)
+    pieces = [memoryview(out.buffers()[2])[offs[0]:offs[-1]]]
+    if trailing:
+        pieces.append(b"\n")
+    return pieces, nvalid, n - nvalid - rows.blank, cited  # empty lines are not records
+
+
+def _addresses(plan: Plan, ann: Annotator, col: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(side, asset) columns for an address column: one classification per distinct value."""
+    enc = col.dictionary_encode()
+    unset = plan.unset
+    sides, assets = [], []
+    for v in enc.dictionary.to_pylist():
+        side, asset = ann.address(v.decode("utf-8", "replace").strip() if v else None)
+        sides.append((side if side != "-" else unset).encode())
+        assets.append((asset or unset).encode())
+    idx = enc.indices
+    return (pc.take(pa.array(sides, pa.binary()), idx),
+            pc.take(pa.array(assets, pa.binary()), idx))
+
+
+def _app(plan: Plan, ann: Annotator, rows: "_Rows", orig) -> pa.Array | pa.Scalar:
+    unset = pa.scalar(plan.unset.encode(), pa.binary())
+    if not len(plan.usage_hosts) or orig is None:
+        return unset
+    hit = np.flatnonzero(pc.fill_null(pc.is_in(orig, value_set=plan.usage_hosts), False)
+                         .to_numpy(False))
+    if not len(hit):
+        return unset
+    ts = rows.column(plan.cols["ts"]) if "ts" in plan.cols else None
+    values = [plan.unset.encode()] * rows.n
+    for i in hit:
+        try:
+            t = float(ts[int(i)].as_py()) if ts is not None else None
+        except ValueError:
+            t = None
+        label = ann.app(orig[int(i)].as_py().decode("utf-8", "replace"), t)
+        if label:
+            values[i] = _escape(label, plan.sep).encode()
+    return pa.array(values, pa.binary())
+
+
+def _joined(plan: Plan, ann: Annotator, rows: "_Rows") -> tuple[pa.Array, int]:
+    cols = plan.cols
+    unset = pa.scalar(plan.unset.encode(), pa.binary())
+
+    def column(name):
+        return rows.column(cols[name]) if name in cols else None
+
+    orig, resp, uid, cid = (column(x) for x in ("id.orig_h", "id.resp_h", "uid", "community_id"))
+    o_side, o_asset = _addresses(plan, ann, orig) if orig is not None else (unset, unset)
+    r_side, r_asset = _addresses(plan, ann, resp) if resp is not None else (unset, unset)
+    app = _app(plan, ann, rows, orig)
+    cited, hits = _cited(plan, uid, cid)
+    return pc.binary_join_element_wise(rows.lines, o_side, r_side, o_asset, r_asset, app,
+                                       cited, plan.sep.encode()), hits
+
+
+def _cited(plan: Plan, uid, cid):
+    fallback = pa.scalar(plan.unset_cited, pa.binary())
+    if not len(plan.cited_keys) or (uid is None and cid is None):
+        return fallback, 0
+    idx = None
+    for col in (uid, cid):
+        if col is None:
+            continue
+        hit = pc.index_in(col, value_set=plan.cited_keys)
+        idx = hit if idx is None else pc.coalesce(idx, hit)
+    hits = pc.sum(pc.is_valid(idx)).as_py() or 0
+    if not hits:
+        return fallback, 0
+    return pc.fill_null(pc.take(plan.cited_text, idx), fallback), hits
 
 
 class _Rows:
