@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 
 from zeekwatch import __version__
+from zeekwatch.attack import ATTACK_URL, TECHNIQUES
 
 ECS_VERSION = "9.4.0"
 DOCS = "https://github.com/zeekwatch/zeekwatch/blob/main/docs/detectors/{}.md"
@@ -33,9 +34,9 @@ def _threat(attack: list[dict]) -> dict:
         parent = t["id"].split(".")[0]
         if "." in t["id"]:
             subs[t["id"]] = t
-            name = (t["name"] or "").split(":")[0] or None
-            tech.setdefault(parent, {"id": parent, "name": name,
-                                     "reference": t["reference"].rsplit("/", 2)[0] + "/"})
+            known = TECHNIQUES.get(parent)
+            tech.setdefault(parent, {"id": parent, "name": known[0] if known else None,
+                                     "reference": ATTACK_URL.format(parent)})
         else:
             tech[parent] = t
         for ta in t["tactics"]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 
 from zeekwatch import __version__
+from zeekwatch.attack import ATTACK_URL, TECHNIQUES
 from zeekwatch.attack import VERSION as ATTACK_VERSION
 from zeekwatch.timefmt import parse_iso
 
@@ -53,8 +54,9 @@ def _attacks(attack: list[dict]) -> list[dict]:
         parent = t["id"].split(".")[0]
         item: dict = {"version": ATTACK_VERSION}
         if "." in t["id"]:
-            item["technique"] = {"uid": parent, "name": (t["name"] or "").split(":")[0] or None,
-                                 "src_url": f"https://attack.mitre.org/techniques/{parent}/"}
+            known = TECHNIQUES.get(parent)
+            item["technique"] = {"uid": parent, "name": known[0] if known else None,
+                                 "src_url": ATTACK_URL.format(parent)}
             item["sub_technique"] = {"uid": t["id"], "name": t["name"], "src_url": t["reference"]}
         else:
             item["technique"] = {"uid": t["id"], "name": t["name"], "src_url": t["reference"]}

@@ -90,7 +90,8 @@ class Annotator:
         self.scorer.load_inventory(ts.assets())
         self.cited = _citations(store)
         self._addr: dict[str, tuple[str, str | None]] = {}
-        self.usage: dict[str, tuple[list[float], list[tuple[float, str]]]] = {}
+        # host -> (span starts, sorted spans (start, end, label)), epoch seconds
+        self.usage: dict[str, tuple[list[float], list[tuple[float, float, str]]]] = {}
         for u in ts.app_usage():
             label = f"{u['category']}:{u['app']}" if u.get("category") else u["app"]
             start = parse_iso(u["first_seen"]).timestamp()
