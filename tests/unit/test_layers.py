@@ -13,7 +13,8 @@ import pytest
 PKG = next(p for p in Path(__file__).resolve().parents if (p / "setup.cfg").exists()) / "zeekwatch"
 
 # bottom -> top; a module may import its own layer and the layers below it
-LAYERS = ["core", "readers", "detectors", "engine", "store", "triage", "export", "app", "cli"]
+LAYERS = ["core", "readers", "detectors", "engine", "store", "triage", "export", "app", "console",
+          "cli"]
 CORE = {"errors", "params", "config", "nets", "schema", "sql", "timefmt", "data", "attack", "__init__"}
 
 

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from zeekwatch import __version__
 from zeekwatch import config as configmod
+from zeekwatch.cli import console as console_commands
 from zeekwatch.cli import enrich as enrich_commands
 from zeekwatch.cli import follow as follow_commands
 from zeekwatch.cli import triage as triage_commands
@@ -253,5 +254,6 @@ def entry() -> None:
     os._exit(code)
 
 
-for _command in (*triage_commands.COMMANDS, *follow_commands.COMMANDS, *enrich_commands.COMMANDS):
+for _command in (*triage_commands.COMMANDS, *follow_commands.COMMANDS, *console_commands.COMMANDS,
+                 *enrich_commands.COMMANDS):
     cli.add_command(_command)
