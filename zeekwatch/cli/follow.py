@@ -13,9 +13,11 @@ import time
 
 import click
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config
+from zeekwatch.text import printable
 
 
 def _status(report, total: dict) -> Text:
@@ -55,7 +57,7 @@ def _trace(report) -> str:
               "lines, with zw.* fields, to a file of the same name in this directory.")
 @click.option("--population-interval", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between runs of the whole-data detectors (unusual_port, "
-              "rare_destination, new_listener, off_hours) over the look-back; 0: never.")
+              "rare_destination, new_listener, off_hours, beacon) over the look-back; 0: never.")
 @click.option("--detector", "detectors", multiple=True, help="Run only this detector (repeatable).")
 @config_overrides
 @click.option("-q", "--quiet", is_flag=True, help="No status line and no summary.")
@@ -95,7 +97,7 @@ def follow(obj, paths, db, interval, lookback, once, jsonl, fmt, syslog_url, enr
         records = ", ".join(f"{t} {n:,}" for t, n in sorted(result.records.items())) or "no rows"
         err.print(f"follow run {result.run_id}: {result.batches} batch(es), {records}, "
                   f"{result.rejects} rejected line(s), findings {result.new} new / "
-                  f"{result.updated} updated in {db}", highlight=False)
+                  f"{result.updated} updated in {escape(printable(db))}", highlight=False)
 
 
 class _Output:
