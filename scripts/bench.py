@@ -941,6 +941,74 @@ register(Suite(
 ))
 
 
+# -- the enrich suite -----------------------------------------------------------------------------
+ENRICH_ROWS_PER_S = 1_000_000  # issue 18: ">= 1 M rows/s out"
+ENRICH_RSS_MB = 1024
+
+
+def enrich_prepare(ctx: Ctx) -> None:
+    """Findings of conn.log in a database (once per run), and conn.log.gz beside the dataset
+    (gzip -6, made once): enrich annotates from the stored findings (--no-analyze)."""
+    gz = ctx.data / "conn.log.gz"
+    if not gz.exists():
+        print(f"making {gz} (gzip -6) ...", flush=True)
+        with open(gz.with_suffix(".gz.part"), "wb") as out:
+            subprocess.run(["gzip", "-6", "-c", str(ctx.data / "conn.log")], stdout=out, check=True)
+        gz.with_suffix(".gz.part").rename(gz)
+    db = ctx.tmp / "enrich.db"
+    if not db.exists():
+        print("analysing conn.log for the enrich suite's findings ...", flush=True)
+        subprocess.run(zeekwatch_cmd() + ["--config", str(ctx.data / "zeekwatch.toml"), "analyze", "-q",
+                                          "--db", str(db), str(ctx.data / "conn.log")], check=True)
+
+
+def enrich_cmd(name: str) -> Callable[[Ctx], list[str]]:
+    def cmd(ctx: Ctx) -> list[str]:
+        return zeekwatch_cmd() + ["--config", str(ctx.data / "zeekwatch.toml"), "enrich", "--no-analyze",
+                                  "--db", str(ctx.tmp / "enrich.db"), "-o", str(ctx.tmp / "enriched"),
+                                  "--json", str(ctx.data / name)]
+    return cmd
+
+
+def enrich_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
+    out = []
+    for name, floor in (("zw-enrich", "wc"), ("zw-enrich-gz", "zcat-wc")):
+        r, f = res[name], res[floor]
+        if not r.seconds:
+            continue
+        rate = r.rows / r.median
+        out.append(Target(f"{r.step.label}: >= {ENRICH_ROWS_PER_S / 1e6:g} M rows/s out",
+                          rate >= ENRICH_ROWS_PER_S, f"{rate / 1e6:.2f} M rows/s"
+                          + (f" ({r.median / f.median:.1f}x the {f.step.label} floor)" if f.seconds else "")))
+        out.append(Target(f"{r.step.label}: peak RSS <= {ENRICH_RSS_MB} MB", r.peak_mb <= ENRICH_RSS_MB,
+                          f"{r.peak_mb:.0f} MB"))
+        zat = res["zat-df"]
+        if zat.seconds and name == "zw-enrich":
+            out.append(Target("enrich conn.log faster than zat's read of it", r.median < zat.median,
+                              f"{zat.median / r.median:.1f}x zat's speed"))
+    return out
+
+
+register(Suite(
+    name="enrich",
+    doc="`zeekwatch enrich --no-analyze` of conn.log and conn.log.gz (the logs written back with zw "
+        "fields, gzip out for gzip in) against `wc -l`, `zcat | wc -l` and zat's read of conn.log",
+    steps=[
+        Step("wc", "wc -l conn.log", cmd=lambda c: ["wc", "-l", str(c.data / "conn.log")],
+             rows=meta_rows("conn_rows"), input="conn"),
+        Step("zcat-wc", "zcat conn.log.gz | wc -l",
+             cmd=lambda c: ["sh", "-c", f"zcat '{c.data / 'conn.log.gz'}' | wc -l"],
+             rows=meta_rows("conn_rows"), input="conn"),
+        Step("zat-df", "zat LogToDataFrame conn.log", py=zat_dataframe("conn.log"), input="conn"),
+        Step("zw-enrich", "zeekwatch enrich conn.log", cmd=enrich_cmd("conn.log"),
+             rows=meta_rows("conn_rows"), input="conn"),
+        Step("zw-enrich-gz", "zeekwatch enrich conn.log.gz (gzip out)", cmd=enrich_cmd("conn.log.gz"),
+             rows=meta_rows("conn_rows"), input="conn"),
+    ],
+    targets=enrich_targets, baseline="zat-df", floor="wc", prepare=enrich_prepare,
+))
+
+
 # -- console: time to a rendered page in headless chromium (scripts/bench_console.py) -----------
 
 CONSOLE_PAGE_S = {"demo": 1.0, "big": 3.0}  # the issue's targets

@@ -1,4 +1,5 @@
-"""Rewrite the parameter table of every docs/detectors/<id>.md from the declarations.
+"""Rewrite the parameter table and the ATT&CK line of every docs/detectors/<id>.md from the
+declarations.
 
     .venv/bin/python scripts/detector_docs.py          # rewrite
     .venv/bin/python scripts/detector_docs.py --check  # exit 1 if a page is out of date
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 from zeekwatch.detectors import REGISTRY
-from zeekwatch.detectors.reference import replace_table
+from zeekwatch.detectors.reference import replace_attack, replace_table
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "detectors"
 
@@ -20,7 +21,7 @@ def main(check: bool) -> int:
     for det in REGISTRY.values():
         page = DOCS / f"{det.id}.md"
         old = page.read_text() if page.exists() else f"# {det.id} — {det.title}\n"
-        new = replace_table(old, det)
+        new = replace_attack(replace_table(old, det), det)
         if new != old:
             stale.append(page.name)
             if not check:

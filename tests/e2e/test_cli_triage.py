@@ -16,6 +16,8 @@ from triage_helpers import T0, analyze_tables, sweep
 from zeekwatch.cli import triage as cli_triage
 from zeekwatch.cli.main import cli
 from zeekwatch.config import Config
+from zeekwatch.detectors import REGISTRY
+from zeekwatch.export import record as export_record
 from zeekwatch.store import triage as triage_store
 from zeekwatch.store.db import Store, iso
 from zeekwatch.triage.score import Scorer
@@ -127,6 +129,7 @@ def test_show_explains_score_evidence_details_and_history(db):
     assert r.output == f"""{i}  Suricata alert
 status      investigating
 detector    ids_alert (threat ids)
+att&ck      T1190 Exploit Public-Facing Application, T1046 Network Service Discovery, T1071 Application Layer Protocol
 host        10.0.0.7 (asset class client, from default)
 peer        198.51.100.20
 key         sid:2010935
@@ -295,7 +298,9 @@ def test_jsonl_export(db, tmp_path):
     assert [(x["host"], x["status"], x["suppressed_reason"][:24]) for x in recs] == [
         ("10.0.0.6", "suppressed", "app usage: bittorrent (c")]
     assert recs[0]["score_terms"]["terms"][0] == {"term": "matrix[worm][client]", "value": 6}
-    assert list(recs[0]) == list(cli_triage.EXPORT_COLUMNS)
+    assert list(recs[0]) == list(export_record.COLUMNS) + [
+        "attack", "evidence", "details", "score_terms", "incident"]
+    assert [t["id"] for t in recs[0]["attack"]] == list(REGISTRY[recs[0]["detector"]].attack)
 
 
 # -- tune suricata ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Callable
 from zeekwatch import __version__
 from zeekwatch.config import Config
 from zeekwatch.detectors import validate as validate_detectors
+from zeekwatch.engine import community
 from zeekwatch.engine.core import Engine
 from zeekwatch.readers import plan
 from zeekwatch.readers.base import IngestLog, file_size, is_gzip
@@ -76,6 +77,7 @@ def analyze(paths: list[str], config: Config, db_path: str,
         engine.ingest(todo, log, overrides)
         candidates = engine.detect(only=only, known_services=store.known_services())
         triage.run(engine, store, candidates, run_id)  # app usage -> suppress -> score
+        community.attach(engine.con, candidates)  # evidence community ids (exports, enrich)
         result.new, result.updated = store.upsert_findings(candidates, run_id,
                                                            config.store.merge_gap)
         triage.settle(store, candidates)

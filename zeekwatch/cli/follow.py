@@ -8,7 +8,6 @@ to stderr, the status line only on a terminal.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 
@@ -19,16 +18,6 @@ from rich.text import Text
 
 from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config
 from zeekwatch.text import printable
-
-JSONL_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
-                 "observed", "threshold", "urgency", "tier", "due_at", "status", "summary",
-                 "suppressed_reason")
-
-
-def _jsonl(row: dict) -> str:
-    out = {k: row.get(k) for k in JSONL_COLUMNS}
-    out["change"] = row.get("change")  # "new" or "updated" (the finding grew)
-    return json.dumps(out, sort_keys=False, default=str)
 
 
 def _status(report, total: dict) -> Text:
@@ -58,7 +47,14 @@ def _trace(report) -> str:
 @click.option("--once", is_flag=True, help="Process what is there now (rotated files to their "
               "end), then exit.")
 @click.option("--jsonl", is_flag=True, help="Print each new or grown finding as one JSON line "
-              "on stdout (for a SIEM).")
+              "on stdout (for a SIEM), with the fields of `findings export`.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "ecs", "ocsf"]), default="jsonl",
+              show_default=True, help="Document of --jsonl and --syslog: zeekwatch's record, an "
+              "ECS alert or an OCSF Detection Finding (docs/integrations.md).")
+@click.option("--syslog", "syslog_url", metavar="URL", help="Also send each new or grown finding "
+              "as an RFC 5424 syslog message: udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH.")
+@click.option("--enrich-dir", type=click.Path(file_okay=False), help="Append each followed log's "
+              "lines, with zw.* fields, to a file of the same name in this directory.")
 @click.option("--population-interval", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between runs of the whole-data detectors (unusual_port, "
               "rare_destination, new_listener, off_hours, beacon) over the look-back; 0: never.")
@@ -68,8 +64,8 @@ def _trace(report) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="One line per batch on stderr: rows, "
               "seconds per phase, findings, data lag.")
 @click.pass_obj
-def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval, detectors,
-           quiet, verbose, **overrides):
+def follow(obj, paths, db, interval, lookback, once, jsonl, fmt, syslog_url, enrich_dir,
+           population_interval, detectors, quiet, verbose, **overrides):
     """Follow live Zeek logs and Suricata EVE files into DB, detecting in micro-batches.
 
     PATHS are Zeek's current log directory or log files (TSV or JSON) and/or Suricata's
@@ -85,7 +81,8 @@ def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval,
     options = FollowOptions(interval=interval, lookback=lookback, once=once,
                             population_interval=population_interval,
                             only=list(detectors) or None)
-    output = _Output(jsonl, verbose, live=not quiet and err.is_terminal)
+    handoff = _Handoff(db, fmt, jsonl, syslog_url, enrich_dir, cfg)
+    output = _Output(handoff, verbose, live=not quiet and err.is_terminal)
     follower = Follower(list(paths), cfg, db, options, on_batch=output.batch)
     previous = {s: signal.signal(s, lambda *_: follower.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
     output.start()
@@ -93,6 +90,7 @@ def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval,
         result = follower.run()
     finally:
         output.stop()
+        handoff.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if not quiet:
@@ -105,8 +103,8 @@ def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval,
 class _Output:
     """Where each committed batch goes: JSON lines, trace lines, the status line."""
 
-    def __init__(self, jsonl: bool, verbose: bool, live: bool):
-        self.jsonl, self.verbose = jsonl, verbose
+    def __init__(self, handoff: "_Handoff", verbose: bool, live: bool):
+        self.handoff, self.verbose = handoff, verbose
         self.live = Live(console=err, transient=True, auto_refresh=False) if live else None
         self.total = {"records": {}, "new": 0, "updated": 0}
 
@@ -115,9 +113,7 @@ class _Output:
             self.total["records"][k] = self.total["records"].get(k, 0) + v
         self.total["new"] += report.new
         self.total["updated"] += report.updated
-        if self.jsonl:
-            for row in report.changed:
-                click.echo(_jsonl(row))
+        self.handoff.batch(report)
         if self.verbose:
             err.print(_trace(report), highlight=False, soft_wrap=True)
         if self.live is not None:
@@ -130,6 +126,47 @@ class _Output:
     def stop(self) -> None:
         if self.live is not None:
             self.live.stop()
+
+
+class _Handoff:
+    """Where a committed batch's findings and lines go besides the database: JSON lines on
+    stdout, syslog messages, enriched logs."""
+
+    def __init__(self, db: str, fmt: str, jsonl: bool, syslog_url: str | None,
+                 enrich_dir: str | None, cfg):
+        from zeekwatch.export import syslog
+
+        self.db, self.fmt, self.jsonl = db, fmt, jsonl
+        self.sender = syslog.Sender(syslog_url) if syslog_url else None
+        self.enricher = None
+        if enrich_dir:
+            from zeekwatch.app.enrich.follow import FollowEnricher
+
+            self.enricher = FollowEnricher(enrich_dir, cfg, db)
+        self.store = None
+
+    def batch(self, report) -> None:
+        if report.changed and (self.jsonl or self.sender):
+            from zeekwatch.export import formats, records, syslog
+            from zeekwatch.store.db import Store
+
+            if self.store is None:
+                self.store = Store(self.db)
+            recs = records(self.store, report.changed)
+            for row, rec in zip(report.changed, recs):
+                text = formats.line(rec, self.fmt, row.get("change"))  # "new" or "updated"
+                if self.jsonl:
+                    click.echo(text)
+                if self.sender:
+                    self.sender.send(syslog.message(rec, text, row.get("change")))
+        if self.enricher is not None:
+            self.enricher.batch(report)
+
+    def close(self) -> None:
+        if self.sender:
+            self.sender.close()
+        if self.store is not None:
+            self.store.close()
 
 
 COMMANDS = (follow,)

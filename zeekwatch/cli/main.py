@@ -27,6 +27,7 @@ from rich.table import Table
 from zeekwatch import __version__
 from zeekwatch import config as configmod
 from zeekwatch.cli import console as console_commands
+from zeekwatch.cli import enrich as enrich_commands
 from zeekwatch.cli import follow as follow_commands
 from zeekwatch.cli import incidents as incident_commands
 from zeekwatch.cli import triage as triage_commands
@@ -305,5 +306,5 @@ def entry() -> None:
 
 
 for _command in (*triage_commands.COMMANDS, *follow_commands.COMMANDS, *console_commands.COMMANDS,
-                 *incident_commands.COMMANDS):
+                 *incident_commands.COMMANDS, *enrich_commands.COMMANDS):
     cli.add_command(_command)

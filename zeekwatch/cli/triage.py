@@ -7,7 +7,6 @@ with the library's exit code.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import functools
 import getpass
@@ -17,7 +16,12 @@ import os
 
 import click
 
+from zeekwatch.attack import techniques
 from zeekwatch.errors import ZeekwatchError
+from zeekwatch.export import formats as export_formats
+from zeekwatch.export.formats import CSV_DANGEROUS, csv_cell  # noqa: F401  (importable from here)
+from zeekwatch.export.record import attack_ids
+from zeekwatch.export.record import records as export_records
 from zeekwatch.text import printable
 from zeekwatch.store.db import OPEN_STATUSES, STATUSES, now_iso
 from zeekwatch.store.triage import TriageStore, open_store
@@ -27,10 +31,6 @@ from zeekwatch.triage.score import read_inventory
 from zeekwatch.triage.tune import suricata_lines
 
 DB_DEFAULT = "findings.db"
-EXPORT_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
-                  "observed", "threshold", "urgency", "tier", "due_at", "status", "summary",
-                  "suppressed_reason", "title", "evidence_total", "details", "score_terms")
-CSV_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class Failure(click.ClickException):
@@ -75,14 +75,6 @@ def _t(text: str | None, seconds: bool = True) -> str:
     if not text:
         return "-"
     return text[:19].replace("T", " ") + "Z" if seconds else text[:16].replace("T", " ")
-
-
-def csv_cell(value):
-    """A CSV cell that a spreadsheet will not run as a formula: text starting with
-    = + - @ TAB or CR gets a leading single quote. Numbers stay numbers."""
-    if isinstance(value, str) and value.startswith(CSV_DANGEROUS):
-        return "'" + value
-    return value
 
 
 db_option = click.option("--db", default=None, help=f"SQLite database of findings (default {DB_DEFAULT}).")
@@ -198,7 +190,9 @@ def _explain(ts: TriageStore, f: dict) -> list[str]:
     asset = f" (asset class {terms['asset_class']}, from {terms.get('asset_source', '?')})" if terms else ""
     observed = "-" if f["observed"] is None else f"{f['observed']:g}"
     threshold = "" if f["threshold"] is None else f" (threshold {f['threshold']:g})"
+    attack = ", ".join(f"{t['id']} {t['name'] or ''}".strip() for t in techniques(attack_ids(f["detector"])))
     lines += [f"detector    {f['detector']} (threat {f['threat']})",
+              f"att&ck      {attack or '-'}",
               f"host        {f['host']}{asset}",
               f"peer        {f['peer'] or '-'}",
               f"key         {f['key'] or '-'}",
@@ -269,33 +263,27 @@ def set_status(ctx, finding_id, status, note, who, suppress_as, expires, db):
 
 
 @findings.command("export")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(export_formats.FORMATS)), default="jsonl",
+              show_default=True, help="jsonl: zeekwatch's record; csv: one row per finding; "
+              "ecs: Elastic Common Schema alert documents; ocsf: OCSF Detection Finding "
+              "(class 2004) events. See docs/integrations.md.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="File (default: stdout).")
 @_filters
 @db_option
 @click.pass_context
 @guarded
 def export(ctx, fmt, output, statuses, tiers, detectors, host, since, db):
-    """Export findings (all statuses unless filtered) as JSON lines or CSV.
+    """Export findings (all statuses unless filtered) as JSON lines, CSV, ECS or OCSF.
 
+    Every format carries the same fields: the finding, its ATT&CK techniques, evidence uids
+    and community ids, score terms, and the incident's playbook steps when it belongs to one.
     CSV cells that start with = + - @ TAB or CR get a leading ' so that spreadsheets do not
     run them as formulas.
     """
     ts = _open(_db(ctx, db))
     rows = _select(ts, statuses, tiers, detectors, host, since, default_open=False)
     buf = io.StringIO()
-    if fmt == "jsonl":
-        for r in rows:
-            rec = {k: r.get(k) for k in EXPORT_COLUMNS}
-            for k in ("details", "score_terms"):
-                rec[k] = json.loads(rec[k]) if rec[k] else None
-            buf.write(json.dumps(rec, sort_keys=False) + "\n")
-    else:
-        w = csv.writer(buf)  # RFC 4180: CRLF, so a CR inside a cell is quoted
-        w.writerow(EXPORT_COLUMNS)
-        for r in rows:
-            w.writerow([csv_cell(r.get(k)) for k in EXPORT_COLUMNS])
+    export_formats.write(export_records(ts.store, rows), fmt, buf)
     if output:
         with open(output, "w", newline="", encoding="utf-8") as fh:
             fh.write(buf.getvalue())

@@ -132,6 +132,7 @@ def _long_summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="long_connection",
+    attack=("T1572",),
     title="Long outbound connection",
     threat="tunnel",
     needs=("conn",),
@@ -261,6 +262,7 @@ def _off_summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="off_hours",
+    attack=("T1029",),
     title="Activity outside business hours",
     threat="policy",
     needs=("conn",),
@@ -421,6 +423,7 @@ def _listener_summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="new_listener",
+    attack=("T1133",),
     title="New listening service",
     threat="backdoor",
     needs=("conn",),

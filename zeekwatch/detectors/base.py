@@ -126,6 +126,8 @@ class Detector:
     every batch, over a look-back of at least the window); ``threshold`` names the parameter that
     is its smallest distinct count. ``whole_data``: the query compares against the whole data
     (a population or a baseline), so follow runs it periodically over its look-back.
+    ``attack``: the MITRE ATT&CK technique ids (``T1046``, ``T1071.003``) the behaviour is
+    evidence of; every export and ``findings show`` carries them (``zeekwatch.attack``).
     """
 
     id: str
@@ -140,6 +142,7 @@ class Detector:
     windowed: bool = False
     threshold: str = ""
     whole_data: bool = False
+    attack: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):

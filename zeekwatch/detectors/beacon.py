@@ -241,6 +241,7 @@ def _summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="beacon",
+    attack=("T1071", "T1573"),
     title="Beacon: calls the same destination on a timer",
     threat="c2",
     needs=("conn",),

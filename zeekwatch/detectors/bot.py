@@ -147,6 +147,7 @@ def _c2_summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="c2_port",
+    attack=("T1571", "T1071"),
     title="Connection to a known bot/C2 port or to IRC",
     threat="c2",
     needs=("conn",),
@@ -237,6 +238,7 @@ def _unusual_summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="unusual_port",
+    attack=("T1571",),
     title="Traffic to an external host on an unusual port",
     threat="suspicious",
     needs=("conn",),
@@ -310,6 +312,7 @@ def _rare_summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="rare_destination",
+    attack=("T1071",),
     title="Rare, never-resolved external destination",
     threat="suspicious",
     needs=("conn",),
@@ -379,6 +382,7 @@ def _nonweb_summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="non_web_on_web_port",
+    attack=("T1571", "T1001.003"),
     title="Non-web protocol on a web port",
     threat="c2",
     needs=("conn",),

@@ -146,6 +146,7 @@ def _ids_summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="ids_alert",
+    attack=("T1190", "T1046", "T1071"),
     title="Suricata alert",
     threat="ids",
     needs=("alert",),

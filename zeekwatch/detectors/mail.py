@@ -114,6 +114,7 @@ def _mass_mailer_summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="mass_mailer",
+    attack=("T1071.003", "T1566"),
     title="Mass mailer (SMTP to many external servers)",
     threat="mass_mailer",
     needs=("conn",),
@@ -155,6 +156,7 @@ WHERE d.ts IS NOT NULL AND d.query IS NOT NULL AND {MX}
 
 register(Detector(
     id="mx_burst",
+    attack=("T1071.003", "T1566"),
     title="MX lookup burst",
     threat="mass_mailer",
     needs=("dns",),

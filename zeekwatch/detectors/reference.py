@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from zeekwatch.attack import technique
 from zeekwatch.detectors.base import Detector
 
 HEADER = "| key | default | allowed | meaning |"
@@ -35,3 +36,30 @@ def replace_table(page: str, det: Detector) -> str:
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
     return "\n".join(lines[:start] + [param_table(det)] + lines[end:])
+
+
+ATTACK_PREFIX = "**ATT&CK**"
+
+
+def attack_line(det: Detector) -> str:
+    """The page's ATT&CK line: each declared technique with its name, link and tactics."""
+    items = []
+    for tid in det.attack:
+        t = technique(tid)
+        tactics = ", ".join(x["name"] for x in t["tactics"])
+        items.append(f"[{tid} {t['name']}]({t['reference']}) ({tactics})")
+    return f"{ATTACK_PREFIX} " + "; ".join(items) + "."
+
+
+def replace_attack(page: str, det: Detector) -> str:
+    """``page`` with its ATT&CK line replaced by the declared one; inserted before the
+    "**Needs**" paragraph (else before the parameter table) when the page has none."""
+    lines = page.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(ATTACK_PREFIX):
+            lines[i] = attack_line(det)
+            return "\n".join(lines)
+    at = next((i for i, line in enumerate(lines) if line.startswith("**Needs**")), None)
+    if at is None:
+        at = next((i for i, line in enumerate(lines) if line.startswith("| key |")), len(lines))
+    return "\n".join(lines[:at] + [attack_line(det), ""] + lines[at:])

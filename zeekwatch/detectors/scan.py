@@ -47,6 +47,7 @@ def _horizontal_summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="horizontal_scan",
+    attack=("T1046",),
     title="Horizontal scan (one port, many hosts)",
     threat="worm",
     needs=("conn",),
@@ -95,6 +96,7 @@ def _vertical_summary(f: dict, p: dict) -> str:
 
 register(Detector(
     id="vertical_scan",
+    attack=("T1046",),
     title="Vertical scan (one host, many ports)",
     threat="worm",
     needs=("conn",),
@@ -126,6 +128,7 @@ FROM cx c WHERE c.ts IS NOT NULL AND {ECHO} AND c.orig_internal"""
 
 register(Detector(
     id="ping_sweep",
+    attack=("T1018",),
     title="Ping sweep",
     threat="worm",
     needs=("conn",),
@@ -159,6 +162,7 @@ GROUP BY c.orig_h"""
 
 register(Detector(
     id="outbound_ping",
+    attack=("T1016.001",),
     title="Ping to an external host",
     threat="recon",
     needs=("conn",),

@@ -53,7 +53,7 @@ def entity(f: dict) -> tuple:
 
 def evidence_of(cand: dict, limit: int) -> list[tuple[str, str]]:
     out = []
-    for kind, key in (("uid", "uids"), ("value", "values")):
+    for kind, key in (("uid", "uids"), ("value", "values"), ("community_id", "community_ids")):
         out += [(kind, str(v)) for v in (cand.get(key) or [])[:limit]]
     return out
 

@@ -29,6 +29,7 @@ from zeekwatch.app.follow.parse import BufferParser
 from zeekwatch.app.follow.tail import MAX_READ, Mark, Read, Tailer
 from zeekwatch.config import Config
 from zeekwatch.detectors import REGISTRY
+from zeekwatch.engine import community
 from zeekwatch.errors import ConfigError, InputError, StoreError
 from zeekwatch.readers import sniff
 from zeekwatch.readers.base import IngestLog
@@ -69,6 +70,7 @@ class BatchReport:
     population: bool = False
     events: list[str] = field(default_factory=list)
     timing: dict = field(default_factory=dict)  # seconds per phase: read, stage, detect, commit
+    reads: list = field(default_factory=list)  # the committed reads (tail.Read), for --enrich-dir
 
 
 @dataclass
@@ -279,6 +281,7 @@ class Follower:
         if not reads and not candidates and not report.events:
             return None
         report.seconds = time.monotonic() - t0
+        report.reads = reads
         return report
 
     def _mark(self, read: Read, max_ts: float | None) -> None:
@@ -296,6 +299,7 @@ class Follower:
             clock("detect")
         if candidates:
             self.triage.run(engine, self.store, candidates, self.result.run_id)
+            community.attach(engine.con, candidates)  # evidence community ids (exports, enrich)
             if clock:
                 clock("triage")
         return candidates

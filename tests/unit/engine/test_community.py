@@ -1,0 +1,65 @@
+"""Community ID v1: the ids zeekwatch gives capture flows (``readers.flow_ids``) and computes for
+Zeek records that lack one (``engine.community``, the ``communityid`` package) are tshark's."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from conftest import shared_file
+
+from zeekwatch.engine import community
+from zeekwatch.readers import plan, read_inputs
+from zeekwatch.readers.base import IngestLog
+
+PCAPS = ["zeek/traces/irc-basic.pcap", "ndpi/pcap/synscan.pcap", "zeek/traces/icmp_5-pings.pcap",
+         "chrissanders-packets/icmp_echo.pcapng", "zeek/traces/ftp_bruteforce.pcap",
+         "suricata-verify/dns-mx/dns-udp-google.com-a-aaaa-mx.pcap",
+         "suricata-verify/bittorrent-dht/input.pcap", "ndpi/pcap/skype-conference-call.pcap",
+         "zeek/traces/wikipedia.pcap"]
+
+
+def tshark_ids(path: str) -> set[str]:
+    if not shutil.which("tshark"):
+        pytest.skip("tshark is not installed (make test installs it)")
+    r = subprocess.run(["tshark", "-r", path, "--enable-protocol", "communityid", "-T", "fields",
+                        "-e", "communityid"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return {x for x in r.stdout.split() if x.startswith("1:")}
+
+
+def conn_rows(path: str) -> list[dict]:
+    log = IngestLog()
+    rows = []
+    for table, chunk in read_inputs(plan([path], log), log):
+        if table == "conn":
+            rows += chunk.select(["community_id", "orig_h", "orig_p", "resp_h", "resp_p",
+                                  "proto"]).to_pylist()
+    return rows
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("rel", PCAPS)
+def test_capture_flow_ids_equal_tshark(rel):
+    path = shared_file(rel)
+    expected = tshark_ids(path)
+    rows = conn_rows(path)
+    assert rows and expected
+    ours = {r["community_id"] for r in rows}
+    computed = {community.compute(r["proto"], r["orig_h"], r["orig_p"], r["resp_h"], r["resp_p"])
+                for r in rows}
+    assert ours == expected  # the pcap reader's own ids
+    assert computed == expected  # the package, from the flow's 5-tuple as Zeek logs it
+
+
+def test_compute_refuses_what_is_not_an_ip_flow():
+    assert community.compute("tcp", "10.0.0.1", 1, "10.0.0.2", None) is None
+    assert community.compute("gre", "10.0.0.1", 0, "10.0.0.2", 0) is None
+    assert community.compute("tcp", "not-an-ip", 1, "10.0.0.2", 2) is None
+    # spec example (community-id-spec baseline): tcp 128.232.110.120:34855 -> 66.35.250.204:80
+    assert community.compute("tcp", "128.232.110.120", 34855, "66.35.250.204", 80) == \
+        "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+    # both directions of a flow have one id (ICMP echo request and reply too)
+    assert community.compute("icmp", "192.168.0.89", 8, "192.168.0.1", 0) == \
+        community.compute("icmp", "192.168.0.1", 0, "192.168.0.89", 0)
