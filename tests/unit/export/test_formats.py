@@ -205,26 +205,23 @@ def test_mapping_of_urgency_and_status():
 
 
 def test_incident_and_playbook_reach_every_format(db, tmp_path):
-    """With the incident tables (issue 13's contract: incidents, incident_findings), a finding's
-    incident and its playbook steps are in every export."""
-    import shutil
+    """The incidents that analyze built (incidents, incident_findings): a finding's incident and
+    its playbook steps are in every export."""
     import sqlite3
 
-    copy = str(tmp_path / "inc.db")
-    shutil.copy(db, copy)
-    con = sqlite3.connect(copy)
-    fid = con.execute("SELECT id FROM findings ORDER BY id LIMIT 1").fetchone()[0]
-    con.execute("CREATE TABLE incidents (id TEXT PRIMARY KEY, host TEXT, status TEXT, urgency "
-                "INTEGER, tier INTEGER, owner TEXT, summary TEXT, playbook TEXT)")
-    con.execute("CREATE TABLE incident_findings (incident_id TEXT, finding_id TEXT, added_at TEXT)")
-    con.execute("INSERT INTO incidents VALUES ('I1', '10.0.0.1', 'new', 8, 3, 'CISO', 'worm', "
-                "'- isolate the host\n- collect memory\n\n- reimage')")
-    con.execute("INSERT INTO incident_findings VALUES ('I1', ?, '2024')", [fid])
-    con.commit()
+    from zeekwatch.export.record import playbook_steps
+
+    con = sqlite3.connect(db)
+    fid, iid, text = con.execute(
+        "SELECT f.finding_id, i.id, i.playbook FROM incident_findings f "
+        "JOIN incidents i ON i.id = f.incident_id WHERE i.playbook <> '' "
+        "ORDER BY f.finding_id LIMIT 1").fetchone()
     con.close()
-    steps = ["isolate the host", "collect memory", "reimage"]
+    steps = playbook_steps(text)
+    assert len(steps) >= 2
+    copy = db
     rec = next(r for r in map(json.loads, export(copy, "jsonl").splitlines()) if r["id"] == fid)
-    assert rec["incident"]["id"] == "I1" and rec["incident"]["playbook"] == steps
+    assert rec["incident"]["id"] == iid and rec["incident"]["playbook"] == steps
     doc = next(d for d in map(json.loads, export(copy, "ecs").splitlines()) if d["event"]["id"] == fid)
     assert doc["zeekwatch"]["incident"]["playbook"] == steps
     ev = next(e for e in map(json.loads, export(copy, "ocsf").splitlines())
@@ -232,5 +229,5 @@ def test_incident_and_playbook_reach_every_format(db, tmp_path):
     assert ev["remediation"]["desc"] == "\n".join(steps)
     row = next(r for r in csv.DictReader(io.StringIO(export(copy, "csv"), newline=""))
                if r["id"] == fid)
-    assert row["incident_id"] == "I1" and row["playbook"].splitlines() == steps
+    assert row["incident_id"] == iid and row["playbook"].splitlines() == steps
     jsonschema.Draft202012Validator(ocsf_schema()).validate(ev)

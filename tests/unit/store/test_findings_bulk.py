@@ -8,7 +8,6 @@ identical findings; an allowlist rule; an analyst's status change in between).
 from __future__ import annotations
 
 import copy
-import gzip
 import subprocess
 import sys
 from pathlib import Path
