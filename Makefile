@@ -12,7 +12,7 @@ DB     ?= findings.db
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,pcap-labels]'
+	$(BIN)/python -m pip install -q -e '.[test,pcap-labels,spark]'
 	touch $@
 
 install: $(BIN)/.installed

@@ -79,6 +79,15 @@ class Dialect:
         format, so stored times compare as text)."""
         return f"strftime(timezone('UTC', {ts_col}), '%Y-%m-%dT%H:%M:%S.%fZ')"
 
+    def unnest(self, *exprs: str) -> str:
+        """Select-list generator: one row per value of ``exprs`` (e.g. both ids of a row)."""
+        return f"unnest([{', '.join(exprs)}])"
+
+    def translate(self, sql: str) -> str:
+        """The whole query as this engine spells type names (DuckDB: unchanged; Spark:
+        ``engine.spark.dialect``)."""
+        return sql
+
 
 @dataclass
 class Context:
