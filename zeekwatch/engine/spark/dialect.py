@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from zeekwatch.detectors.base import Dialect
+from zeekwatch.sql import sql_text
 
 _TYPES = [(re.compile(r"\bAS\s+VARCHAR\b(?!\s*\()", re.I), "AS STRING"),
           (re.compile(r"\bAS\s+INTEGER\b", re.I), "AS INT")]
@@ -61,6 +62,27 @@ class SparkDialect(Dialect):
 
     def unnest(self, *exprs: str) -> str:
         return f"explode(array({', '.join(exprs)}))"
+
+    def unnest_list(self, expr: str) -> str:
+        return f"explode({expr})"
+
+    def unnest_range(self, lo: str, hi: str) -> str:
+        return f"explode(sequence({lo}, {hi}))"
+
+    def split_text(self, expr: str, sep: str) -> str:
+        return f"split({expr}, {sql_text(re.escape(sep))}, -1)"
+
+    def list_item(self, expr: str, i: str) -> str:
+        return f"element_at({expr}, {i})"
+
+    def list_len(self, expr: str) -> str:
+        return f"size({expr})"
+
+    def list_join_from(self, expr: str, i: str, sep: str) -> str:
+        return f"array_join(slice({expr}, {i}, size({expr}) - ({i}) + 1), {sql_text(sep)})"
+
+    def regex_icase(self, expr: str, pattern: str) -> str:
+        return f"({expr} RLIKE {sql_text('(?i)' + pattern)})"
 
     def translate(self, sql: str) -> str:
         """Type-name spellings DuckDB accepts and Spark writes otherwise."""

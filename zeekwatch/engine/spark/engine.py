@@ -66,6 +66,9 @@ class SparkEngine:
     def __init__(self, config: Config, spark=None):
         eng = config.engine
         self.config = config
+        # a session this engine starts it stops at close; one already running (a test's,
+        # spark-submit's) is the caller's
+        self._owned = spark is None and not session.running()
         self.spark = spark or session.start(eng.spark_master, dict(eng.spark_conf))
         self.dialect = SparkDialect()
         self.nets = Nets(config)
@@ -227,6 +230,8 @@ class SparkEngine:
         for df in self._cached:
             df.unpersist()
         self._cached.clear()
+        if self._owned:
+            self.spark.stop()
 
 
 def plan_uris(paths: list[str], log: IngestLog, pcap_labels: bool = False) -> list[tuple[str, str]]:

@@ -55,6 +55,15 @@ def defaults(master: str) -> dict[str, str]:
     }
 
 
+def running() -> bool:
+    """A SparkSession is already active in this process."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return False
+    return SparkSession.getActiveSession() is not None
+
+
 def start(master: str, conf: dict[str, str]):
     """A SparkSession on ``master`` (``getOrCreate``: a session already running in this
     process, e.g. under spark-submit, is reused with these settings applied)."""
