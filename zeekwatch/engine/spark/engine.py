@@ -21,6 +21,7 @@ Data flow (nothing but aggregates and candidates reaches the driver):
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import pyarrow as pa
@@ -37,6 +38,9 @@ from zeekwatch.engine.spark.dialect import SparkDialect
 from zeekwatch.errors import InputError, NotALogError
 from zeekwatch.nets import Nets
 from zeekwatch.readers.base import IngestLog, Reject
+
+
+PARALLEL_QUERIES = 4  # detector queries submitted to Spark at once
 
 
 def spark_schema(arrow_schema: pa.Schema):
@@ -198,7 +202,7 @@ class SparkEngine:
         ctx = Context(self.nets, self.dialect, self.config)
         self._prepare(known_services or [])
         present = {t for t, n in self.counts.items() if n}
-        out: list[dict] = []
+        todo = []
         for det in REGISTRY.values():
             if (only and det.id not in only) or not self.config.enabled(det.id):
                 continue
@@ -206,7 +210,13 @@ class SparkEngine:
                 continue
             params = self.config.params(det.id, det.params)
             self._tables(det, params, ctx)
-            rows = self._rows(det.query(params, ctx))
+            todo.append((det, params, det.query(params, ctx)))
+        # the queries run side by side: each is a few small jobs, and one query's planning
+        # (on the driver) overlaps another's tasks; results are taken in declaration order
+        with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
+            results = list(pool.map(lambda t: self._rows(t[2]), todo))
+        out: list[dict] = []
+        for (det, params, _sql), rows in zip(todo, results):
             out.extend(_candidate(det, params, r)
                        for r in merge_episodes(rows, self.config.store.merge_gap))
         return out

@@ -49,6 +49,7 @@ def defaults(master: str) -> dict[str, str]:
         "spark.sql.adaptive.enabled": "true",
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
+        "spark.scheduler.mode": "FAIR",  # detector queries run side by side (engine.detect)
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
