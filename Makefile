@@ -1,13 +1,14 @@
 # zeekwatch: the two commands are `make demo` and `make test` (see README.md).
 # Everything they need is installed here: the virtualenv, the Python packages, and tshark
-# (Debian package, used by the pcap tests and the optional --pcap-labels flag).
+# (Debian package, used by the pcap tests and the optional --pcap-labels flag), and a Java
+# runtime for pyspark (extra `spark`: the Spark engine, docs/spark.md).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DB     ?= findings.db
 
-.PHONY: demo test install tshark pcaps bench clean
+.PHONY: demo test install tshark java pcaps bench clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +26,21 @@ tshark:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q tshark >/dev/null; } \
 	  || echo "warning: tshark could not be installed; tshark-based tests will be skipped"
 
+# A Java runtime for pyspark (the Spark engine and its tests), from Debian's packages.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q default-jre-headless >/dev/null; } \
+	  || echo "warning: java could not be installed; Spark tests will fail"
+
 demo: install
 	$(BIN)/zeekwatch --config pcaps/zeekwatch.toml analyze pcaps/*.pcap --db $(DB)
 	$(BIN)/zeekwatch findings --db $(DB)
 	@echo
 	@echo "Findings are in $(DB). Next: $(BIN)/zeekwatch findings show ID --db $(DB)"
 
-test: install tshark
+test: install tshark java
 	$(BIN)/python -m pytest -q
 
 pcaps: install

@@ -21,6 +21,7 @@ Data flow (nothing but aggregates and candidates reaches the driver):
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
@@ -37,10 +38,10 @@ from zeekwatch.engine.spark.con import SparkCon
 from zeekwatch.engine.spark.dialect import SparkDialect
 from zeekwatch.errors import InputError, NotALogError
 from zeekwatch.nets import Nets
-from zeekwatch.readers.base import IngestLog, Reject
+from zeekwatch.readers.base import IngestLog, Reject, file_size
 
 
-PARALLEL_QUERIES = 4  # detector queries submitted to Spark at once
+PARALLEL_QUERIES = 2  # detector queries submitted to Spark at once
 
 
 def spark_schema(arrow_schema: pa.Schema):
@@ -91,19 +92,47 @@ class SparkEngine:
                overrides: dict | None = None) -> None:
         """Read the planned inputs (``plan_uris``: files, or URIs of directories Spark walks)
         in the executors. ``overrides`` (other reader functions) are the DuckDB engine's."""
-        paths = [p for p, _kind in todo]
-        if not paths:
+        if not todo:
             return
-        files = (self.spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-                 .load([str(p) for p in paths]))
-        parsed = files.mapInArrow(reader.parse_files, spark_schema(reader.WIDE))
-        parsed = self._cache(parsed)
-        self._collect_log(parsed, log, {reader.display_path(str(p)) for p in paths})
-        for name in schema.TABLES:
-            cols = ", ".join(f"`{name}`.`{f.name}` AS `{f.name}`" for f in schema.TABLES[name])
-            self._view(name, parsed.where(f"`{name}` IS NOT NULL").selectExpr(*cols.split(", ")))
+        from pyspark import StorageLevel
+
+        parsed = self._parsed(todo).persist(StorageLevel.MEMORY_AND_DISK)
+        self._collect_log(parsed, log, {reader.display_path(str(p)) for p, _kind in todo})
+        for name in schema.TABLES:  # each table cached on its own, then the wide rows dropped
+            cols = [f"`{name}`.`{f.name}` AS `{f.name}`" for f in schema.TABLES[name]]
+            table = parsed.where(f"`{name}` IS NOT NULL").selectExpr(*cols)
+            self._view(name, self._cache(table) if self.counts[name] else table)
+            if self.counts[name]:
+                table.count()
+        parsed.unpersist()
         self._addresses()
         self._enrich(self.spark.table("conn"))
+        conn = self.spark.table("conn")
+        # conn is a view of cx's normalized columns (as in the DuckDB engine): one copy
+        self._view("conn", self.spark.table("cx").select(*[f"`{f.name}`" for f in schema.CONN]))
+        self.spark.table("cx").count()
+        conn.unpersist()
+
+    def _parsed(self, todo: list[tuple[str, str]]):
+        """The wide parsed rows of every input: local files one task each (largest first),
+        URIs through ``binaryFile`` (Spark lists directories, recursively)."""
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        wide = spark_schema(reader.WIDE)
+        local = sorted((p for p, kind in todo if kind != "uri"), key=file_size, reverse=True)
+        remote = [p for p, kind in todo if kind == "uri"]
+        parts = []
+        if local:
+            rows = self.spark.sparkContext.parallelize(
+                [(p, os.path.abspath(p)) for p in local], len(local))
+            paths = self.spark.createDataFrame(rows, StructType(
+                [StructField("path", StringType()), StructField("local", StringType())]))
+            parts.append(paths.mapInArrow(reader.parse_files, wide))
+        if remote:
+            files = (self.spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+                     .load(remote))
+            parts.append(files.select("path", "content").mapInArrow(reader.parse_files, wide))
+        return parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
 
     def _collect_log(self, parsed, log: IngestLog, explicit: set[str]) -> None:
         """The per-file meta rows and the rejects sample into ``log``; a named file that is

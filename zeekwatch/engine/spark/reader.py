@@ -1,7 +1,10 @@
 """Reading on the executors: every input file parsed by zeekwatch's own readers, in a task.
 
-Spark lists the inputs and reads their bytes (``binaryFile``: any file system the installation
-reaches: local, ``file://``, ``hdfs://``, ``s3a://``), one row per file. ``parse_files`` runs in
+Spark lists the inputs of other file systems and reads their bytes (``binaryFile``: any file
+system the installation reaches, ``hdfs://``, ``s3a://``), one row per file; local files (planned
+and sniffed by the driver as the DuckDB engine does) are rows of their path, opened in place by
+the executor (no copy through the JVM; Hadoop's paths cannot name files with ``:`` in them, as
+Zeek's archives do: ``conn.07:00:00-08:00:00.log.gz``). ``parse_files`` runs in
 the executors' Python workers (``mapInArrow``): it writes each file to a local scratch file and
 reads it with the reader the DuckDB engine uses (``readers.sniff`` + ``readers.reader_for``),
 so every format, header variant, gzip and several header blocks per file behave exactly alike.
@@ -86,12 +89,24 @@ def display_path(uri: str) -> str:
     return uri
 
 
-def read_file(uri: str, content: bytes, scratch: str) -> Iterator[pa.RecordBatch]:
-    """Wide batches of one input file: its tables' chunks, a sample of its rejects, its meta."""
+def read_file(uri: str, content: bytes | str, scratch: str) -> Iterator[pa.RecordBatch]:
+    """Wide batches of one input file: its tables' chunks, a sample of its rejects, its meta.
+    ``content``: the file's bytes (read by Spark), or text: the absolute local path to open."""
     path = display_path(uri)
+    if isinstance(content, str):
+        yield from _read_local(content, path)
+        return
     local = os.path.join(scratch, "input")
     with open(local, "wb") as f:
         f.write(content)
+    try:
+        yield from _read_local(local, path)
+    finally:
+        os.unlink(local)
+
+
+def _read_local(local: str, path: str) -> Iterator[pa.RecordBatch]:
+    """``read_file`` of a file at ``local`` that the run calls ``path``."""
     log = IngestLog(max_kept=REJECT_SAMPLE)
     meta = {"path": path, "kind": None, "records": "{}", "reject_count": 0, "notes": [],
             "skipped": None, "refused": False, "error": None}
@@ -109,8 +124,6 @@ def read_file(uri: str, content: bytes, scratch: str) -> Iterator[pa.RecordBatch
         meta["skipped"], meta["refused"] = exc.reason, True
     except InputError as exc:
         meta["error"] = exc.reason
-    finally:
-        os.unlink(local)
     meta["records"] = json.dumps(dict(log.records))
     meta["reject_count"] = log.reject_count
     meta["notes"] = [n.replace(local, path) for n in log.notes]
@@ -122,11 +135,15 @@ def read_file(uri: str, content: bytes, scratch: str) -> Iterator[pa.RecordBatch
 
 
 def parse_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` function over ``binaryFile`` rows (path, content): the wide batches."""
+    """``mapInArrow`` function over ``binaryFile`` rows (path, content), or rows of local
+    files (path as the run names it, local: its absolute path, which every executor must
+    see; opened in place): the wide batches."""
     scratch = tempfile.mkdtemp(prefix="zeekwatch-spark-")
     try:
         for batch in batches:
-            paths, contents = batch.column("path"), batch.column("content")
+            paths = batch.column("path")
+            where = "content" if "content" in batch.schema.names else "local"
+            contents = batch.column(where)
             for i in range(batch.num_rows):
                 yield from read_file(paths[i].as_py(), contents[i].as_py(), scratch)
     finally:

@@ -7,6 +7,9 @@ Settings zeekwatch sets (``engine.spark_conf`` / ``--spark-conf K=V`` override a
                                       in the detector SQL's DuckDB semantics
     spark.sql.shuffle.partitions      4 per local core (adaptive execution coalesces them);
                                       on a cluster set it to 2-3x the executor cores
+    spark.sql.files.maxPartitionBytes 32 MB: input files packed into one reading task (a task
+                                      holds its files' bytes while it parses them)
+    spark.driver.memory               2g with a local[N] master, whose JVM is the executor too
     spark.pyspark.python              this interpreter, so local and loopback-cluster workers
                                       import the same zeekwatch (on a cluster: a Python with
                                       zeekwatch installed on every node)
@@ -42,7 +45,12 @@ def _cores(master: str) -> int:
 
 
 def defaults(master: str) -> dict[str, str]:
+    local = {  # local[N]: the driver's JVM is the executor too
+        "spark.driver.memory": "2g",
+    } if master.startswith("local") else {}
     return {
+        **local,
+        "spark.sql.files.maxPartitionBytes": str(32 * 1024 * 1024),  # ~one hourly log per task
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.ansi.enabled": "false",
         "spark.sql.shuffle.partitions": str(4 * _cores(master)),
