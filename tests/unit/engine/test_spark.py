@@ -22,7 +22,7 @@ from zeekwatch.config import Config, load
 from zeekwatch.store.db import finding_id
 
 pyspark = pytest.importorskip("pyspark")
-pytestmark = [pytest.mark.spark, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark"), pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,7 @@ SHARED_LOGS = [
 ]
 
 
+@pytest.mark.slow
 def test_shared_zeek_and_eve_logs(spark, tmp_path):
     """Zeek TSV (gzip, several header blocks, masked times), Zeek JSON and EVE, in one run."""
     duck, sprk, _ = both(tmp_path, [shared_file(p) for p in SHARED_LOGS])
@@ -98,6 +99,7 @@ SHARED_PCAPS = [
 ]
 
 
+@pytest.mark.slow
 def test_pcap_scenarios_and_app_usage(spark, tmp_path):
     """The pcaps/ scenarios (and real captures), read by the pcap reader in the executors;
     app usage (look-alikes) computed in Spark equals DuckDB's."""
@@ -109,6 +111,7 @@ def test_pcap_scenarios_and_app_usage(spark, tmp_path):
     assert suppressed(sprk) == suppressed(duck) != []
 
 
+@pytest.mark.slow
 def test_generated_bench_data(spark, tmp_path):
     out = tmp_path / "gen"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_logs.py"), str(out), "--small",
