@@ -1274,6 +1274,11 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["spark"]:  # the Spark engine's suite has a runner of its own
+        import bench_spark
+
+        return bench_spark.main(argv[1:])
     a = parse_args(argv)
     if a.child:
         return run_child(*a.child)

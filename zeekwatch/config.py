@@ -22,8 +22,8 @@ RFC1918 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
 def _key(default, kind: str, doc: str, **limits):
     """A config key: its default and its typed declaration (checked by ``Config.validate``)."""
     param = Param("", default, kind, doc, **limits)
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"param": param})
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"param": param})
     return field(default=default, metadata={"param": param})
 
 
@@ -46,6 +46,7 @@ class Time:
 
 
 STORAGES = ("auto", "memory", "file")
+ENGINES = ("duckdb", "spark")
 
 
 @dataclass
@@ -57,6 +58,10 @@ class Engine:
     # where the tables are kept: "auto" (in memory up to half of memory_limit, else the
     # scratch database file), "memory" or "file"
     storage: str = _key("auto", "choice", "where the tables are kept", choices=STORAGES)
+    # "duckdb" (this machine) or "spark" (docs/spark.md; --engine)
+    kind: str = _key("duckdb", "choice", "the engine that runs the detectors", choices=ENGINES)
+    spark_master: str = _key("local[*]", "text", "Spark master URL (--spark-master)")
+    spark_conf: dict = _key({}, "table", "Spark settings, key = \"value\" (--spark-conf K=V)")
 
 
 @dataclass

@@ -56,12 +56,18 @@ def analyze(paths: list[str], config: Config, db_path: str,
     """
     started = time.monotonic()
     log = IngestLog(progress=progress)
-    todo = plan(paths, log)
+    spark = config.engine.kind == "spark"
+    if spark:  # reading happens in Spark's executors (docs/spark.md)
+        from zeekwatch.engine.spark.engine import SparkEngine, plan_uris
+
+        todo = plan_uris(paths, log, pcap_labels)
+    else:
+        todo = plan(paths, log)
     if on_plan is not None:
         on_plan(sum(file_size(p) for p, _ in todo))
-    estimate = sum(table_bytes(p, kind) for p, kind in todo)
+    estimate = 0 if spark else sum(table_bytes(p, kind) for p, kind in todo)
     overrides = {}
-    if pcap_labels:
+    if pcap_labels and not spark:
         from zeekwatch.readers.pcap.reader import labelled_reader
 
         overrides["pcap"] = labelled_reader()
@@ -70,7 +76,7 @@ def analyze(paths: list[str], config: Config, db_path: str,
     incidents = Incidents(config)  # validates [incidents]
     store = Store(db_path)
     run_id = store.start_run([str(p) for p in paths], "analyze", __version__)
-    engine = Engine(config, table_bytes=estimate)
+    engine = SparkEngine(config) if spark else Engine(config, table_bytes=estimate)
     status = "failed"
     result = RunResult(run_id, log, 0.0)
     try:

@@ -106,10 +106,18 @@ def _summary(result, db: str) -> None:
 @config_overrides
 @click.option("--pcap-labels", is_flag=True, help="Label capture flows with Wireshark's "
               "dissectors via tshark (app usage: bittorrent, xmpp, stun...). Needs tshark.")
+@click.option("--engine", "engine_kind", type=click.Choice(["duckdb", "spark"]),
+              help="Engine that reads and runs the detectors (overrides engine.kind; spark: "
+              "PATHS may be hdfs://, s3a://, file:// URIs; see docs/spark.md).")
+@click.option("--spark-master", help="Spark master URL, e.g. spark://host:7077 or local[4] "
+              "(overrides engine.spark_master; default local[*]).")
+@click.option("--spark-conf", multiple=True, metavar="K=V", help="A Spark setting, e.g. "
+              "spark.executor.memory=4g (repeatable; added to engine.spark_conf).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_obj
-def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, **overrides):
+def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, engine_kind, spark_master,
+            spark_conf, **overrides):
     """Analyse logs, EVE files, captures or directories of them into DB.
 
     PATHS may be Zeek logs (TSV or JSON, gzip or not), Suricata EVE files, pcap/pcapng
@@ -125,6 +133,13 @@ def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, **overrides)
         raise click.BadParameter(f"unknown detector {unknown[0]!r} (known: "
                                  f"{', '.join(sorted(REGISTRY))})", param_hint="--detector")
     cfg = load_config(obj, None, overrides)
+    if engine_kind or spark_master or spark_conf:
+        from zeekwatch.engine.spark.session import parse_conf
+
+        cfg.engine.kind = engine_kind or cfg.engine.kind
+        cfg.engine.spark_master = spark_master or cfg.engine.spark_master
+        cfg.engine.spark_conf = {**cfg.engine.spark_conf, **parse_conf(spark_conf)}
+        cfg.validate()
     db = db or cfg.store.db
     progress, on_plan, advance = _progress_hooks(quiet or as_json)
     if progress is not None:

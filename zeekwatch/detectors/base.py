@@ -97,6 +97,43 @@ class Dialect:
         format, so stored times compare as text)."""
         return f"strftime(timezone('UTC', {ts_col}), '%Y-%m-%dT%H:%M:%S.%fZ')"
 
+    def unnest(self, *exprs: str) -> str:
+        """Select-list generator: one row per value of ``exprs`` (e.g. both ids of a row)."""
+        return f"unnest([{', '.join(exprs)}])"
+
+    def unnest_list(self, expr: str) -> str:
+        """Select-list generator: one row per element of the list ``expr``."""
+        return f"unnest({expr})"
+
+    def unnest_range(self, lo: str, hi: str) -> str:
+        """Select-list generator: one row per integer lo..hi (inclusive)."""
+        return f"unnest(generate_series({lo}, {hi}))"
+
+    def split_text(self, expr: str, sep: str) -> str:
+        """The list of the pieces of ``expr`` between the (literal) separator ``sep``."""
+        return f"string_split({expr}, {sql_text(sep)})"
+
+    def list_item(self, expr: str, i: str) -> str:
+        """Element ``i`` (1-based) of a list."""
+        return f"{expr}[{i}]"
+
+    def list_len(self, expr: str) -> str:
+        return f"len({expr})"
+
+    def list_join_from(self, expr: str, i: str, sep: str) -> str:
+        """The elements of a list from ``i`` (1-based) on, joined with ``sep``."""
+        return f"array_to_string({expr}[{i}:], {sql_text(sep)})"
+
+    def regex_icase(self, expr: str, pattern: str) -> str:
+        """SQL boolean: ``pattern`` (a regular expression, Python text) matches somewhere in
+        ``expr``, ignoring case."""
+        return f"regexp_matches({expr}, {sql_text(pattern)}, 'i')"
+
+    def translate(self, sql: str) -> str:
+        """The whole query as this engine spells type names (DuckDB: unchanged; Spark:
+        ``engine.spark.dialect``)."""
+        return sql
+
 
 @dataclass
 class Context:

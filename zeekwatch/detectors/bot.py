@@ -212,7 +212,7 @@ rare AS {m} (
          c.orig_bytes, c.resp_bytes, p.prevalence
   FROM cx c JOIN prev p ON p.proto = c.proto AND p.resp_p = c.resp_p
   WHERE c.outbound AND c.established),
-p2p AS (SELECT DISTINCT unnest([x.orig_id, x.resp_id]) AS h FROM cx x WHERE {p2p}),
+p2p AS (SELECT DISTINCT {ctx.dialect.unnest('x.orig_id', 'x.resp_id')} AS h FROM cx x WHERE {p2p}),
 ev AS (
   SELECT o.* FROM rare o
   WHERE NOT {common} AND NOT {has_service('o.service', p['common_services'])}

@@ -92,7 +92,8 @@ class AddressBook:
         self.con, self.nets = con, nets
         self.names = address_columns(nets)
         cols = ", ".join(f"{n} BOOLEAN" for n in self.names)
-        con.execute(f"CREATE OR REPLACE TABLE zw_addr (a VARCHAR, {cols}, id INTEGER)")
+        if con is not None:  # (Spark keeps its ``zw_addr`` itself: ``table``)
+            con.execute(f"CREATE OR REPLACE TABLE zw_addr (a VARCHAR, {cols}, id INTEGER)")
         self.known = pa.array([], pa.string())
         self.ids = pa.array([], pa.int32())
         self.next_id = 0
@@ -128,16 +129,32 @@ class AddressBook:
         ids = pa.array(range(self.next_id, self.next_id + len(new)), pa.int32())
         self.next_id += len(new)
         classified = classified.append_column("id", ids)
-        self.con.register("zw_classified", classified)
-        try:
-            self.con.execute("INSERT INTO zw_addr SELECT * FROM zw_classified")
-        finally:
-            self.con.unregister("zw_classified")
+        if self.con is not None:
+            self.con.register("zw_classified", classified)
+            try:
+                self.con.execute("INSERT INTO zw_addr SELECT * FROM zw_classified")
+            finally:
+                self.con.unregister("zw_classified")
         self.known = pa.concat_arrays([self.known, classified.column("a").combine_chunks()])
         self.ids = pa.concat_arrays([self.ids, ids])
         self.classes = {n: pa.concat_arrays([self.classes[n], classified.column(n).combine_chunks()])
                         for n in self.names}
         return len(new)
+
+    def table(self) -> pa.Table:
+        """The book as the ``zw_addr`` table (a, classes..., id)."""
+        return pa.table({"a": self.known, **self.classes, "id": self.ids})
+
+    @classmethod
+    def from_table(cls, nets: Nets, table: pa.Table) -> "AddressBook":
+        """A book holding ``table`` (``table()`` of another book; no DuckDB connection): the
+        Spark engine's executors enrich with the book the driver made."""
+        book = cls(None, nets)
+        book.known = table.column("a").combine_chunks()
+        book.ids = table.column("id").combine_chunks()
+        book.classes = {n: table.column(n).combine_chunks() for n in book.names}
+        book.next_id = len(book.known)
+        return book
 
     def _classify(self, new: pa.Array) -> pa.Table:
         """The classes of ``new`` addresses: IPv4 vectorised (range tests on the integer

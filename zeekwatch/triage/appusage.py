@@ -45,11 +45,15 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from zeekwatch.detectors.base import Dialect
 from zeekwatch.errors import ConfigError
 from zeekwatch.sql import sql_text
 from zeekwatch.timefmt import iso
 
 CATEGORIES = ("p2p", "im", "voip")
+EMPTY = "''"
+# trailing dots removed, in the SQL standard form both engines read
+RTRIM_DOT = "trim(TRAILING '.' FROM {})"
 
 # app -> category
 DEFAULT_APPS: dict[str, str] = {
@@ -263,6 +267,9 @@ def temp_table(con, name: str, columns: dict, rows: list) -> None:
     """A small DuckDB temp table from Python rows (rule data, candidate keys: never traffic),
     through Arrow in one statement."""
     data = pa.table({c: pa.array([r[i] for r in rows], type=t) for i, (c, t) in enumerate(columns.items())})
+    if hasattr(con, "temp_table"):  # the Spark engine's connection (``engine.spark.con``)
+        con.temp_table(name, data)
+        return
     con.register("_zw_rows", data)
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _zw_rows")
@@ -299,8 +306,9 @@ NAMES_SQL = """
 EVENTS_SQL = """
 svc AS (  -- service tokens split once per distinct service value, kept when a rule names them
   SELECT t.service, t.name, r.app FROM (
-    SELECT service, trim(unnest(string_split(lower(service), ','))) AS name
-    FROM (SELECT DISTINCT service FROM conn WHERE service IS NOT NULL) d) t
+    SELECT service, trim(tok) AS name FROM (
+      SELECT service, {split_service} AS tok
+      FROM (SELECT DISTINCT service FROM conn WHERE service IS NOT NULL) d) u) t
   JOIN au_services r ON r.service = t.name),
 al AS (
   SELECT ts, sid, signature, category, lower(app_proto) AS app_proto,
@@ -313,17 +321,16 @@ sigmatch AS (
   FROM (SELECT *, {sig_case} AS rule FROM sigs) s JOIN au_sigs r ON r.ord = s.rule),
 raw AS (  -- each distinct name as written, normalized once (not once per record)
   SELECT source, raw, CASE WHEN source = 'http'
-                           THEN rtrim(regexp_replace(lower(raw), ':[0-9]+$', ''), '.')
-                           ELSE rtrim(lower(raw), '.') END AS name
+                           THEN trim(TRAILING '.' FROM regexp_replace(lower(raw), ':[0-9]+$', ''))
+                           ELSE trim(TRAILING '.' FROM lower(raw)) END AS name
   FROM (SELECT DISTINCT source, raw FROM ({names}) x) d),
 dn AS (SELECT DISTINCT name FROM raw WHERE name <> ''),
-parts AS (SELECT name, string_split(name, '.') AS labels FROM dn),
+parts AS (SELECT name, {labels} AS labels FROM dn),
 sfx AS (
-  SELECT name, labels[1] AS first_label, len(labels) AS n, i,
-         array_to_string(labels[i:], '.') AS suffix
-  FROM (SELECT name, labels, unnest(generate_series(1, len(labels))) AS i FROM parts) x),
+  SELECT name, {first_label} AS first_label, {n_labels} AS n, i, {suffix} AS suffix
+  FROM (SELECT name, labels, {label_numbers} AS i FROM parts) x),
 dmatch AS (
-  SELECT s.name, d.pattern, d.app, 2 * length(d.value) + (d.kind = 'exact')::INT AS spec
+  SELECT s.name, d.pattern, d.app, 2 * length(d.value) + CAST(d.kind = 'exact' AS INTEGER) AS spec
   FROM sfx s JOIN au_domains d ON s.suffix = d.value
   WHERE (d.kind IN ('exact', 'apex') AND s.i = 1) OR (d.kind = 'sub' AND s.i > 1)
   UNION ALL
@@ -374,7 +381,7 @@ hosts AS (
   WHERE p.category = 'p2p' AND e.source IN ('conn', 'alert') AND e.server IS NOT NULL
     AND {server_internal}),
 gaps AS (
-  SELECT *, CASE WHEN epoch(ts) - lag(epoch(ts)) OVER (
+  SELECT *, CASE WHEN {epoch_ts} - lag({epoch_ts}) OVER (
                    PARTITION BY host, app, source, evidence ORDER BY ts) <= {gap}
               THEN 0 ELSE 1 END AS brk
   FROM hosts),
@@ -387,21 +394,21 @@ isl AS (
 USAGE_SQL = "WITH " + EVENTS_SQL + """
 SELECT host, app, category, source, evidence, min(ts) AS first_seen, max(ts) AS last_seen,
        count(*) AS count, count(DISTINCT value) AS distinct_values,
-       list_slice(list_sort(list_distinct(list(value))), 1, 5) AS examples
+       {examples} AS examples
 FROM isl GROUP BY host, app, category, source, evidence, isl
 ORDER BY host, first_seen, app, source, evidence
 """
 
 
-def _first_match(col: str, http_rules: list[dict], fld: str) -> str:
+def _first_match(col: str, http_rules: list[dict], fld: str, d: Dialect) -> str:
     """SQL: the index of the first HTTP rule of field ``fld`` whose pattern matches ``col``.
     Patterns are literals so that each regular expression is compiled once, not per row."""
-    whens = [f"WHEN regexp_matches({col}, {sql_text(h['pattern'])}, 'i') THEN {i}"
+    whens = [f"WHEN {d.regex_icase(col, h['pattern'])} THEN {i}"
              for i, h in enumerate(http_rules) if h["field"] == fld]
     return f"CASE {' '.join(whens)} END" if whens else "CAST(NULL AS INTEGER)"
 
 
-def _first_signature(sig_rules: list[dict]) -> str:
+def _first_signature(sig_rules: list[dict], d: Dialect) -> str:
     """SQL: the index of the first alert rule (sid, or pattern on signature/category) that
     matches a row of ``sigs``."""
     whens = []
@@ -410,22 +417,29 @@ def _first_signature(sig_rules: list[dict]) -> str:
             whens.append(f"WHEN sid = {int(r['sid'])} THEN {i}")
         else:
             col = "category" if r.get("field") == "category" else "signature"
-            whens.append(f"WHEN regexp_matches(coalesce({col}, ''), {sql_text(r['pattern'])}, 'i') THEN {i}")
+            whens.append(f"WHEN {d.regex_icase(f'coalesce({col}, {EMPTY})', r['pattern'])} THEN {i}")
     return f"CASE {' '.join(whens)} END" if whens else "CAST(NULL AS INTEGER)"
 
 
-def compute(con, rules: AppRules, nets, session_gap: float) -> list[dict]:
-    """App usage rows from the normalized tables in DuckDB connection ``con``.
+def compute(con, rules: AppRules, nets, session_gap: float, dialect: Dialect | None = None) -> list[dict]:
+    """App usage rows from the normalized tables in the engine connection ``con`` (DuckDB's,
+    or the Spark engine's ``SparkCon`` with its ``dialect``).
 
     Events of one (host, app, source, evidence) closer than ``session_gap`` seconds form one
     row (time span). ``nets`` comes from ``engine.context()``, which builds the address tables
     the internal() predicate reads."""
+    d = dialect or Dialect()
     _load_rules(con, rules)
     sql = USAGE_SQL.format(names=NAMES_SQL, server_internal=nets.internal("e.server"),
                            gap=float(session_gap),
-                           sig_case=_first_signature(rules.signatures),
-                           url_case=_first_match("url", rules.http, "url"),
-                           ua_case=_first_match("user_agent", rules.http, "user_agent"))
+                           sig_case=_first_signature(rules.signatures, d),
+                           url_case=_first_match("url", rules.http, "url", d),
+                           ua_case=_first_match("user_agent", rules.http, "user_agent", d),
+                           split_service=d.unnest_list(d.split_text("lower(service)", ",")),
+                           labels=d.split_text("name", "."), first_label=d.list_item("labels", "1"),
+                           n_labels=d.list_len("labels"), suffix=d.list_join_from("labels", "i", "."),
+                           label_numbers=d.unnest_range("1", d.list_len("labels")),
+                           epoch_ts=d.epoch("ts"), examples=d.distinct_list("value", 5))
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
     out = []
@@ -438,15 +452,16 @@ def compute(con, rules: AppRules, nets, session_gap: float) -> list[dict]:
     return out
 
 
-def peer_names(con, addrs: list[str]) -> dict[str, list[str]]:
+def peer_names(con, addrs: list[str], dialect: Dialect | None = None) -> dict[str, list[str]]:
     """DNS names whose answers contained each address (for domain allowlist rules)."""
+    d = dialect or Dialect()
     addrs = sorted({a for a in addrs if a})
     if not addrs:
         return {}
     temp_table(con, "au_addrs", {"a": pa.string()}, [(a,) for a in addrs])
     rows = con.execute(
-        "SELECT x.addr, list_slice(list_sort(list_distinct(list(rtrim(lower(x.query), '.')))), 1, 10) "
-        "FROM (SELECT query, unnest(answers) AS addr FROM dns "
+        f"SELECT x.addr, {d.distinct_list(RTRIM_DOT.format('lower(x.query)'), 10)} "
+        f"FROM (SELECT query, {d.unnest_list('answers')} AS addr FROM dns "
         "      WHERE answers IS NOT NULL AND query IS NOT NULL) x "
         "JOIN au_addrs a ON a.a = x.addr GROUP BY x.addr").fetchall()
     return {a: list(names) for a, names in rows}

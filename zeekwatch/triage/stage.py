@@ -50,11 +50,11 @@ class TriageStage:
 
     def run(self, engine, store: Store, candidates: list[dict], run_id: int) -> None:
         ts = TriageStore(store)
-        con = engine.con
-        self.usage = appusage.compute(con, self.settings.rules, engine.context().nets,
-                                      self.settings.session_gap)
+        con, ctx = engine.con, engine.context()
+        self.usage = appusage.compute(con, self.settings.rules, ctx.nets,
+                                      self.settings.session_gap, ctx.dialect)
         ts.save_app_usage(self.usage, run_id, self.settings.session_gap)
-        _enrich(con, candidates)
+        _enrich(con, candidates, ctx.dialect)
         hosts = {f["host"] for f in candidates}
         suppress.apply(candidates, ts.app_usage(hosts), ts.suppressions(), self.settings, now_iso())
         self.scorer.load_inventory(ts.assets())
@@ -93,11 +93,11 @@ class TriageStage:
                             if f.get("id") is not None and f.get("_hit") is not None], AUTOMATION)
 
 
-def _enrich(con, candidates: list[dict]) -> None:
+def _enrich(con, candidates: list[dict], dialect=None) -> None:
     """Details the later stages use: ``peer_names`` (DNS names that resolved to the peer, for
     domain rules) and, for ids_alert, ``host_role`` (src, dst or both: which side of the
     alerts the host was, for ``zeekwatch tune suricata``)."""
-    names = appusage.peer_names(con, [f.get("peer") for f in candidates])
+    names = appusage.peer_names(con, [f.get("peer") for f in candidates], dialect)
     roles = _alert_roles(con, [f for f in candidates if f["detector"] == "ids_alert"])
     for f in candidates:
         extra = {}
