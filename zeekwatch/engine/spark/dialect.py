@@ -69,6 +69,16 @@ class SparkDialect(Dialect):
     def unnest_range(self, lo: str, hi: str) -> str:
         return f"explode(sequence({lo}, {hi}))"
 
+    def quantile(self, expr: str, q: float) -> str:
+        # exact and interpolated like DuckDB's quantile_cont (percentile_approx is not)
+        return f"percentile({expr}, {float(q)})"
+
+    def quantiles(self, expr: str, qs) -> str:
+        return f"percentile({expr}, array({', '.join(str(float(q)) for q in qs)}))"
+
+    def item(self, array: str, i: int) -> str:
+        return f"element_at({array}, {int(i)})"
+
     def split_text(self, expr: str, sep: str) -> str:
         return f"split({expr}, {sql_text(re.escape(sep))}, -1)"
 
