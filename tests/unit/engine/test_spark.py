@@ -158,7 +158,7 @@ def test_dialect_hooks_agree_with_duckdb(spark):
     from zeekwatch.engine.spark.dialect import SparkDialect
 
     utc = dt.timezone.utc
-    v = pa.table({  # noqa: F841  (DuckDB scans it by name)
+    v = pa.table({
         "s": ["b", "a", "a", None], "n": pa.array([2, 1, 3, 4], pa.int32()),
         "t": [1700000000.25, 1711846800.5, None, 1.0],
         "ts": pa.array([dt.datetime(2024, 3, 31, 0, 59, 59, 123456, tzinfo=utc), None,
@@ -177,9 +177,12 @@ def test_dialect_hooks_agree_with_duckdb(spark):
           sum({d.epoch('ts')}), max({d.iso_utc('ts')}), min({d.iso_utc('ts')}) FROM v""",
                 f"SELECT sum(i) FROM (SELECT {d.unnest_range('1', 'n')} AS i FROM v) x",
                 f"SELECT sum(x) FROM (SELECT {d.unnest('n', 'n * 10')} AS x FROM v) y",
-                f"SELECT count(*) FROM (SELECT {d.unnest_list(d.split_text('h', '.'))} AS x FROM v) y"]
+                f"SELECT count(*) FROM (SELECT {d.unnest_list(d.split_text('h', '.'))} AS x FROM v) y",
+                f"""SELECT {d.quantile('t', 0.5)}, {d.quantile('n', 0.25)},
+                    {d.item(d.quantiles('n', (0.25, 0.5, 0.75)), 3)} FROM v"""]
 
     con = duckdb.connect()
+    con.register("v", v)
     con.execute("SET TimeZone = 'UTC'")
     duck = [[list(r) for r in con.execute(q).fetchall()] for q in query(Dialect())]
     spark.createDataFrame(v).createOrReplaceTempView("v")

@@ -80,7 +80,9 @@ class SparkDialect(Dialect):
         return f"element_at({array}, {int(i)})"
 
     def split_text(self, expr: str, sep: str) -> str:
-        return f"split({expr}, {sql_text(re.escape(sep))}, -1)"
+        # each character as a one-character class: no backslash, which Spark's string
+        # literals would consume before the regex sees it
+        return f"split({expr}, {sql_text(''.join(_char_class(c) for c in sep))}, -1)"
 
     def list_item(self, expr: str, i: str) -> str:
         return f"element_at({expr}, {i})"
@@ -99,3 +101,10 @@ class SparkDialect(Dialect):
         for pattern, repl in _TYPES:
             sql = pattern.sub(repl, sql)
         return sql
+
+
+def _char_class(c: str) -> str:
+    """A regex matching exactly ``c`` as a one-character class (``[.]``); ``^``, ``]`` and a
+    backslash cannot be one, so they are spelled by code point with the backslash doubled for
+    Spark's string literal (``\\\\x{5e}`` in SQL, ``\\x{5e}`` for the regex)."""
+    return "\\\\" + f"x{{{ord(c):x}}}" if c in "^]\\" else f"[{c}]"
