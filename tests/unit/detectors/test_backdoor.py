@@ -368,7 +368,7 @@ def test_learning_mode_first_hours_are_the_baseline():
     assert (f["host"], f["key"], f["observed"], f["peer"]) == ("10.0.0.9", "tcp/4444", 2.0, None)
     assert f["values"] == ["198.51.100.4", "198.51.100.5"] and f["distinct_total"] == 2
     assert f["first_seen"] == iso(T0 + 24 * H) and len(f["uids"]) == 2
-    assert json.loads(f["details"]) == {"baseline": "learning", "services": ["ssh"]}
+    assert json.loads(f["details"]) == {"after_hours": 24.0, "baseline": "learning", "services": ["ssh"]}
     assert "10.0.0.9 answered 2 connection(s) from 2 client(s) on tcp/4444 (ssh)" in f["summary"]
     cfg = {"detectors": {"new_listener": {"learn_hours": 48}}}
     assert detect("new_listener", config=cfg, conn=rows) == []
@@ -387,7 +387,8 @@ def test_stored_baseline_replaces_learning():
 
 def test_known_services_from_config():
     rows = [served(T0 + 30 * H, 4444), served(T0 + 30 * H, 8080, server="fd00::9"),
-            served(T0 + 30 * H, 5432, server="10.0.5.1"), served(T0, 22)]
+            served(T0 + 30 * H, 5432, server="10.0.5.1"), served(T0, 22),
+            served(T0, 22, server="fd00::9"), served(T0, 22, server="10.0.5.1")]
     assert len(detect("new_listener", conn=rows)) == 3
     cfg = {"detectors": {"new_listener": {"known": [
         "10.0.0.9:4444/tcp", "[fd00::9]:8080/tcp", "10.0.5.0/24:5432/TCP"]}}}
