@@ -28,6 +28,7 @@ class RunResult:
     findings: list[dict] = field(default_factory=list)
     new: int = 0
     updated: int = 0
+    learned_networks: dict = field(default_factory=dict)  # networks.internal "auto", per sensor
 
 
 def table_bytes(path: str, kind: str) -> int:
@@ -70,6 +71,7 @@ def analyze(paths: list[str], config: Config, db_path: str,
     result = RunResult(run_id, log, 0.0)
     try:
         engine.ingest(todo, log, overrides)
+        result.learned_networks = engine.learned_networks()
         candidates = engine.detect(only=only, known_services=store.known_services())
         triage.run(engine, store, candidates, run_id)  # app usage -> suppress -> score
         result.new, result.updated = store.upsert_findings(candidates, run_id,

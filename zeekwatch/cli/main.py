@@ -128,6 +128,7 @@ def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, **overrides)
             "records": dict(result.log.records), "rejects": result.log.reject_count,
             "skipped": [{"path": p, "reason": r} for p, r in result.log.skipped],
             "findings_new": result.new, "findings_updated": result.updated,
+            **({"learned_networks": result.learned_networks} if cfg.networks.internal.count("auto") else {}),
         }))
     else:
         _summary(result, db)

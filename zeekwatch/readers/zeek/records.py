@@ -47,7 +47,8 @@ def _parse_options(layout: Layout, handler=None) -> pacsv.ParseOptions:
 def _convert_options(layout: Layout, types: dict) -> pacsv.ConvertOptions:
     return pacsv.ConvertOptions(
         column_types=types, include_columns=layout.include, null_values=[layout.unset_field],
-        strings_can_be_null=True, quoted_strings_can_be_null=False)
+        strings_can_be_null=True, quoted_strings_can_be_null=False,
+        true_values=["T"], false_values=["F"])  # Zeek's bool (local_orig, local_resp)
 
 
 def parse_fast(data, layout: Layout) -> pa.Table | None:
