@@ -17,7 +17,9 @@ from rich.live import Live
 from rich.text import Text
 
 from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config
+from zeekwatch.detectors import REGISTRY
 
+POPULATION_INTERVAL = 300.0  # = app.follow.runner.POPULATION_INTERVAL (not imported: CLI start-up)
 JSONL_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
                  "observed", "threshold", "urgency", "tier", "due_at", "status", "summary",
                  "suppressed_reason")
@@ -57,9 +59,12 @@ def _trace(report) -> str:
               "end), then exit.")
 @click.option("--jsonl", is_flag=True, help="Print each new or grown finding as one JSON line "
               "on stdout (for a SIEM).")
-@click.option("--population-interval", default=0.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds between runs of the whole-data detectors (unusual_port, "
-              "rare_destination, new_listener, off_hours) over the look-back; 0: never.")
+@click.option("--population-interval", default=POPULATION_INTERVAL, show_default=True,
+              type=click.FloatRange(min=0),
+              help="Seconds between runs of the whole-data detectors (" + ", ".join(
+                  d.id for d in REGISTRY.values() if d.whole_data) + ") over the look-back "
+              "(and once at the end with --once); 0: never. Every other detector runs live, on "
+              "each micro-batch. The summary names both groups.")
 @click.option("--detector", "detectors", multiple=True, help="Run only this detector (repeatable).")
 @config_overrides
 @click.option("-q", "--quiet", is_flag=True, help="No status line and no summary.")
@@ -98,6 +103,20 @@ def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval,
         err.print(f"follow run {result.run_id}: {result.batches} batch(es), {records}, "
                   f"{result.rejects} rejected line(s), findings {result.new} new / "
                   f"{result.updated} updated in {db}", highlight=False)
+        err.print(_plan_line(result), highlight=False)
+
+
+def _plan_line(result) -> str:
+    """Which detectors ran live and which periodically (the summary's last line)."""
+    live = ", ".join(result.live) or "none"
+    if not result.periodic:
+        return f"detectors live on every batch: {live}"
+    if not result.population_interval:
+        return (f"detectors live on every batch: {live}; not run (--population-interval 0): "
+                f"{', '.join(result.periodic)}")
+    return (f"detectors live on every batch: {live}; over the look-back every "
+            f"{result.population_interval:g} s ({result.population_runs} run(s)): "
+            f"{', '.join(result.periodic)}")
 
 
 class _Output:
