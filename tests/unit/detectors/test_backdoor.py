@@ -570,3 +570,30 @@ def test_real_rita_tls_connection_of_39_minutes():
     details = json.loads(f["details"])
     assert details["tier"] == 0.5 and details["service"] == "ssl"
     assert "tier 0.5 h" in f["summary"]
+
+
+def test_masked_timestamps_long_connection_and_outbound_ping(tmp_path):
+    """BTest-style logs with every ts masked: duration alone decides long_connection, and
+    one echo decides outbound_ping; both fire, marked time unknown (as c2_port does)."""
+    from helpers import zeek_tsv
+
+    rows = [conn(0.0, "10.0.0.7", "198.51.100.9", 443, duration=7300.0, uid="CLONG"),
+            conn(0.0, "10.0.0.7", "8.8.8.8", 0, proto="icmp", orig_p=8, conn_state="OTH", uid="CPING")]
+    path = zeek_tsv(tmp_path / "conn.log", "conn", rows)
+    text = open(path).read().replace("0.000000\t", "XXXXXXXXXX.XXXXXX\t")
+    open(path, "w").write(text)
+    found = {f["detector"]: f for f in detect_files([path], only=["long_connection", "outbound_ping"])}
+    assert set(found) == {"long_connection", "outbound_ping"}
+    for f in found.values():
+        assert f["summary"].startswith("(time unknown") and json.loads(f["details"])["time_unknown"]
+    assert found["long_connection"]["observed"] == pytest.approx(7300 / 3600)
+
+
+def test_capture_shorter_than_the_learning_period_has_no_new_listener():
+    # a 6 h capture: the server answers 22 first, 4444 five hours later: not long enough
+    rows = [served(T0, 22), served(T0 + 5 * H, 4444), served(T0 + 6 * H, 8080, server="10.0.0.10")]
+    assert detect("new_listener", conn=rows) == []
+    # per sensor: a server seen for 30 h by one sensor only is new to the other one
+    rows = [served(T0, 22, sensor="a"), served(T0 + 30 * H, 4444, sensor="a"),
+            served(T0 + 30 * H, 5555, sensor="b")]
+    assert [f["key"] for f in detect("new_listener", conn=rows)] == ["tcp/4444"]

@@ -28,12 +28,13 @@ from zeekwatch.readers.zeek.header import Layout
 BLOCK_SIZE = 8 << 20
 TS_LIMIT = 1e11  # seconds; a larger "timestamp" is not one (year 5138)
 
-_ZEEK_NAMES = {pa.float64(): "number", pa.int64(): "count", pa.int32(): "port"}
+_ZEEK_NAMES = {pa.float64(): "number", pa.int64(): "count", pa.int32(): "port", pa.bool_(): "bool"}
 _PATTERNS = {
     "ts": r"^-?\d{1,11}(\.\d*)?$",
     pa.float64(): r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?$",
     pa.int64(): r"^-?\d{1,18}$",
     pa.int32(): r"^\d{1,9}$",
+    pa.bool_(): r"^[TF]$",
 }
 _MASKED = r"^X+\.X+$"  # BTest baselines mask timestamps as XXXXXXXXXX.XXXXXX
 
@@ -222,6 +223,9 @@ def _cast(table: pa.Table, layout: Layout, masked) -> pa.Table:
         if name == "ts" and masked is not None and masked.any():
             col = pc.if_else(pa.array(masked), pa.scalar(None, pa.string()), col)
         target = layout.parse_types[name]
+        if target == pa.bool_():
+            cols.append(pc.equal(col, "T"))  # Zeek writes T / F
+            continue
         cols.append(col if target == pa.string() else col.cast(target))
     return pa.Table.from_arrays(cols, names=table.column_names)
 
