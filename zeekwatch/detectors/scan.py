@@ -54,7 +54,7 @@ def _horizontal_query(p: dict, ctx: Context) -> str:
     # addresses as integer ids (cheap to join and count); text only for what is listed
     events = f"""
 SELECT c.orig_id AS hid, c.proto, c.resp_p, c.t, c.resp_id AS v, c.rid,
-       CASE WHEN {nb} THEN 1 ELSE 0 END AS netbios
+       CASE WHEN {nb} THEN 1 ELSE 0 END AS netbios, r.pair IS NULL AS unresolved
 FROM cx c
 LEFT JOIN resolved r ON r.pair = {pair('c.orig_id', 'c.resp_id')}
 WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
@@ -62,7 +62,10 @@ WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
   AND (c.failed OR r.pair IS NULL)
   AND {in_list('c.resp_p', p['ignore_ports'], negate=True)}"""
     tiers = _tiers(f"CASE WHEN netbios = 1 THEN {int(p['netbios_min_hosts'])} ELSE {int(p['min_hosts'])} END",
-                   f"CASE WHEN netbios = 1 THEN {nb_long} ELSE {int(p['long_min_hosts'])} END", p)
+                   # the long tier: never-resolved targets only (a day of a busy host's
+                   # failures to addresses it resolved is no sweep: dead servers, bounced mail)
+                   f"CASE WHEN NOT unresolved THEN NULL WHEN netbios = 1 THEN {nb_long} "
+                   f"ELSE {int(p['long_min_hosts'])} END", p)
     eps = tiered_window(events, ["hid", "proto", "resp_p"], tiers, p["rollup_gap"], ctx.dialect,
                         label="label", lookup="SELECT rid, uid, resp_h AS label FROM cx")
     return tier_candidates(eps, host="z.a", key="x.proto || '/' || CAST(x.resp_p AS VARCHAR)",

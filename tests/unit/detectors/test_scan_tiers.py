@@ -170,3 +170,17 @@ def test_long_tier_parameters_are_checked(bad):
     with pytest.raises(ConfigError, match="detectors.vertical_scan"):
         from_dict({"detectors": {"vertical_scan": bad}}).params(
             "vertical_scan", __import__("zeekwatch.detectors", fromlist=["REGISTRY"]).REGISTRY["vertical_scan"].params)
+
+
+def test_long_tier_skips_failures_to_resolved_addresses(tmp_path):
+    """A mail server's bounced deliveries over a day (150 resolved MX addresses, S0): no
+    sweep; the same failures to never-resolved addresses are one."""
+    mx = [f"198.51.{i // 200}.{i % 200 + 1}" for i in range(150)]
+    rows = [conn(T0 + i * 500, "10.0.0.25", a, 25, conn_state="S0") for i, a in enumerate(mx)]
+    dns = [dict(ts=T0 + i * 500 - 1, uid=f"D{i}", orig_h="10.0.0.25", orig_p=5353, resp_h="10.0.0.53",
+                resp_p=53, proto="udp", query=f"mx{i}.example", qtype_name="A", rcode_name="NOERROR",
+                answers=[a]) for i, a in enumerate(mx)]
+    conn_log = write(tmp_path, "conn.log", rows)
+    assert detect_files([conn_log, zeek_tsv(tmp_path / "dns.log", "dns", dns)], only=SCANS) == []
+    (f,) = detect_files([conn_log], only=SCANS)
+    assert (f["detector"], f["key"], f["observed"]) == ("horizontal_scan", "tcp/25", 150.0)
