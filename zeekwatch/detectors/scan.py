@@ -54,7 +54,7 @@ def _horizontal_query(p: dict, ctx: Context) -> str:
     # addresses as integer ids (cheap to join and count); text only for what is listed
     events = f"""
 SELECT c.orig_id AS hid, c.proto, c.resp_p, c.t, c.resp_id AS v, c.rid,
-       CASE WHEN {nb} THEN 1 ELSE 0 END AS netbios, r.pair IS NULL AS unresolved
+       CASE WHEN {nb} THEN 1 ELSE 0 END AS netbios, c.failed AND r.pair IS NULL AS probe
 FROM cx c
 LEFT JOIN resolved r ON r.pair = {pair('c.orig_id', 'c.resp_id')}
 WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
@@ -62,9 +62,10 @@ WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
   AND (c.failed OR r.pair IS NULL)
   AND {in_list('c.resp_p', p['ignore_ports'], negate=True)}"""
     tiers = _tiers(f"CASE WHEN netbios = 1 THEN {int(p['netbios_min_hosts'])} ELSE {int(p['min_hosts'])} END",
-                   # the long tier: never-resolved targets only (a day of a busy host's
-                   # failures to addresses it resolved is no sweep: dead servers, bounced mail)
-                   f"CASE WHEN NOT unresolved THEN NULL WHEN netbios = 1 THEN {nb_long} "
+                   # the long tier: failed attempts to never-resolved targets only (a day of
+                   # a busy host's traffic holds many unresolved peers it really uses, and
+                   # failures to addresses it resolved: dead servers, bounced mail)
+                   f"CASE WHEN NOT probe THEN NULL WHEN netbios = 1 THEN {nb_long} "
                    f"ELSE {int(p['long_min_hosts'])} END", p)
     eps = tiered_window(events, ["hid", "proto", "resp_p"], tiers, p["rollup_gap"], ctx.dialect,
                         label="label", lookup="SELECT rid, uid, resp_h AS label FROM cx")
@@ -73,8 +74,10 @@ WHERE c.ts IS NOT NULL AND c.proto IN ('tcp', 'udp') AND c.resp_p IS NOT NULL
 
 
 def _horizontal_summary(f: dict, p: dict) -> str:
+    what = ("failed, never-resolved" if float(f.get("window") or 0) > float(p["window"])
+            else "failed or never-resolved")
     return (f"{f['host']} tried {int(f['observed'])} distinct hosts on {f['key']} "
-            f"{_within(f)} (failed or never-resolved; threshold {int(f['threshold'])})")
+            f"{_within(f)} ({what}; threshold {int(f['threshold'])})")
 
 
 register(Detector(

@@ -172,7 +172,7 @@ def test_long_tier_parameters_are_checked(bad):
             "vertical_scan", __import__("zeekwatch.detectors", fromlist=["REGISTRY"]).REGISTRY["vertical_scan"].params)
 
 
-def test_long_tier_skips_failures_to_resolved_addresses(tmp_path):
+def test_long_tier_counts_failed_attempts_to_unresolved_addresses_only(tmp_path):
     """A mail server's bounced deliveries over a day (150 resolved MX addresses, S0): no
     sweep; the same failures to never-resolved addresses are one."""
     mx = [f"198.51.{i // 200}.{i % 200 + 1}" for i in range(150)]
@@ -184,3 +184,6 @@ def test_long_tier_skips_failures_to_resolved_addresses(tmp_path):
     assert detect_files([conn_log, zeek_tsv(tmp_path / "dns.log", "dns", dns)], only=SCANS) == []
     (f,) = detect_files([conn_log], only=SCANS)
     assert (f["detector"], f["key"], f["observed"]) == ("horizontal_scan", "tcp/25", 150.0)
+    # a day of established TLS to 150 never-resolved servers (DoH, hard-coded addresses): use
+    rows = [conn(T0 + i * 500, "10.0.0.30", a, 443, service="ssl") for i, a in enumerate(mx)]
+    assert detect_files([write(tmp_path, "tls.log", rows)], only=SCANS) == []
