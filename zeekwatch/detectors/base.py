@@ -79,10 +79,6 @@ class Dialect:
         finding's ``episodes`` list (Spark: ``named_struct``)."""
         return "{" + ", ".join(f"'{k}': {v}" for k, v in fields.items()) + "}"
 
-    def explode(self, list_col: str) -> str:
-        """Select-list expression: one row per element of a list column (Spark: ``explode``)."""
-        return f"unnest({list_col})"
-
     def iso_epoch(self, epoch: str) -> str:
         """Epoch seconds as ISO-8601 UTC text to the second (``2024-03-12T10:02:10Z``)."""
         return f"strftime(timezone('UTC', to_timestamp({epoch})), '%Y-%m-%dT%H:%M:%SZ')"

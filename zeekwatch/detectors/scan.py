@@ -158,41 +158,42 @@ register(Detector(
 ECHO = "((c.proto = 'icmp' AND c.orig_p IN (8, 128)))"
 
 
-def _known_peers(p: dict, ctx: Context) -> str:
-    """SQL: (pr, t0, t1) spans in which the pinging host knew the target: an established
-    TCP/UDP session with it (its duration), or a DNS answer naming it, widened by
-    ``known_window`` seconds each way. Only pairs that were pinged are looked at."""
-    d = ctx.dialect
+def _known_pings(p: dict, ctx: Context) -> str:
+    """SQL: the pings (``pings`` rows: pr, t) whose target the host knew: it got the address
+    in a DNS answer (the engine's ``resolved``), or had an established TCP/UDP session with
+    it within ``known_window`` seconds of the ping (a session counts for its whole duration).
+    Joined from the pings (few) into conn, so conn is probed once, not filtered per host."""
+    kw = float(p["known_window"])
     return f"""
-SELECT {pair('c.orig_id', 'c.resp_id')} AS pr, c.t AS t0, c.t + coalesce(c.duration, 0) AS t1
-FROM cx c
+SELECT e.pr, e.t FROM pings e JOIN resolved r ON r.pair = e.pr
+UNION
+SELECT e.pr, e.t FROM pings e
+JOIN cx c ON c.orig_id = e.hid AND c.resp_id = e.rid
 WHERE c.established AND c.proto IN ('tcp', 'udp') AND c.t IS NOT NULL
-  AND {pair('c.orig_id', 'c.resp_id')} IN (SELECT pr FROM pings)
-UNION ALL
-SELECT {pair('h.id', 'a.id')} AS pr, x.t AS t0, x.t AS t1
-FROM (SELECT y.orig_h, {d.epoch('y.ts')} AS t, {d.explode('y.answers')} AS addr
-      FROM dns y WHERE y.answers IS NOT NULL AND y.ts IS NOT NULL
-        AND y.orig_h IN (SELECT host FROM pings)) x
-JOIN zw_addr h ON h.a = x.orig_h JOIN zw_addr a ON a.a = x.addr"""
+  AND e.t BETWEEN c.t - {kw} AND c.t + coalesce(c.duration, 0) + {kw}"""
 
 
 def _sweep_query(p: dict, ctx: Context) -> str:
-    kw = float(p["known_window"])
     known = "FALSE"
     if p["exclude_known_peers"]:
-        known = f"""EXISTS (SELECT 1 FROM known k WHERE k.pr = e.pr
-                    AND e.t BETWEEN k.t0 - {kw} AND k.t1 + {kw})"""
+        known = "EXISTS (SELECT 1 FROM known k WHERE k.pr = e.pr AND k.t = e.t)"
     events = "SELECT host, t, v, uid FROM sweep_ev WHERE NOT excluded"
     eps = tiered_window(events, ["host"], _tiers(str(int(p["min_hosts"])),
                                                  str(int(p["long_min_hosts"])), p),
                         p["rollup_gap"], ctx.dialect)
     cands = tier_candidates(eps, key="'icmp/echo'", more=", coalesce(k.n, 0) AS excluded_known_peers",
                             joins="LEFT JOIN excl k ON k.host = x.host")
+    # only hosts that pinged enough distinct targets in all to reach a tier can fire: the
+    # known-peer lookups (a probe of conn) are made for their pings alone
+    least = min(int(p["min_hosts"]), int(p["long_min_hosts"]) if p["long_window"] else 10**9)
     return f"""
-WITH pings AS {ctx.dialect.materialized()} (
-  SELECT c.orig_h AS host, c.t, c.resp_h AS v, c.uid, {pair('c.orig_id', 'c.resp_id')} AS pr
+WITH echo AS (
+  SELECT c.orig_h AS host, c.orig_id AS hid, c.resp_id AS rid, c.t, c.resp_h AS v, c.uid
   FROM cx c WHERE c.ts IS NOT NULL AND {ECHO} AND c.orig_internal),
-known AS ({_known_peers(p, ctx)}),
+pings AS {ctx.dialect.materialized()} (
+  SELECT e.*, {pair('e.hid', 'e.rid')} AS pr FROM echo e
+  WHERE e.hid IN (SELECT hid FROM echo GROUP BY hid HAVING count(DISTINCT rid) >= {least})),
+known AS ({_known_pings(p, ctx) if p["exclude_known_peers"] else "SELECT NULL AS pr, NULL AS t"}),
 sweep_ev AS {ctx.dialect.materialized()} (
   SELECT e.*, {known} AS excluded FROM pings e),
 excl AS (SELECT host, count(DISTINCT v) AS n FROM sweep_ev WHERE excluded GROUP BY host)
@@ -214,10 +215,11 @@ register(Detector(
     params=(
         Param('window', 60, 'int', "window length, seconds", min=1, max=86400, unit='s'),
         Param('min_hosts', 10, 'int', "distinct hosts pinged", min=1),
-        Param('exclude_known_peers', True, 'bool', "targets the host also reached over an "
-              "established TCP/UDP session, or resolved by DNS, do not count"),
-        Param('known_window', 3600, 'int', "...within this many seconds of the ping (either "
-              "side; a session counts for its whole duration)", min=0, max=30 * DAY, unit='s'),
+        Param('exclude_known_peers', True, 'bool', "targets the host resolved by DNS, or "
+              "reached over an established TCP/UDP session, do not count"),
+        Param('known_window', 3600, 'int', "...the session within this many seconds of the "
+              "ping (either side; a session counts for its whole duration)", min=0,
+              max=30 * DAY, unit='s'),
     ) + _long_params("hosts", "hosts pinged"),
     threshold="min_hosts",
     false_positives="Monitoring systems (Nagios, PRTG) that ping many hosts: list them in "
