@@ -6,13 +6,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DB     ?= findings.db
+REPORT ?= report.html
 
-.PHONY: demo test install tshark pcaps bench clean
+.PHONY: demo test test-fast install tshark chromium pcaps bench clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,pcap-labels]'
+	$(BIN)/python -m pip install -q -e '.[test,pcap-labels,console]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -25,14 +26,31 @@ tshark:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q tshark >/dev/null; } \
 	  || echo "warning: tshark could not be installed; tshark-based tests will be skipped"
 
+# Debian's chromium for the console's browser tests (Playwright drives it; its own browser
+# download is not used).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+	  || echo "warning: chromium could not be installed; the console's browser tests will be skipped"
+
 demo: install
 	$(BIN)/zeekwatch --config pcaps/zeekwatch.toml analyze pcaps/*.pcap --db $(DB)
 	$(BIN)/zeekwatch findings --db $(DB)
 	@echo
+	$(BIN)/zeekwatch report --html $(REPORT) --db $(DB)
+	@echo
 	@echo "Findings are in $(DB). Next: $(BIN)/zeekwatch findings show ID --db $(DB)"
+	@echo "Report: $(abspath $(REPORT)) (open it in a browser; no network needed)"
+	@echo "Console: $(BIN)/zeekwatch dashboard --db $(DB)   then open http://127.0.0.1:8001/-/dashboards/zeekwatch"
 
-test: install tshark
-	$(BIN)/python -m pytest -q
+# the suite in parallel on every core (pytest-xdist); test-fast skips the tests marked slow
+test: install tshark chromium
+	$(BIN)/python -m pytest -q -n auto
+
+test-fast: install
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
 pcaps: install
 	$(BIN)/python scripts/make_pcaps.py pcaps/
@@ -41,4 +59,4 @@ bench: install
 	$(BIN)/python scripts/bench.py load analyze pcap
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache findings.db
+	rm -rf $(VENV) build *.egg-info .pytest_cache findings.db report.html

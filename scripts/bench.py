@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GEN = ROOT / "scripts" / "gen_logs.py"
 MB = 1024 * 1024
 
-# Targets (DESIGN.md "Measured facts"; change here, they are printed with every run)
+# Targets (the issues' targets; change here, they are printed with every run)
 LOAD_ROWS_PER_S = 1_500_000
 LOAD_VS_ZAT = 3.0
 LOAD_RSS_MB = 1024
@@ -97,6 +97,7 @@ class Suite:
     baseline: str = ""  # step whose time the "vs baseline" column divides
     floor: str = ""  # step whose time the "x floor" column divides by
     prepare: Callable[[Ctx], None] | None = None  # makes the suite's own inputs (in the parent, once)
+    needs_data: bool = True  # whether it reads the generated log dataset (ctx.data)
 
 
 @dataclass
@@ -725,6 +726,73 @@ register(Suite(
 ))
 
 
+# -- console: time to a rendered page in headless chromium (scripts/bench_console.py) -----------
+
+CONSOLE_PAGE_S = {"demo": 1.0, "big": 3.0}  # the issue's targets
+CONSOLE_FINDINGS = 100_000
+
+
+def console_db(which: str) -> Path:
+    import bench_console
+
+    folder = ROOT / "bench-data" / "console"
+    n = int(os.environ.get("ZEEKWATCH_BENCH_CONSOLE_FINDINGS") or CONSOLE_FINDINGS)
+    return bench_console.demo_db(folder) if which == "demo" else bench_console.big_db(folder, n)
+
+
+def console_page(which: str, page: str) -> Callable[[Ctx], dict]:
+    def run(ctx: Ctx) -> dict:
+        import bench_console
+        return bench_console.page_seconds(console_db(which), page)
+    return run
+
+
+def console_prepare(ctx: Ctx) -> None:
+    for which in ("demo", "big"):
+        console_db(which)
+
+
+def console_report(ctx: Ctx) -> list[str]:
+    return zeekwatch_cmd() + ["report", "--html", str(ctx.tmp / "report-big.html"), "--db",
+                              str(console_db("big"))]
+
+
+def console_no_browser(ctx: Ctx) -> str:
+    return "" if shutil.which("chromium") else "chromium is not installed (make chromium)"
+
+
+def console_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
+    out = []
+    for name, r in res.items():
+        if r.seconds and name != "report-big":
+            which = name.split("-")[0]
+            limit = CONSOLE_PAGE_S[which]
+            out.append(Target(f"{r.step.label} <= {limit:g} s", r.median <= limit,
+                              f"median {r.median:.2f} s of {len(r.seconds)}"))
+    rep = res["report-big"]
+    html = ctx.tmp / "report-big.html"
+    if rep.seconds and html.exists():
+        rep.extra["bytes"] = html.stat().st_size
+        out.append(Target("report of the 100 k database: size and build time (reported, not judged)",
+                          True, f"{html.stat().st_size / 1e3:.0f} kB in {rep.median:.1f} s "
+                          f"(whole process), peak RSS {rep.peak_mb:.0f} MB"))
+    return out
+
+
+register(Suite(
+    name="console",
+    doc="time to a fully rendered console page in headless chromium (fresh browser context, "
+        "server warmed) on the demo database and on one with 100 k findings; the HTML report "
+        "of the 100 k database (size, build time)",
+    steps=[Step(f"{which}-{page}", f"{page} page, {label}", py=console_page(which, page),
+                skip=console_no_browser)
+           for which, label in (("demo", "demo database"), ("big", "100 k findings"))
+           for page in ("dashboard", "open", "host")]
+    + [Step("report-big", "zeekwatch report --html, 100 k findings (whole process)", cmd=console_report)],
+    targets=console_targets, prepare=console_prepare, needs_data=False,
+))
+
+
 # -- running steps ------------------------------------------------------------------------------
 
 def run_child(suite: str, step: str, data: str, tmp: str, out: str) -> int:
@@ -737,6 +805,8 @@ def run_child(suite: str, step: str, data: str, tmp: str, out: str) -> int:
 
 
 def make_ctx(data: Path, tmp: Path) -> Ctx:
+    if not (data / "truth.json").exists():  # suites that make their own inputs (needs_data=False)
+        return Ctx(data=data, tmp=tmp, meta={})
     meta = json.loads((data / "truth.json").read_text())["meta"]
     return Ctx(data=data, tmp=tmp, meta=meta)
 
@@ -873,8 +943,9 @@ def generator_digest() -> str:
 def environment(ctx: Ctx) -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
     size = sum(f.stat().st_size for f in ctx.data.iterdir() if f.is_file()) / MB
-    return (f"data {ctx.data} ({ctx.meta['conn_rows']:,} conn / {ctx.meta['dns_rows']:,} dns rows, {size:.0f} MB); "
-            f"{os.cpu_count()} CPUs, load {' '.join(f'{x:.1f}' for x in load)}; Python {platform.python_version()}")
+    data = (f"data {ctx.data} ({ctx.meta['conn_rows']:,} conn / {ctx.meta['dns_rows']:,} dns rows, {size:.0f} MB); "
+            if ctx.meta else "")
+    return (f"{data}{os.cpu_count()} CPUs, load {' '.join(f'{x:.1f}' for x in load)}; Python {platform.python_version()}")
 
 
 def parse_args(argv):
@@ -899,6 +970,8 @@ def parse_args(argv):
     ap.add_argument("--pcap-flows", type=int, default=2_000, help="pcap suite: flows of the bulk capture")
     ap.add_argument("--scale-conn-rows", type=int, help="scale suite: conn rows of the large dataset "
                     f"(default {SCALE_FACTOR}x --conn-rows; dns rows in the same proportion)")
+    ap.add_argument("--console-findings", type=int, default=CONSOLE_FINDINGS,
+                    help="console suite: findings in the large database (default 100,000)")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.small:
@@ -921,16 +994,18 @@ def main(argv=None) -> int:
         for s in SUITES.values():
             print(f"{s.name}: {s.doc}\n" + "".join(f"  {st.name:14} {st.label}\n" for st in s.steps))
         return 0
-    data = ensure_data(a)
+    needs_data = any(SUITES[s].needs_data for s in a.suites)
     os.environ.update({"ZEEKWATCH_BENCH_FOLLOW_SECONDS": str(a.follow_seconds),
                        "ZEEKWATCH_BENCH_FOLLOW_RATE": str(a.follow_rate),
                        "ZEEKWATCH_BENCH_FOLLOW_LOOKBACK": str(a.follow_lookback),
                        "ZEEKWATCH_BENCH_PCAP_PACKETS": str(a.pcap_packets),
                        "ZEEKWATCH_BENCH_PCAP_FLOWS": str(a.pcap_flows),
-                       "ZEEKWATCH_BENCH_SCALE_CONN_ROWS": str(a.scale_conn_rows or "")})
+                       "ZEEKWATCH_BENCH_SCALE_CONN_ROWS": str(a.scale_conn_rows or ""),
+                       "ZEEKWATCH_BENCH_CONSOLE_FINDINGS": str(a.console_findings)})
     failed = False
     summary = {}
     with tempfile.TemporaryDirectory(prefix="zeekwatch-bench-") as tmp:
+        data = ensure_data(a) if needs_data else Path(tmp)
         ctx = make_ctx(data, Path(tmp))
         print(environment(ctx) + f"; repeat {a.repeat}\n")
         for name in a.suites:

@@ -1,4 +1,4 @@
-"""The normalized tables: the contract between readers and detectors (DESIGN.md).
+"""The normalized tables: the contract between readers and detectors (docs/architecture.md).
 
 Every reader produces Arrow tables with exactly these schemas (``conform`` fills missing
 columns with NULL and casts). Names follow Zeek without the ``id.`` prefix. Unset values are

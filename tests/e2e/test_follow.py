@@ -332,6 +332,7 @@ def generated_stream(tmp_path):
     return sorted(rows, key=lambda r: r["ts"])
 
 
+@pytest.mark.slow
 def test_follow_equals_analyze_on_a_generated_stream(tmp_path):
     """Windowed detectors: identical findings (ids, times, observed) whatever the batching.
 
@@ -373,6 +374,7 @@ def start(*args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_kill_9_and_restart_loses_and_doubles_nothing(tmp_path):
     """The real command, killed with SIGKILL three times while the log grows, then stopped
     with SIGTERM: rows, rejects and windowed findings exactly as `analyze` gives them."""
@@ -461,6 +463,7 @@ def test_signal_finishes_the_batch_and_exits_0(tmp_path, sig):
     assert query(db, "SELECT status, conn_records FROM runs") == [("ok", 5)]
 
 
+@pytest.mark.slow
 def test_lookback_memory_is_bounded_by_data_time(tmp_path):
     """Rows older than the look-back are dropped with their segment: the engine holds about
     ``lookback`` seconds of data however long the stream is."""

@@ -1,4 +1,4 @@
-"""The command line: the only module that imports click, prints, or exits.
+"""The command line: the group, analyze, config and detectors; the other command modules attach here.
 
 Exit codes are defined in ``zeekwatch.errors`` (0 ok, 1 internal error, 2 usage, 3 input
 refused, 4 configuration, 5 store, 6 missing external tool).
@@ -24,6 +24,7 @@ from rich.table import Table
 
 from zeekwatch import __version__
 from zeekwatch import config as configmod
+from zeekwatch.cli import console as console_commands
 from zeekwatch.cli import follow as follow_commands
 from zeekwatch.cli import triage as triage_commands
 from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config, out
@@ -253,5 +254,5 @@ def entry() -> None:
     os._exit(code)
 
 
-for _command in (*triage_commands.COMMANDS, *follow_commands.COMMANDS):
+for _command in (*triage_commands.COMMANDS, *follow_commands.COMMANDS, *console_commands.COMMANDS):
     cli.add_command(_command)

@@ -1,6 +1,9 @@
-"""The detectors of DESIGN.md, declared once (see ``base.py`` for the contract).
+"""Detectors: each behaviour declared once, as data plus one SQL query (``base.py`` has the
+contract and the Dialect hooks that let another engine run the same SQL).
 
-Importing this package registers every detector in ``REGISTRY`` (id -> Detector).
+Importing this package registers every detector in ``REGISTRY`` (id -> Detector): ``scan``
+(worms), ``mail`` (mass mailers), ``bot`` and ``backdoor`` (C2, tunnels, rare and new
+services), ``ids`` (Suricata alerts). Imports only the core modules; never the engine.
 """
 
 from zeekwatch.detectors import (  # noqa: F401

@@ -17,7 +17,7 @@ Every detector query returns these columns (the *candidate* contract):
 
 Any further columns are kept in the finding's ``details`` (e.g. ``mx_lookups``).
 
-The queries read conn through ``cx``, the enriched conn rows (``zeekwatch/enrich.py``: address
+The queries read conn through ``cx``, the enriched conn rows (``zeekwatch/engine/enrich.py``: address
 classes and ids, failed/established/initiated/answered/outbound), besides the normalized tables and the
 engine's helper tables (``zw_addr``, ``zw_services``, ``resolved``, ``known_services``).
 

@@ -10,7 +10,7 @@ Shared rules (docs/detectors/*.md repeat them per detector):
   originator's SYN (``S``) and the responder's SYN-ACK (``h``); or, for records without a
   state (flows from other sensors), responder payload (TCP) or responder packets (UDP).
   (The ``established``, ``initiated`` and address-class columns of the enriched table ``cx``:
-  ``zeekwatch/enrich.py`` defines them once.)
+  ``zeekwatch/engine/enrich.py`` defines them once.)
 - *Port lists* take ``443`` or ``"6660-6669"`` (TCP) and ``"udp/500"`` / ``"tcp/7000-7001"``.
 - *Services* are matched as tokens of the comma-separated ``service`` field ("http,ssl"),
   case-insensitively; a token never matches a longer one ("irc" is not "irc-dcc-data").

@@ -1,6 +1,6 @@
 """Worm behaviour: horizontal and vertical scans, ping sweeps, outbound pings.
 
-The queries read the enriched conn table ``cx`` (``zeekwatch/enrich.py``): ``failed`` (conn_state
+The queries read the enriched conn table ``cx`` (``zeekwatch/engine/enrich.py``): ``failed`` (conn_state
 S0, REJ, RSTOS0, SH), ``initiated`` (not backscatter: the originator sent a SYN, or there is no
 history) and the address classes are columns decided once per row.
 """

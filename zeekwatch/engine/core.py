@@ -5,7 +5,7 @@ classes and ids, failed/established/initiated/answered/outbound, a row id; Arrow
 Python loop per row) into ``cx``, and ``conn`` is a view of its normalized columns; detectors
 read ``cx``.
 
-Small inputs (tables of at most half ``memory_limit``, as ``pipeline.analyze`` estimates them)
+Small inputs (tables of at most half ``memory_limit``, as ``app.analyze`` estimates them)
 stay in memory as the readers' Arrow chunks themselves, registered with DuckDB, which scans them
 in place: no copy into DuckDB's storage (for 2 M conn rows that copy cost more than the
 enrichment). Larger inputs, and callers that do not say, go to a scratch DuckDB *database file*
@@ -17,11 +17,8 @@ own: DuckDB keeps a transaction's appended rows in memory until it commits (20 M
 transaction: 6 GB RSS). The file is scratch: no fsync, no checkpoint at close; it goes with the
 directory. Follow mode (``raw_conn``) lays out its own tables and enriches the rows it appends.
 
-Measured (scripts/bench.py, 2 CPUs, memory_limit 1GB): 2 M conn + 0.5 M dns rows, whole
-``zeekwatch analyze`` 1.9-2.1 s in memory (3.8 s with ``storage = "file"``), peak RSS 0.8 GB;
-20 M + 5 M rows in the scratch file 36 s (9.6x for 10x the rows in the same storage), 1.6 GB.
-What stays above ``memory_limit`` is the interpreter and imports (~0.16 GB) and the readers'
-chunks in flight (~0.3 GB).
+What stays above ``memory_limit`` is the interpreter, the imports and the readers' chunks in
+flight; the measured figures are in README.md ("Measured speed") and docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -74,10 +71,21 @@ def in_memory_fits(config: Config, table_bytes: int | None) -> bool:
     return table_bytes is not None and limit is not None and table_bytes <= limit // 2
 
 
+def _scratch_directory(parent: str) -> tempfile.TemporaryDirectory:
+    """A private temporary directory (under ``parent`` when set): a ConfigError if it cannot be
+    made, so engines sharing a configured temp_directory never share files."""
+    try:
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        return tempfile.TemporaryDirectory(prefix="zeekwatch-", dir=parent or None)
+    except OSError as exc:
+        raise ConfigError(f"engine.temp_directory: {parent!r}: {exc.strerror or exc}") from None
+
+
 class Engine:
     def __init__(self, config: Config, table_bytes: int | None = None, raw_conn: bool = False):
         """``table_bytes``: the expected size of the normalized tables, when the caller knows
-        it (``pipeline.analyze`` estimates it from the inputs); small inputs stay in memory,
+        it (``app.analyze`` estimates it from the inputs); small inputs stay in memory,
         as the readers' Arrow chunks that DuckDB scans in place (no copy).
 
         Conn rows are enriched as they are loaded (``enrich``) into ``cx``, and ``conn`` is a
@@ -85,15 +93,7 @@ class Engine:
         tables itself and enriches the conn rows it appends: ``enrich``), ``conn`` is a
         table of the enriched schema and ``cx`` a view of it."""
         self.config = config
-        # private, so that engines sharing a configured temp_directory never share files
-        try:
-            if config.engine.temp_directory:
-                os.makedirs(config.engine.temp_directory, exist_ok=True)
-            self._tmp = tempfile.TemporaryDirectory(prefix="zeekwatch-",
-                                                    dir=config.engine.temp_directory or None)
-        except OSError as exc:
-            raise ConfigError(f"engine.temp_directory: {config.engine.temp_directory!r}: "
-                              f"{exc.strerror or exc}") from None
+        self._tmp = _scratch_directory(config.engine.temp_directory)
         _claim(self._tmp.name)
         self.in_memory = in_memory_fits(config, table_bytes)
         target = ":memory:" if self.in_memory else os.path.join(self._tmp.name, "tables.duckdb")

@@ -1,7 +1,9 @@
 """Readers: the only code that knows a file format.
 
 ``sniff(path)`` decides what a file is from its content (never from its name alone);
-``expand(paths)`` walks directories; ``read_inputs`` yields normalized chunks from all of them.
+``expand(paths)`` walks directories; ``read_inputs`` yields normalized chunks (Arrow, the
+tables of zeekwatch.schema) from all of them, recording malformed lines in an ``IngestLog``.
+Subpackages per format: ``zeek``, ``eve``, ``pcap``. Imports only the core modules.
 """
 
 from __future__ import annotations

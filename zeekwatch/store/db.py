@@ -1,7 +1,7 @@
-"""The store: the only module that touches SQLite (through sqlite-utils).
+"""The store: findings, runs and rejects in SQLite (through sqlite-utils).
 
 Tables and their columns are a contract read by dashboards, SIEM exports and our own checks
-(DESIGN.md "Store"). Findings have stable ids, so re-running on the same input changes
+(docs/architecture.md "Tables"). Findings have stable ids, so re-running on the same input changes
 nothing and keeps what analysts wrote; a new episode of the same detector and entity within
 the merge gap of a stored finding extends that finding instead of adding another.
 """

@@ -1,7 +1,7 @@
 """App usage: which hosts used P2P clients, instant messengers or VoIP, and when.
 
 P2P clients, messengers and Skype contact many peers on many ports and look like worms
-(DESIGN.md "App look-alikes and suppression"). This module finds their traces in the
+(docs/triage.md "Look-alikes"). This module finds their traces in the
 normalized tables with ONE SQL query run by the engine (no per-row Python) and returns app
 usage rows: host, app, category (p2p / im / voip), first_seen, last_seen, source kind,
 evidence text, count and a few example values. The suppress stage then explains scan-like

@@ -1,6 +1,6 @@
 """Triage: the analysis stage after detection, and the analyst's status workflow.
 
-Stage order inside ``pipeline.analyze``: detect -> app usage -> suppress -> score -> store.
+Stage order inside ``app.analyze`` (and follow): detect -> app usage -> suppress -> score -> store.
 ``TriageStage.run`` computes app usage in the engine (stored in ``app_usage``), enriches
 candidates (DNS names of the peer; which side of the alerts an ids_alert host was), applies
 allowlist rules and app look-alikes, and scores; after the store has upserted the candidates,

@@ -329,6 +329,7 @@ addresses = st.builds(
     st.sampled_from([0, 0xFFFF << 16, (2**64 - 1) << 64, 2**16 - 1, (2**80 - 1) << 16, 2**128 - 1]))
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(st.lists(addresses, min_size=1, max_size=40))
 def test_ipv6_hex_matches_python(addrs):

@@ -163,6 +163,7 @@ def oracle_groups(times, window):
     return sorted(sizes)
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(times=st.lists(st.integers(min_value=0, max_value=20000).map(float), min_size=1, max_size=40))
 def test_grouping_matches_oracle(times):

@@ -225,6 +225,7 @@ mx_strategy = st.lists(
     max_size=20)
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(events=events_strategy, lookups=mx_strategy, threshold=st.integers(min_value=2, max_value=8))
 def test_mass_mailer_window_and_mx_count_match_oracle(events, lookups, threshold):
@@ -241,6 +242,7 @@ def test_mass_mailer_window_and_mx_count_match_oracle(events, lookups, threshold
         assert details(f)["mx_lookups"] == len({v for t, v in lookups if lo <= t <= hi})
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(events=events_strategy, threshold=st.integers(min_value=2, max_value=8))
 def test_mx_burst_window_matches_oracle(events, threshold):

@@ -31,6 +31,7 @@ def test_proxy_clients_raise_no_scan():
     assert found == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rel", ["perf/rita_missing_host_conn_72h.multi.log.gz"])
 def test_internet_facing_sensor_has_no_internal_scanner(rel):
     # 64.225.56.201 is a public address: inbound scanning of it is not an infected host

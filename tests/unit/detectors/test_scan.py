@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import conn, detect
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -133,6 +134,7 @@ events_strategy = st.lists(
     min_size=1, max_size=60)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(events=events_strategy, threshold=st.integers(min_value=2, max_value=8))
 def test_horizontal_window_matches_oracle(events, threshold):
@@ -147,6 +149,7 @@ def test_horizontal_window_matches_oracle(events, threshold):
         assert found == []
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(events=events_strategy, threshold=st.integers(min_value=2, max_value=8))
 def test_vertical_window_matches_oracle(events, threshold):
@@ -158,6 +161,7 @@ def test_vertical_window_matches_oracle(events, threshold):
     assert (max(f["observed"] for f in found) if found else 0) == (expected if expected >= threshold else 0)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(events=events_strategy, threshold=st.integers(min_value=2, max_value=8))
 def test_ping_sweep_window_matches_oracle(events, threshold):

@@ -190,6 +190,7 @@ def test_headers_cut_by_the_snap_length_are_rejects_with_their_packet_number(tmp
     assert [(r.line, "too short" in r.reason) for r in log.rejects] == [(2, True)]
 
 
+@pytest.mark.slow
 def test_memory_follows_active_flows_not_file_size(tmp_path):
     """100,000 one-packet UDP flows over 1,000 s of capture: never more than ~a minute of them."""
     from pcap_helpers import make_pcaps_module

@@ -229,6 +229,7 @@ def test_scenario_reads_without_rejects(name):
     assert tables["conn"].num_rows > 0
 
 
+@pytest.mark.slow
 def test_make_pcaps_writes_the_committed_files_byte_for_byte(tmp_path):
     written = make_pcaps_module().make_all(str(tmp_path))
     assert sorted(p.split("/")[-1] for p in written) == SCENARIOS

@@ -1,4 +1,4 @@
-"""Follow mode: tail live Zeek logs and Suricata EVE, detect in micro-batches (docs/follow.md).
+"""Follow mode (imports the layers below app): tail live Zeek logs and Suricata EVE, detect in micro-batches (docs/follow.md).
 
 - ``tail``: files by inode and offset (rotation, copytruncate, late files, partial lines);
 - ``parse``: new whole lines through the existing readers, on an in-memory buffer;

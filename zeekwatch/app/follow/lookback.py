@@ -8,7 +8,7 @@ dropped whole once all its rows are older than the look-back, so memory follows 
 What the detectors see in one micro-batch (the normalized table names of ``schema.TABLES``):
 
 - ``conn``: the *slice* — the batch's new rows and the look-back rows a window touching them
-  can need. Exact sliding windows of ``window`` seconds (DESIGN.md) are exact for every window
+  can need. Exact sliding windows of ``window`` seconds (docs/architecture.md) are exact for every window
   that contains a new row when the slice reaches ``window`` seconds before the oldest new row.
   Rows arrive roughly in time order (Zeek writes a connection when it ends), so the slice is
   ``[oldest recent new row - window, ∞)`` — rows at most ``LATE`` seconds older than the newest
