@@ -760,6 +760,81 @@ def decoy_misc(g: Gen, pool: Pool) -> None:
            "QUIC (service 'quic,ssl') from many clients to resolved web servers", expected=False)
 
 
+# -- beacons (planted and look-alikes) ---------------------------------------------------------------
+
+def jittered(rng, t0: int, t1: int, lo: float, hi: float, missed: float) -> np.ndarray:
+    """Check-in times from t0 to t1: a uniform lo..hi s sleep between them; ``missed`` of the
+    check-ins are lost (the host was busy, the packet dropped): the next one comes a sleep later."""
+    n = int((t1 - t0) / (lo * US)) + 2
+    ts = t0 + np.cumsum(rng.uniform(lo, hi, n) * US).astype(np.int64)
+    ts = ts[ts <= t1]
+    return ts[rng.random(len(ts)) >= missed]
+
+
+def beacon_conns(g: Gen, host: str, ts, ips, port: int, svc: str, ob: int, rb: int, udp=False) -> None:
+    n = len(ts)
+    rng = g.rng
+    o = g.outcome(n, {"SF": 1}, ob, rb, 0.3, udp=udp)
+    o["ob"] = (ob * rng.uniform(0.95, 1.05, n)).astype(np.int64)
+    o["rb"] = (rb * rng.uniform(0.9, 1.1, n)).astype(np.int64)
+    o["op"], o["rp"] = (1, 1) if udp else (4 + o["ob"] // 1400, 3 + o["rb"] // 1400)
+    g.conns(n, ts=ts, orig_h=host, resp_h=ips, resp_p=port, proto=UDP if udp else TCP, service=svc, **o)
+
+
+def resolved_every(g: Gen, host: str, ts, name: str, ips, every: int) -> None:
+    """The host looks ``name`` up before its first connection and again every ``every`` s."""
+    looks = np.arange(ts[0] - 2 * US, ts[-1], every * US)
+    g.lookups(host, looks, [name] * len(looks), "A", [[int2ip(x) for x in ips]] * len(looks), ttl=every)
+
+
+def plant_beacons(g: Gen, pool: Pool) -> None:
+    """beacon: a TLS implant behind a rotating CDN name (uniform 200-350 s, 5 % missed) and an
+    HTTP implant calling a hard-coded address every 600 s +- 10 %; both while the PC is on."""
+    rng = g.rng
+    host, name, ips = "10.20.17.23", "cdn-sync.velmora.net", pool.take(3)
+    ts = jittered(rng, at("07:05:00"), at("20:55:00"), 200, 350, 0.05)
+    resolved_every(g, host, ts, name, ips, 3600)
+    beacon_conns(g, host, ts, ips[rng.integers(0, 3, len(ts))], 443, "ssl", 620, 1500)
+    g.fact("beacon", host, name, ts[0], ts[-1], f"{len(ts)} TLS check-ins to a name on 3 rotating addresses, "
+           "uniform 200-350 s sleep, 5 % missed")
+    host, ip = "10.20.22.140", pool.take(1)
+    ts = jittered(rng, at("07:00:00"), at("21:00:00"), 540, 660, 0.05)
+    beacon_conns(g, host, ts, ip, 80, "http", 310, 220)
+    g.fact("beacon", host, int2ip(ip[0]), ts[0], ts[-1], f"{len(ts)} HTTP check-ins to a hard-coded address, "
+           "every 600 s +- 10 %")
+    g.fact("rare_destination", host, int2ip(ip[0]), ts[0], ts[-1], "same C2 address (never resolved)", secondary=True)
+
+
+def decoy_periodic(g: Gen, pool: Pool) -> None:
+    """Periodic by design: an NTP client (64-1024 s polls), Windows telemetry every 15 min;
+    and a browser visiting one news site irregularly all day."""
+    rng = g.rng
+    host, ntp = "10.20.19.88", pool.take(1)
+    gaps = np.minimum(64 * 2.0 ** np.arange(60), 1024.0) * rng.uniform(0.97, 1.03, 60)  # ntpd: 64 s doubling to 1024 s
+    ts = at("07:00:00") + np.cumsum(gaps * US).astype(np.int64)
+    ts = ts[ts <= at("21:00:00")]
+    resolved_every(g, host, ts, "ntp.ubuntu.com", ntp, 3600)
+    beacon_conns(g, host, ts, ntp, 123, "ntp", 48, 48, udp=True)
+    g.fact("beacon", host, "ntp.ubuntu.com", ts[0], ts[-1], "NTP client polling every 64-1024 s: suppressed "
+           "(periodic by design)", expected=False)
+    host, name, ips = "10.20.20.15", "settings-win.data.microsoft.com", pool.take(2)
+    ts = jittered(rng, at("07:10:00"), at("20:50:00"), 870, 930, 0.0)
+    resolved_every(g, host, ts, name, ips, 3600)
+    beacon_conns(g, host, ts, ips[rng.integers(0, 2, len(ts))], 443, "ssl", 2200, 5400)
+    g.fact("beacon", host, name, ts[0], ts[-1], "Windows telemetry every 15 min: suppressed (periodic_domains)",
+           expected=False)
+    host, name, ips = "10.20.18.33", "www.ostravel-news.com", pool.take(2)
+    visits = np.sort(at("07:30:00") + rng.integers(0, 13 * 3600 * US, 70))
+    g.lookups(host, visits - 2 * US, [name] * len(visits), "A", [[int2ip(x) for x in ips]] * len(visits))
+    per = rng.integers(2, 9, len(visits))
+    ts = np.repeat(visits, per) + (rng.exponential(4, per.sum()) * US).astype(np.int64)
+    o = g.outcome(len(ts), {"SF": 1}, 900, 40000, 3.0)
+    g.conns(len(ts), ts=ts, orig_h=host, resp_h=ips[rng.integers(0, 2, len(ts))], resp_p=443, proto=TCP,
+            service="ssl", **o)
+    g.fact("beacon", host, name, int(ts.min()), int(ts.max()), "a browser visiting one site 70 times at "
+           "random, 2-8 connections per visit", expected=False)
+
+
 # -- assembly -------------------------------------------------------------------------------------
 
 def ndns(g: Gen) -> int:
@@ -781,6 +856,8 @@ def generate(conn_rows: int, dns_rows: int, seed: int) -> Gen:
     decoy_backscatter(g, pool)
     decoy_thresholds(g)
     decoy_misc(g, pool)
+    plant_beacons(g, pool)
+    decoy_periodic(g, pool)
     g.rng = np.random.default_rng(seed)  # the background
     mail_out(g, pool, max(10, conn_rows // 500))
     ntp_sync(g, pool, max(4, conn_rows // 5000))

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from zeekwatch.text import path_text
+
 TS = pa.timestamp("us", tz="UTC")
+# The timestamps a record may carry: 1970-01-01 (Zeek's relative times start at 0) up to
+# 2200-01-01 UTC. Anything else is not a time (1e300, -1e12, year 9999): the readers reject
+# the record, and every later step (epoch seconds as float64, Python datetimes) stays exact.
+TS_MIN_SECONDS = 0
+TS_MAX_SECONDS = 7_258_118_400  # 2200-01-01T00:00:00Z
 STR = pa.string()
 PORT = pa.int32()
 COUNT = pa.int64()
@@ -22,7 +29,7 @@ SOURCE = pa.dictionary(pa.int32(), pa.string())
 def source_column(path: str, n: int) -> pa.DictionaryArray:
     """The ``source`` column of ``n`` rows read from ``path``."""
     return pa.DictionaryArray.from_arrays(pa.repeat(pa.scalar(0, pa.int32()), n),
-                                          pa.array([str(path)], pa.string()))
+                                          pa.array([path_text(path)], pa.string()))
 
 CONN = pa.schema([
     ("ts", TS), ("uid", STR), ("orig_h", STR), ("orig_p", PORT), ("resp_h", STR),

@@ -14,7 +14,7 @@ PKG = next(p for p in Path(__file__).resolve().parents if (p / "setup.cfg").exis
 
 # bottom -> top; a module may import its own layer and the layers below it
 LAYERS = ["core", "readers", "detectors", "engine", "store", "triage", "app", "console", "cli"]
-CORE = {"errors", "params", "config", "nets", "schema", "sql", "timefmt", "data", "__init__"}
+CORE = {"errors", "params", "config", "nets", "schema", "sql", "text", "timefmt", "data", "__init__"}
 
 
 def layer_of(module: str) -> str:

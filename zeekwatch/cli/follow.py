@@ -14,10 +14,12 @@ import time
 
 import click
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config
 from zeekwatch.detectors import REGISTRY
+from zeekwatch.text import printable
 
 POPULATION_INTERVAL = 300.0  # = app.follow.runner.POPULATION_INTERVAL (not imported: CLI start-up)
 JSONL_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
@@ -102,7 +104,7 @@ def follow(obj, paths, db, interval, lookback, once, jsonl, population_interval,
         records = ", ".join(f"{t} {n:,}" for t, n in sorted(result.records.items())) or "no rows"
         err.print(f"follow run {result.run_id}: {result.batches} batch(es), {records}, "
                   f"{result.rejects} rejected line(s), findings {result.new} new / "
-                  f"{result.updated} updated in {db}", highlight=False)
+                  f"{result.updated} updated in {escape(printable(db))}", highlight=False)
         err.print(_plan_line(result), highlight=False)
 
 

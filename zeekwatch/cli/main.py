@@ -6,8 +6,10 @@ refused, 4 configuration, 5 store, 6 missing external tool).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sqlite3
 import sys
 import traceback
 
@@ -28,7 +30,8 @@ from zeekwatch.cli import console as console_commands
 from zeekwatch.cli import follow as follow_commands
 from zeekwatch.cli import triage as triage_commands
 from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config, out
-from zeekwatch.errors import EXIT_INTERNAL, ZeekwatchError
+from zeekwatch.errors import EXIT_INTERNAL, EXIT_STORE, ZeekwatchError
+from zeekwatch.text import printable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,12 +88,13 @@ def _summary(result, db: str) -> None:
     table.add_row("findings new / updated", f"{result.new} / {result.updated}")
     out.print(table)
     for path, reason in log.skipped:
-        err.print(f"[yellow]skipped[/] {escape(path)}: {escape(reason)}")
+        err.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(reason))}",
+                  highlight=False, soft_wrap=True)
     for note in log.notes[:20]:
-        err.print(f"[dim]note[/] {escape(note)}")
+        err.print(f"[dim]note[/] {escape(printable(note))}", highlight=False, soft_wrap=True)
     if log.reject_count:
         err.print(f"{log.reject_count} malformed line(s) skipped; see the `rejects` table "
-                  f"(run_id = {result.run_id}) in {db}")
+                  f"(run_id = {result.run_id}) in {escape(printable(db))}", highlight=False)
 
 
 @cli.command()
@@ -112,6 +116,12 @@ def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, **overrides)
     """
     from zeekwatch.app.analyze import analyze as run_analysis
 
+    from zeekwatch.detectors import REGISTRY
+
+    unknown = [d for d in detectors if d not in REGISTRY]
+    if unknown:
+        raise click.BadParameter(f"unknown detector {unknown[0]!r} (known: "
+                                 f"{', '.join(sorted(REGISTRY))})", param_hint="--detector")
     cfg = load_config(obj, None, overrides)
     db = db or cfg.store.db
     progress, on_plan, advance = _progress_hooks(quiet or as_json)
@@ -133,7 +143,8 @@ def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, **overrides)
         }))
     else:
         _summary(result, db)
-        out.print(f"Findings are in {db}: `zeekwatch findings --db {db}`")
+        shown = escape(printable(db))
+        out.print(f"Findings are in {shown}: `zeekwatch findings --db {shown}`", highlight=False)
 
 
 @cli.group()
@@ -202,6 +213,20 @@ def list_detectors(obj, detector_id):
     out.print(table)
 
 
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _db_arg(argv) -> str:
+    """The --db of the command line, for messages (the database a store error is about)."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    for i, a in enumerate(args):
+        if a == "--db" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--db="):
+            return a[5:]
+    return "the database"
+
+
 def main(argv=None) -> None:
     """Console entry point: errors become messages and exit codes here, nowhere else."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
@@ -211,19 +236,39 @@ def main(argv=None) -> None:
         err.print("aborted")
         sys.exit(130)
     except click.ClickException as exc:
+        exc.message = printable(exc.message)
         exc.show()
         sys.exit(exc.exit_code)
     except ZeekwatchError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {printable(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception:
+    except sqlite3.Error as exc:  # the store could not read or write (locked, full, read-only)
+        from zeekwatch.store.db import store_message
+
+        click.echo(f"error: {printable(store_message(_db_arg(argv), exc))}", err=True)
+        sys.exit(EXIT_STORE)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            _internal(exc, debug)
+        click.echo(f"error: cannot write {printable(exc.filename or '')}: {exc.strerror} "
+                   "(is the disk full?)", err=True)
+        sys.exit(EXIT_STORE)
+    except Exception as exc:
+        _internal(exc, debug)
+
+
+def _internal(exc: BaseException, debug: bool) -> None:
+    """An internal error (a bug): exit 1 with the traceback under --debug."""
+    try:
+        raise exc
+    except BaseException:
         if debug:
             traceback.print_exc()
         else:
-            err.print(f"[red]internal error:[/] {escape(repr(sys.exc_info()[1]))} (run with --debug for "
+            err.print(f"[red]internal error:[/] {escape(printable(repr(sys.exc_info()[1])))} (run with --debug for "
                       "the traceback and please report it)", highlight=False)
         sys.exit(EXIT_INTERNAL)
 

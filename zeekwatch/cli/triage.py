@@ -18,6 +18,7 @@ import os
 import click
 
 from zeekwatch.errors import ZeekwatchError
+from zeekwatch.text import printable
 from zeekwatch.store.db import OPEN_STATUSES, STATUSES, now_iso
 from zeekwatch.store.triage import TriageStore, open_store
 from zeekwatch.triage import stage as triage
@@ -34,8 +35,14 @@ CSV_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 
 class Failure(click.ClickException):
     def __init__(self, exc: ZeekwatchError):
-        super().__init__(str(exc))
+        super().__init__(printable(exc))
         self.exit_code = exc.exit_code
+
+
+def say(text: str, err: bool = False) -> None:
+    """A line for the terminal: values from the network are data, so control characters are
+    shown escaped (``text.printable``), never sent raw. Exports do not use this."""
+    click.echo(printable(text), err=err)
 
 
 def guarded(fn):
@@ -58,8 +65,9 @@ def _who(who: str | None) -> str:
         return "unknown"
 
 
-def _open(db: str) -> TriageStore:
-    return TriageStore(open_store(db))
+def _open(db: str, write: bool = False) -> TriageStore:
+    """The database for a command: read-only unless the command changes it."""
+    return TriageStore(open_store(db, write=write))
 
 
 def _t(text: str | None, seconds: bool = True) -> str:
@@ -98,7 +106,24 @@ def _filters(fn):
     return fn
 
 
+def _one_detector(value):
+    if value:
+        _known_detectors([value])
+    return value
+
+
+def _known_detectors(detectors) -> None:
+    """Refuse a --detector that no detector has (a typo would silently match nothing)."""
+    from zeekwatch.detectors import REGISTRY
+
+    unknown = [d for d in detectors or () if d not in REGISTRY]
+    if unknown:
+        raise click.BadParameter(f"unknown detector {unknown[0]!r} (known: "
+                                 f"{', '.join(sorted(REGISTRY))})", param_hint="--detector")
+
+
 def _select(ts: TriageStore, statuses, tiers, detectors, host, since, default_open: bool):
+    _known_detectors(detectors)
     chosen = set()
     for s in statuses or (("open",) if default_open else ("all",)):
         chosen |= set(OPEN_STATUSES if s == "open" else STATUSES if s == "all" else (s,))
@@ -125,15 +150,15 @@ def findings(ctx, db, statuses, tiers, detectors, host, since):
     ts = _open(_db(ctx, db))
     rows = _select(ts, statuses, tiers, detectors, host, since, default_open=True)
     if not rows:
-        click.echo("No findings match.")
+        say("No findings match.")
         return
-    click.echo(f"{'ID':<16} {'URG':>3} {'TIER':>4}  {'DUE (UTC)':<16}  {'STATUS':<14} "
+    say(f"{'ID':<16} {'URG':>3} {'TIER':>4}  {'DUE (UTC)':<16}  {'STATUS':<14} "
                f"{'DETECTOR':<18} {'HOST':<15} SUMMARY")
     for r in rows:
-        click.echo(f"{r['id']:<16} {r['urgency'] or 0:>3} {r['tier'] or 0:>4}  "
+        say(f"{r['id']:<16} {r['urgency'] or 0:>3} {r['tier'] or 0:>4}  "
                    f"{_t(r['due_at'], False):<16}  {r['status']:<14} {r['detector']:<18} "
                    f"{r['host']:<15} {r['summary'] or ''}")
-    click.echo(f"{len(rows)} finding{'s' if len(rows) != 1 else ''}")
+    say(f"{len(rows)} finding{'s' if len(rows) != 1 else ''}")
 
 
 @findings.command("show")
@@ -149,7 +174,7 @@ def show(ctx, finding_id, db):
     ts = _open(_db(ctx, db))
     f = ts.store.get(ts.resolve_id(finding_id))
     for line in _explain(ts, f):
-        click.echo(line)
+        say(line)
 
 
 def _explain(ts: TriageStore, f: dict) -> list[str]:
@@ -218,14 +243,14 @@ def _score_lines(f: dict, terms: dict) -> list[str]:
 def set_status(ctx, finding_id, status, note, who, suppress_as, expires, db):
     """Move a finding along new → investigating → contained → resolved (or false_positive,
     or suppressed). Every change is an audit row: who, when, old → new, note."""
-    ts = _open(_db(ctx, db))
+    ts = _open(_db(ctx, db), write=True)
     who = _who(who)
     old = ts.store.get(ts.resolve_id(finding_id))
     res = triage.change_status(ts, finding_id, status, who, note, suppress_as, expires)
-    click.echo(f"{old['id']}: {old['status']} → {res['finding']['status']} ({who})")
+    say(f"{old['id']}: {old['status']} → {res['finding']['status']} ({who})")
     if res["rule_id"] is not None:
         n = len(res["suppressed"])
-        click.echo(f"suppression {res['rule_id']} added; it suppressed {n} other stored "
+        say(f"suppression {res['rule_id']} added; it suppressed {n} other stored "
                    f"finding{'s' if n != 1 else ''}")
 
 
@@ -260,9 +285,12 @@ def export(ctx, fmt, output, statuses, tiers, detectors, host, since, db):
     if output:
         with open(output, "w", newline="", encoding="utf-8") as fh:
             fh.write(buf.getvalue())
-        click.echo(f"wrote {len(rows)} finding{'s' if len(rows) != 1 else ''} to {output}", err=True)
+        say(f"wrote {len(rows)} finding{'s' if len(rows) != 1 else ''} to {output}", err=True)
     else:
-        click.echo(buf.getvalue(), nl=False)
+        # the exact data: click.echo would strip ANSI sequences from a pipe; bytes are kept
+        stdout = click.get_binary_stream("stdout")
+        stdout.write(buf.getvalue().encode("utf-8", "surrogateescape"))
+        stdout.flush()
 
 
 # -- suppress ------------------------------------------------------------------------------
@@ -276,8 +304,9 @@ def suppress_group():
 @click.option("--peer", help="Peer address or CIDR.")
 @click.option("--domain", help="Domain pattern: example.com, *.example.com, .example.com, label.*")
 @click.option("--port", type=click.IntRange(0, 65535), help="Destination port.")
-@click.option("--detector", help="Detector id.")
-@click.option("--sid", type=int, help="Suricata signature id (ids_alert).")
+@click.option("--detector", help="Detector id.", callback=lambda ctx, p, v: _one_detector(v))
+@click.option("--sid", type=click.IntRange(1, 2**32 - 1),
+              help="Suricata signature id (ids_alert).")
 @click.option("--start", help="Only findings seen at or after (ISO date/time, UTC).")
 @click.option("--end", help="Only findings seen at or before (ISO date/time, UTC).")
 @click.option("--owner", required=True, help="Who answers for this rule.")
@@ -293,13 +322,13 @@ def suppress_add(ctx, owner, reason, expires, who, db, **fields):
     Every condition given must hold. Nothing is deleted: suppressed findings keep their row
     and name the rule in suppressed_reason; `suppress remove` restores them.
     """
-    ts = _open(_db(ctx, db))
+    ts = _open(_db(ctx, db), write=True)
     who = _who(who)
     rule = suppressmod.make_rule(fields, owner, reason, expires, who, "cli", now_iso())
     rid, done = suppressmod.add_rule(ts, rule, who)
     n = len(done)
-    click.echo(f"suppression {rid} added: {suppressmod.describe(rule)}")
-    click.echo(f"suppressed {n} stored finding{'s' if n != 1 else ''}")
+    say(f"suppression {rid} added: {suppressmod.describe(rule)}")
+    say(f"suppressed {n} stored finding{'s' if n != 1 else ''}")
 
 
 @suppress_group.command("list")
@@ -312,18 +341,18 @@ def suppress_list(ctx, show_all, db):
     ts = _open(_db(ctx, db))
     rules = ts.suppressions(include_inactive=show_all)
     if not rules:
-        click.echo("No suppressions.")
+        say("No suppressions.")
         return
     now = now_iso()
-    click.echo(f"{'ID':>4}  {'STATE':<8} {'EXPIRES':<16}  {'HITS':>4}  {'OWNER':<12} MATCH — REASON")
+    say(f"{'ID':>4}  {'STATE':<8} {'EXPIRES':<16}  {'HITS':>4}  {'OWNER':<12} MATCH — REASON")
     for r in rules:
         state = "removed" if r["removed_at"] else ("active" if suppressmod.active(r, now) else "expired")
-        click.echo(f"{r['id']:>4}  {state:<8} {_t(r['expires'], False) if r['expires'] else 'never':<16}  "
+        say(f"{r['id']:>4}  {state:<8} {_t(r['expires'], False) if r['expires'] else 'never':<16}  "
                    f"{r['active_hits']:>4}  {r['owner']:<12} {suppressmod.describe(r)} — {r['reason']}")
 
 
 @suppress_group.command("remove")
-@click.argument("rule_id", type=int)
+@click.argument("rule_id", type=click.IntRange(1, 2**63 - 1))
 @who_option
 @db_option
 @click.pass_context
@@ -331,14 +360,14 @@ def suppress_list(ctx, show_all, db):
 def suppress_remove(ctx, rule_id, who, db):
     """Retire a rule (kept as removed) and restore the findings it suppressed to their
     previous status."""
-    ts = _open(_db(ctx, db))
+    ts = _open(_db(ctx, db), write=True)
     who = _who(who)
     restored, again = suppressmod.remove_rule(ts, rule_id, who, now_iso())
     n = len(restored)
-    click.echo(f"suppression {rule_id} removed; restored {n} finding{'s' if n != 1 else ''} "
+    say(f"suppression {rule_id} removed; restored {n} finding{'s' if n != 1 else ''} "
                f"to {'its' if n == 1 else 'their'} previous status")
     if again:
-        click.echo(f"{len(again)} of them are suppressed again by another active rule")
+        say(f"{len(again)} of them are suppressed again by another active rule")
 
 
 # -- assets ----------------------------------------------------------------------------------
@@ -361,7 +390,7 @@ def assets_import(ctx, path, db):
     rows = read_inventory(path)
     ts = TriageStore(open_store(_db(ctx, db), must_exist=False))
     added, replaced = ts.import_assets(rows, os.path.basename(path))
-    click.echo(f"imported {len(rows)} asset{'s' if len(rows) != 1 else ''} "
+    say(f"imported {len(rows)} asset{'s' if len(rows) != 1 else ''} "
                f"({added} new, {replaced} replaced)")
 
 
@@ -373,11 +402,11 @@ def assets_list(ctx, db):
     """List the asset inventory."""
     rows = _open(_db(ctx, db)).assets()
     if not rows:
-        click.echo("No assets.")
+        say("No assets.")
         return
-    click.echo(f"{'ADDRESS':<20} {'CLASS':<20} {'NAME':<20} OWNER")
+    say(f"{'ADDRESS':<20} {'CLASS':<20} {'NAME':<20} OWNER")
     for r in rows:
-        click.echo(f"{r['address']:<20} {r['class']:<20} {r['name'] or '-':<20} {r['owner'] or '-'}")
+        say(f"{r['address']:<20} {r['class']:<20} {r['name'] or '-':<20} {r['owner'] or '-'}")
 
 
 # -- tune ------------------------------------------------------------------------------------
@@ -400,11 +429,11 @@ def tune_suricata(ctx, db):
         if rows:
             verdicts[f["id"]] = rows[-1]
     lines = suricata_lines(fps, ts.suppressions(), verdicts, now_iso())
-    click.echo("# zeekwatch tune suricata: add to threshold.config (suppress lines)")
+    say("# zeekwatch tune suricata: add to threshold.config (suppress lines)")
     for line in lines:
-        click.echo(line)
+        say(line)
     if not any(not x.startswith("#") for x in lines):
-        click.echo("# nothing to suppress: no ids_alert finding is marked false_positive")
+        say("# nothing to suppress: no ids_alert finding is marked false_positive")
 
 
 COMMANDS = (findings, suppress_group, assets_group, tune_group)

@@ -8,6 +8,7 @@ services), ``ids`` (Suricata alerts). Imports only the core modules; never the e
 
 from zeekwatch.detectors import (  # noqa: F401
     backdoor,  # noqa: F401
+    beacon,  # noqa: F401
     bot,  # noqa: F401
     ids,
     mail,

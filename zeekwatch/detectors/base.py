@@ -83,6 +83,24 @@ class Dialect:
         """Epoch seconds as ISO-8601 UTC text to the second (``2024-03-12T10:02:10Z``)."""
         return f"strftime(timezone('UTC', to_timestamp({epoch})), '%Y-%m-%dT%H:%M:%SZ')"
 
+    def quantile(self, expr: str, q: float) -> str:
+        """Aggregate: the ``q`` quantile (0..1) of ``expr``, interpolated between the two
+        nearest values (DuckDB ``quantile_cont``; a Spark dialect says
+        ``percentile_approx(expr, q, 10000)`` or the exact ``percentile(expr, q)``). NULLs
+        are ignored, so ``CASE WHEN ... THEN x END`` selects the values."""
+        return f"quantile_cont({expr}, {float(q)})"
+
+    def quantiles(self, expr: str, qs) -> str:
+        """Aggregate: a list of the ``qs`` quantiles of ``expr`` from one sort (``quantile``'s
+        interpolation; Spark: ``percentile_approx(expr, array(...), 10000)``); read one with
+        ``item``."""
+        return f"quantile_cont({expr}, [{', '.join(str(float(q)) for q in qs)}])"
+
+    def item(self, array: str, i: int) -> str:
+        """The ``i``-th element (1-based) of a list (DuckDB lists count from 1, Spark's
+        arrays from 0)."""
+        return f"{array}[{int(i)}]"
+
     def iso_utc(self, ts_col: str) -> str:
         """A UTC timestamp as ISO-8601 text with microseconds and ``Z`` (``store.iso``'s
         format, so stored times compare as text)."""

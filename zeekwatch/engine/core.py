@@ -104,6 +104,10 @@ class Engine:
             "preserve_insertion_order": False,
             "fsync_mode": "NONE",  # scratch data: a crash loses the run anyway
         })
+        # SQL reads only the tables registered here (Arrow) and its own scratch files: no
+        # read_text('/etc/...'), COPY, ATTACH or extension load, whatever a query says (set
+        # once connected: DuckDB refuses it together with temp_directory in the config)
+        self.con.execute("SET enable_external_access = false")
         if not self.in_memory:
             self.con.execute("PRAGMA disable_checkpoint_on_shutdown")  # deleted at close
         self.con.execute("SET TimeZone = 'UTC'")
@@ -115,11 +119,12 @@ class Engine:
         self._chunks: dict[str, list[pa.Table]] = {}
         for name in schema.TABLES:
             store = self._store(name)
-            empty = self._schema(name).empty_table()  # noqa: F841  (scanned by name below)
             if self.arrow:
                 self._chunks[store] = []
             else:
-                self.con.execute(f"CREATE TABLE {store} AS SELECT * FROM empty")
+                self.con.register("zw_empty", self._schema(name).empty_table())
+                self.con.execute(f"CREATE TABLE {store} AS SELECT * FROM zw_empty")
+                self.con.unregister("zw_empty")
         self._sync()
         if raw_conn:
             self.con.execute("CREATE VIEW cx AS SELECT * FROM conn")
@@ -146,10 +151,12 @@ class Engine:
         transaction: DuckDB holds a transaction's appended rows in memory until it commits
         (20 M conn rows in one transaction: 6 GB RSS; a commit per chunk: 1.5 GB, and faster).
         Rows read before a reader's error stay."""
+        batch = _SmallChunks(self._insert)
         try:
             for table, chunk in read_inputs(todo, log, overrides):
-                self._insert(table, chunk)
+                batch.add(table, chunk)
                 del chunk  # not held while the reader makes the next one
+            batch.flush()
         finally:
             self._relearn()
             self._sync()
@@ -284,11 +291,12 @@ class Engine:
                     "WHERE service IS NOT NULL")
         # (host_id, addr_id): the host got the address in a DNS answer, as zw_addr ids (only
         # addresses the tables hold matter); ``pair`` is both ids in one BIGINT
-        # (``detectors.base.pair``), the cheapest key to test a connection's ids against
-        con.execute("CREATE OR REPLACE TABLE resolved AS SELECT DISTINCT h.id AS host_id, "
-                    f"a.id AS addr_id, {pair('h.id', 'a.id')} AS pair FROM "
-                    "(SELECT orig_h, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) d "
-                    "JOIN zw_addr h ON h.a = d.orig_h JOIN zw_addr a ON a.a = d.addr")
+        # (``detectors.base.pair``), the cheapest key to test a connection's ids against;
+        # ``name``: the smallest query (as written) whose answer held the address (beacon)
+        con.execute("CREATE OR REPLACE TABLE resolved AS SELECT h.id AS host_id, "
+                    f"a.id AS addr_id, {pair('h.id', 'a.id')} AS pair, min(d.query) AS name FROM "
+                    "(SELECT orig_h, query, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) d "
+                    "JOIN zw_addr h ON h.a = d.orig_h JOIN zw_addr a ON a.a = d.addr GROUP BY h.id, a.id")
 
     def count(self, table: str) -> int:
         return self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
@@ -306,6 +314,42 @@ def learned_notes(learned: dict[str, set[str]]) -> list[str]:
     return [f'networks.internal = "auto": learned from sensor {s or "(unnamed)"}\'s '
             f"local_orig/local_resp: {', '.join(nets_summary(a)[:12])}"
             + (" ..." if len(nets_summary(a)) > 12 else "") for s, a in sorted(learned.items())]
+
+
+class _SmallChunks:
+    """Collects small chunks (many small files: one row each) into one insert of at least
+    ``ROWS`` rows, so the per-insert work (enrichment, a DuckDB statement, an Arrow chunk to
+    scan) is paid per batch, not per file. Large chunks go through as they are; the order
+    of a table's rows is kept."""
+
+    ROWS = 65_536
+
+    def __init__(self, insert):
+        self.insert = insert
+        self.pending: dict[str, list[pa.Table]] = {}
+        self.rows: dict[str, int] = {}
+
+    def add(self, table: str, chunk: pa.Table) -> None:
+        if chunk.num_rows >= self.ROWS:
+            self._flush(table)
+            self.insert(table, chunk)
+            return
+        self.pending.setdefault(table, []).append(chunk)
+        self.rows[table] = self.rows.get(table, 0) + chunk.num_rows
+        if self.rows[table] >= self.ROWS:
+            self._flush(table)
+
+    def _flush(self, table: str) -> None:
+        chunks = self.pending.pop(table, [])
+        self.rows.pop(table, None)
+        if len(chunks) == 1:
+            self.insert(table, chunks[0])
+        elif chunks:
+            self.insert(table, pa.concat_tables(chunks).unify_dictionaries().combine_chunks())
+
+    def flush(self) -> None:
+        for table in list(self.pending):
+            self._flush(table)
 
 
 def _claim(scratch: str) -> None:

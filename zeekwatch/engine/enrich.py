@@ -115,8 +115,11 @@ class AddressBook:
             return 0
         self.known, self.ids = self.known.filter(keep), self.ids.filter(keep)
         self.classes = {n: a.filter(keep) for n, a in self.classes.items()}
-        zw_keep = pa.table({"a": self.known})  # noqa: F841  (scanned by DuckDB by name)
-        self.con.execute("DELETE FROM zw_addr WHERE a NOT IN (SELECT a FROM zw_keep)")
+        self.con.register("zw_keep", pa.table({"a": self.known}))
+        try:
+            self.con.execute("DELETE FROM zw_addr WHERE a NOT IN (SELECT a FROM zw_keep)")
+        finally:
+            self.con.unregister("zw_keep")
         return dropped
 
     def add(self, addresses: pa.Array) -> int:
@@ -167,8 +170,11 @@ class AddressBook:
         self.late.update(int(i) for i in self.ids.take(pa.array(flip[flip < before])).to_pylist())
         internal[flip] = True
         self.classes["internal"] = pa.array(internal)
-        zw_learn = pa.table({"a": self.known.take(pa.array(flip))})  # noqa: F841  (by name)
-        self.con.execute("UPDATE zw_addr SET internal = TRUE WHERE a IN (SELECT a FROM zw_learn)")
+        self.con.register("zw_learn", pa.table({"a": self.known.take(pa.array(flip))}))
+        try:
+            self.con.execute("UPDATE zw_addr SET internal = TRUE WHERE a IN (SELECT a FROM zw_learn)")
+        finally:
+            self.con.unregister("zw_learn")
         return len(flip)
 
     def _classify(self, new: pa.Array) -> pa.Table:
@@ -268,7 +274,7 @@ def enrich(chunk: pa.Table, book: AddressBook) -> pa.Table:
     backscatter = pc.and_kleene(tcp, pc.or_kleene(_state_in(state, BACKSCATTER_STATES),
                                                   pc.and_kleene(pc.is_valid(hist), pc.invert(syn))))
     ts = chunk.column("ts")
-    extra = {"t": pc.divide(pc.cast(pc.cast(ts, pa.int64()), pa.float64()), 1e6)}
+    extra = {"t": pc.divide(pc.cast(pc.cast(ts, pa.int64()), pa.float64(), safe=False), 1e6)}
     o_cls, r_cls = book.lookup(orig), book.lookup(resp)
     for n in book.nets.classes:
         extra[f"orig_{n}"] = o_cls[n]

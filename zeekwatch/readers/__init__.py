@@ -79,15 +79,18 @@ def sniff(path: str) -> str:
         return "empty"
     if data[:4] in PCAP_MAGICS:
         return "pcap"
-    if b"\x00" in data[:4096]:
-        raise NotALogError(path, "binary data that is not a pcap/pcapng capture; not a log")
+    # a log's own structure decides first: binary damage after a valid header or a valid
+    # first record is the reader's business (rejected lines), not a reason to refuse the file
     for line in data.split(b"\n", 20)[:20]:
         if line.startswith((b"#separator", b"#fields")):
             return "zeek_tsv"
-    if data.lstrip()[:1] in (b"{", b"["):
-        kind = _json_kind(data)
-        if kind:
-            return kind
+    json_like = data.lstrip()[:1] in (b"{", b"[")
+    kind = _json_kind(data) if json_like else None
+    if kind:
+        return kind
+    if b"\x00" in data[:4096]:
+        raise NotALogError(path, "binary data that is not a pcap/pcapng capture; not a log")
+    if json_like:
         raise NotALogError(path, "JSON that is neither Zeek JSON (no _path/id.orig_h/uid) nor Suricata EVE (no event_type)")
     if _looks_like_headerless_tsv(data):
         return "zeek_tsv"
@@ -98,13 +101,19 @@ def sniff(path: str) -> str:
     )
 
 
-def expand(paths: Iterable[str]) -> list[tuple[str, bool]]:
-    """Files to read, as (path, explicit). Directories are walked recursively in sorted order."""
+def expand(paths: Iterable[str], log: IngestLog | None = None) -> list[tuple[str, bool]]:
+    """Files to read, as (path, explicit). Directories are walked recursively in sorted order;
+    a subdirectory that cannot be listed is recorded in ``log.skipped``."""
     out: list[tuple[str, bool]] = []
+
+    def unlistable(exc: OSError) -> None:
+        if log is not None:
+            log.skipped.append((str(exc.filename or p), f"cannot list directory: {exc.strerror or exc}"))
+
     for p in paths:
         p = str(p)
         if os.path.isdir(p):
-            for root, dirs, files in os.walk(p):
+            for root, dirs, files in os.walk(p, onerror=unlistable):
                 dirs.sort()
                 for name in sorted(files):
                     if not name.startswith("."):
@@ -119,14 +128,18 @@ def expand(paths: Iterable[str]) -> list[tuple[str, bool]]:
 def plan(paths: Iterable[str], log: IngestLog) -> list[tuple[str, str]]:
     """Sniff every input before reading anything: (path, kind) pairs.
 
-    A file named on the command line that is not a log is refused (``NotALogError``); one met
-    while walking a directory (a README beside the logs) is skipped and recorded in ``log``.
+    A file named on the command line that is not a log (or cannot be read) is refused
+    (``InputError``); one met while walking a directory (a README beside the logs, a dangling
+    symlink, an unreadable file) is skipped and recorded in ``log``, as is a file found there
+    that its reader then cannot read (``read_inputs``).
     """
     todo = []
-    for path, explicit in expand(paths):
+    for path, explicit in expand(paths, log):
+        if explicit:
+            log.explicit.add(path)
         try:
             kind = sniff(path)
-        except NotALogError as exc:
+        except InputError as exc:
             if explicit:
                 raise
             log.skipped.append((path, exc.reason))
@@ -163,11 +176,21 @@ def read_inputs(todo: list[tuple[str, str]], log: IngestLog,
         for i, (path, _kind) in enumerate(todo):
             current, following = following, (start(*todo[i + 1]) if i + 1 < len(todo) else None)
             log.files.append(path)
+            rows = 0
             try:
                 for table, chunk in current:
                     if chunk.num_rows:
+                        rows += chunk.num_rows
                         log.records[table] += chunk.num_rows
                         yield table, chunk
+            except Exception as exc:  # noqa: BLE001 - a file found in a directory is skipped
+                if path in log.explicit:
+                    raise
+                log.files.remove(path)
+                reason = (exc.reason if isinstance(exc, InputError)
+                          else f"reader failed ({type(exc).__name__}: {exc})")
+                kept = f"; kept the {rows} records read before it" if rows else ""
+                log.skipped.append((path, reason + kept))
             finally:
                 _close(current)
     finally:

@@ -12,6 +12,7 @@ import gzip
 import io
 import os
 import threading
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -43,6 +44,7 @@ class IngestLog:
     notes: list[str] = field(default_factory=list)  # e.g. "x.log: 12 masked timestamps (NULL)"
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     files: list[str] = field(default_factory=list)
+    explicit: set[str] = field(default_factory=set)  # files named by the user (not found in a directory)
     progress: Callable[[int], None] | None = None  # called with bytes of input consumed
     # readers of two files may run at once (``read_inputs`` starts the next one early)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -97,27 +99,72 @@ class _CountingFile(io.RawIOBase):
         super().close()
 
 
-def open_binary(path: str, log: IngestLog | None = None):
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+class TolerantGzip(gzip.GzipFile):
+    """A gzip stream that ends where the data is damaged instead of raising.
+
+    ``read`` returns every byte decoded before a truncation or a corrupt block, then behaves
+    as the end of the file; the damage is recorded once as a reject naming the file and the
+    decompressed byte offset where it broke (``log``; ``damage`` holds the message)."""
+
+    def __init__(self, fileobj, path: str, log: IngestLog | None):
+        super().__init__(fileobj=fileobj, mode="rb")
+        self._zw_path, self._zw_log = path, log
+        self.delivered = 0  # decompressed bytes returned so far
+        self.damage: str | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self.damage is not None:
+            return b""
+        parts, total = [], 0
+        while size < 0 or total < size:
+            try:
+                data = super().read1((1 << 20) if size < 0 else min(size - total, 1 << 20))
+            except GZIP_ERRORS as exc:
+                self._damaged(exc)
+                break
+            if not data:
+                break
+            parts.append(data)
+            total += len(data)
+        self.delivered += total
+        return b"".join(parts)
+
+    def _damaged(self, exc: Exception) -> None:
+        what = "truncated" if isinstance(exc, EOFError) else "corrupt"
+        self.damage = (f"gzip stream {what} at byte offset {self.delivered} of the "
+                       f"decompressed data ({exc}); kept what was decoded before it")
+        if self._zw_log is not None:
+            self._zw_log.reject(self._zw_path, None, self.damage)
+
+
+def open_binary(path: str, log: IngestLog | None = None, tolerant: bool = False):
     """Open ``path`` for binary reading, decompressing gzip (multi-member too) transparently.
 
     Progress (``log.advance``) counts bytes of the file on disk, so a bar over the sum of
-    file sizes is exact for compressed and plain files alike.
+    file sizes is exact for compressed and plain files alike. ``tolerant``: a damaged gzip
+    stream ends where it breaks, with a reject (``TolerantGzip``), instead of raising.
     """
     raw = _CountingFile(open(path, "rb", buffering=0), log)
     buffered = io.BufferedReader(raw, buffer_size=1 << 20)
     if buffered.peek(2)[:2] == GZIP_MAGIC:
+        if tolerant:
+            return TolerantGzip(buffered, str(path), log)
         return gzip.GzipFile(fileobj=buffered, mode="rb")
     return buffered
 
 
 def head(path: str, nbytes: int = 65536) -> bytes:
-    """The first ``nbytes`` of the (decompressed) file, for sniffing. Never raises on bad gzip."""
-    try:
-        with open_binary(path) as f:
-            return f.read(nbytes)
-    except (OSError, EOFError, gzip.BadGzipFile):
-        with open(path, "rb") as f:
-            return f.read(nbytes)
+    """The first ``nbytes`` of the (decompressed) file, for sniffing. Never raises on bad gzip:
+    a damaged stream gives what decodes before the damage (the raw bytes if nothing does)."""
+    with open_binary(path, tolerant=True) as f:
+        data = f.read(nbytes)
+        if data or not isinstance(f, TolerantGzip) or f.damage is None:
+            return data
+    with open(path, "rb") as f:
+        return f.read(nbytes)
 
 
 def file_size(path: str) -> int:

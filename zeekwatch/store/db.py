@@ -8,11 +8,14 @@ the merge gap of a stored finding extends that finding instead of adding another
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
 import sqlite3
 import sys
+import urllib.parse
 from typing import Any, Iterable
 
 
@@ -36,6 +39,7 @@ def _import_sqlite_utils():
 sqlite_utils = _import_sqlite_utils()
 
 from zeekwatch.errors import StoreError
+from zeekwatch.text import path_text
 from zeekwatch.timefmt import iso, now_iso, parse_iso  # noqa: F401  (re-exported)
 
 STATUSES = ("new", "investigating", "contained", "resolved", "false_positive", "suppressed")
@@ -54,6 +58,51 @@ FINDINGS_COLUMNS = {
 }
 
 RUN_TABLES = ("conn", "dns", "alert", "http", "tls", "smtp")
+RUNS_COLUMNS = {"id": int, "started_at": str, "finished_at": str, "inputs": str, "command": str,
+                "version": str, "status": str, **{f"{t}_records": int for t in RUN_TABLES},
+                "rejects": int, "skipped": str, "notes": str, "findings_new": int,
+                "findings_updated": int, "seconds": float}
+REJECTS_COLUMNS = {"run_id": int, "path": str, "line": int, "reason": str, "raw": str}
+AUDIT_COLUMNS = {"id": int, "finding_id": str, "at": str, "who": str, "action": str,
+                 "old_status": str, "new_status": str, "note": str}
+KNOWN_SERVICES_COLUMNS = {"host": str, "port": int, "proto": str, "first_seen": str,
+                          "last_seen": str, "origin": str}
+# tables the triage and follow stores add (a database holding only these is ours too)
+TRIAGE_TABLES = {"app_usage", "suppressions", "suppression_hits", "assets", "checkpoints"}
+
+
+def migrate_columns(db, table: str, columns: dict) -> None:
+    """Add the columns an older zeekwatch did not create (NULL in old rows): the upgrade
+    path of the schema, which only ever grows."""
+    have = {c.name for c in db[table].columns}
+    for name, typ in columns.items():
+        if name not in have:
+            db[table].add_column(name, typ)
+
+
+def store_message(path: str, exc: sqlite3.Error) -> str:
+    """What a SQLite error means for the user of ``path``."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return (f"{path}: another zeekwatch process holds the database (waited "
+                f"{BUSY_SECONDS} s): {text}; try again when it has finished")
+    if "disk is full" in text or "disk I/O" in text:
+        return f"{path}: cannot write the database: {text} (is the disk full?)"
+    if "readonly" in text or "read-only" in text:
+        return f"{path}: the database is read-only here: {text}"
+    return f"{path}: cannot open as a zeekwatch database: {text}"
+
+
+def _readonly_connection(path: str) -> sqlite3.Connection:
+    """``path`` opened for reading only; a WAL database in a directory we cannot write is
+    opened as immutable (its -shm file cannot be made)."""
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path))
+    try:
+        con = sqlite3.connect(uri + "?mode=ro", uri=True)
+        con.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        return con
+    except sqlite3.OperationalError:
+        return sqlite3.connect(uri + "?immutable=1", uri=True)
 
 
 def finding_id(detector: str, host: str, peer: str | None, key: str | None, start: str) -> str:
@@ -61,34 +110,80 @@ def finding_id(detector: str, host: str, peer: str | None, key: str | None, star
     return "F" + hashlib.sha256(raw.encode()).hexdigest()[:15]
 
 
-class Store:
-    """A zeekwatch SQLite database (created on first use, WAL mode)."""
+class _Database(sqlite_utils.Database):
+    """sqlite-utils' database whose outermost ``atomic()`` is ``BEGIN IMMEDIATE``: a
+    transaction that reads before it writes (upsert_findings) takes the write lock first, so
+    a concurrent run waits for it (busy timeout) instead of failing at once on a stale
+    snapshot ("database is locked" without waiting)."""
 
-    def __init__(self, path: str):
-        self.path = str(path)
+    @contextlib.contextmanager
+    def atomic(self):
+        if self.conn.in_transaction:
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.db = sqlite_utils.Database(self.path)
+            yield self
+        except BaseException:
+            self.conn.rollback()
+            raise
+        else:
+            self.conn.commit()
+
+
+ZEEKWATCH_TABLES = {"runs", "rejects", "findings", "evidence", "audit", "known_services"}
+BUSY_SECONDS = 60  # a second writer (another analyze run) waits this long for the lock
+
+
+class Store:
+    """A zeekwatch SQLite database (created on first use, WAL mode).
+
+    A database with tables but none of zeekwatch's is refused untouched (``StoreError``); an
+    older zeekwatch schema gets its missing columns added. ``readonly`` opens the file for
+    reading only (``findings``, ``export`` ... on a database the user may not write)."""
+
+    def __init__(self, path: str, readonly: bool = False):
+        self.path = str(path)
+        self.readonly = readonly
+        try:
+            if readonly:
+                self.db = sqlite_utils.Database(_readonly_connection(self.path))
+                self._refuse_foreign(empty_too=True)
+                return
+            self.db = _Database(self.path)
+            self.db.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")  # before any write
+            self._refuse_foreign()
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA busy_timeout=10000")
-            self._ensure_schema()
+            # IMMEDIATE: a second process waits (busy timeout) for the first one's schema
+            # instead of failing on a read-then-write race ("table runs already exists")
+            with self.db.atomic():
+                self._ensure_schema()
+        except StoreError:
+            raise
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: cannot open as a zeekwatch database: {exc}") from None
+            raise StoreError(store_message(self.path, exc)) from None
         except OSError as exc:
             raise StoreError(f"{self.path}: {exc}") from None
+
+    def _refuse_foreign(self, empty_too: bool = False) -> None:
+        """A database that holds other tables and none of ours is someone else's: refuse it
+        before writing anything (not even the WAL switch)."""
+        names = {n for n in self.db.table_names() if not n.startswith("sqlite_")}
+        if empty_too and "findings" not in names:
+            raise StoreError(f"{self.path}: not a zeekwatch database (no findings table)")
+        if names and not names & (ZEEKWATCH_TABLES | TRIAGE_TABLES):
+            shown = ", ".join(sorted(names)[:5]) + (" ..." if len(names) > 5 else "")
+            raise StoreError(f"{self.path}: not a zeekwatch database (it holds other tables: "
+                             f"{shown}); left untouched. Use another --db path.")
 
     # -- schema ---------------------------------------------------------------------------
     def _ensure_schema(self) -> None:
         db = self.db
         if "runs" not in db.table_names():
-            cols = {"id": int, "started_at": str, "finished_at": str, "inputs": str,
-                    "command": str, "version": str, "status": str}
-            cols.update({f"{t}_records": int for t in RUN_TABLES})
-            cols.update({"rejects": int, "skipped": str, "notes": str,
-                         "findings_new": int, "findings_updated": int, "seconds": float})
-            db["runs"].create(cols, pk="id")
+            db["runs"].create(RUNS_COLUMNS, pk="id")
         if "rejects" not in db.table_names():
-            db["rejects"].create({"run_id": int, "path": str, "line": int, "reason": str,
-                                  "raw": str}, foreign_keys=[("run_id", "runs", "id")])
+            db["rejects"].create(REJECTS_COLUMNS, foreign_keys=[("run_id", "runs", "id")])
             db["rejects"].create_index(["run_id"])
         if "findings" not in db.table_names():
             db["findings"].create(FINDINGS_COLUMNS, pk="id", not_null={"detector", "host", "status"},
@@ -100,14 +195,14 @@ class Store:
                                   pk=("finding_id", "kind", "value"),
                                   foreign_keys=[("finding_id", "findings", "id")])
         if "audit" not in db.table_names():
-            db["audit"].create({"id": int, "finding_id": str, "at": str, "who": str,
-                                "action": str, "old_status": str, "new_status": str,
-                                "note": str}, pk="id")
+            db["audit"].create(AUDIT_COLUMNS, pk="id")
             db["audit"].create_index(["finding_id"])
         if "known_services" not in db.table_names():
-            db["known_services"].create({"host": str, "port": int, "proto": str,
-                                         "first_seen": str, "last_seen": str, "origin": str},
-                                        pk=("host", "port", "proto"))
+            db["known_services"].create(KNOWN_SERVICES_COLUMNS, pk=("host", "port", "proto"))
+        for table, columns in (("runs", RUNS_COLUMNS), ("rejects", REJECTS_COLUMNS),
+                               ("findings", FINDINGS_COLUMNS), ("audit", AUDIT_COLUMNS),
+                               ("known_services", KNOWN_SERVICES_COLUMNS)):
+            migrate_columns(db, table, columns)
 
     # -- runs -----------------------------------------------------------------------------
     def start_run(self, inputs: list[str], command: str, version: str) -> int:
@@ -129,8 +224,9 @@ class Store:
         with self.db.conn:
             self.db["runs"].update(run_id, values)
             self.db["rejects"].insert_all(
-                ({"run_id": run_id, "path": r.path, "line": r.line, "reason": r.reason,
-                  "raw": r.raw} for r in log.rejects), batch_size=1000)
+                ({"run_id": run_id, "path": path_text(r.path), "line": r.line,
+                  "reason": path_text(r.reason), "raw": path_text(r.raw)} for r in log.rejects),
+                batch_size=1000)
 
     def runs(self) -> list[dict]:
         return list(self.db["runs"].rows_where(order_by="id"))
@@ -248,5 +344,14 @@ class Store:
                 if change:
                     self.db["known_services"].update(key, change)
 
+    def checkpoint(self, mode: str = "TRUNCATE") -> None:
+        """Copy the WAL into the main database file, so that the file alone (a copy, a backup)
+        holds every committed change. Best effort: a reader still in the WAL defers it."""
+        try:
+            self.db.execute(f"PRAGMA wal_checkpoint({mode})")
+        except sqlite3.DatabaseError:
+            pass
+
     def close(self) -> None:
+        self.checkpoint("PASSIVE")
         self.db.close()

@@ -43,9 +43,10 @@ class FollowStore:
     def __init__(self, store: Store):
         self.store = store
         self.db = store.db
-        if "checkpoints" not in self.db.table_names():
-            self.db["checkpoints"].create(CHECKPOINT_COLUMNS, pk=("dev", "inode"))
-            self.db["checkpoints"].create_index(["watch"])
+        with self.db.atomic():  # write lock first: a concurrent run waits, no double CREATE
+            if "checkpoints" not in self.db.table_names():
+                self.db["checkpoints"].create(CHECKPOINT_COLUMNS, pk=("dev", "inode"))
+                self.db["checkpoints"].create_index(["watch"])
 
     def checkpoints(self, watches: Iterable[str] | None = None) -> list[dict]:
         rows = list(self.db["checkpoints"].rows_where(order_by="watch, path"))

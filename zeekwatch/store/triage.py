@@ -26,6 +26,7 @@ from typing import Iterable
 
 from zeekwatch.errors import EXIT_USAGE, StoreError, ZeekwatchError
 from zeekwatch.store.db import OPEN_STATUSES, Store, iso, now_iso, parse_iso
+from zeekwatch.text import analyst_network
 
 
 class TriageError(ZeekwatchError):
@@ -43,11 +44,12 @@ SUPPRESSION_COLUMNS = {
 SCORE_COLUMNS = ("urgency", "tier", "due_at", "score_terms")
 
 
-def open_store(path: str, must_exist: bool = True) -> Store:
-    """Open a findings database; for read commands it must exist already."""
+def open_store(path: str, must_exist: bool = True, write: bool = True) -> Store:
+    """Open a findings database; for read commands it must exist already. Without ``write``
+    it is opened read-only (it may be a file the user cannot write)."""
     if must_exist and not os.path.exists(path):
         raise StoreError(f"{path}: no such database (create it with `zeekwatch analyze ... --db {path}`)")
-    return Store(path)
+    return Store(path, readonly=not write)
 
 
 class TriageStore:
@@ -56,9 +58,14 @@ class TriageStore:
     def __init__(self, store: Store):
         self.store = store
         self.db = store.db
-        self._ensure_schema()
+        if not store.readonly:
+            self._ensure_schema()
 
     def _ensure_schema(self) -> None:
+        with self.db.atomic():  # write lock first: a concurrent run waits, no double CREATE
+            self._create_missing()
+
+    def _create_missing(self) -> None:
         db, names = self.db, set(self.db.table_names())
         if "app_usage" not in names:
             db["app_usage"].create({
@@ -86,7 +93,7 @@ class TriageStore:
         """Store usage rows; a row continuing a stored one (same host, app, source, evidence,
         within ``gap`` seconds) extends it. Re-storing the same rows changes nothing."""
         n = 0
-        with self.db.conn:
+        with self.db.atomic():
             for r in rows:
                 old = self._usage_neighbour(r, gap)
                 if old is None:
@@ -175,7 +182,7 @@ class TriageStore:
                          who: str) -> None:
         """Set a finding to ``suppressed`` and remember its prior status for an exact restore."""
         f = self.store.get(fid)
-        with self.db.conn:
+        with self.db.atomic():
             self.db["suppression_hits"].insert({
                 "finding_id": fid, "suppression_id": suppression_id, "kind": kind,
                 "reason": reason, "prior_status": f["status"],
@@ -186,7 +193,7 @@ class TriageStore:
                                     suppression_id: int | None, who: str) -> None:
         """A finding inserted already suppressed (during analysis): remember ``new`` as its
         prior status and audit the automatic decision."""
-        with self.db.conn:
+        with self.db.atomic():
             self.db["suppression_hits"].insert({
                 "finding_id": fid, "suppression_id": suppression_id, "kind": kind,
                 "reason": reason, "prior_status": "new", "prior_reason": None,
@@ -198,7 +205,7 @@ class TriageStore:
     def restore_hit(self, hit: dict, who: str, how: str) -> bool:
         """Undo one suppression hit if the finding is still suppressed by it."""
         f = self.store.get(hit["finding_id"])
-        with self.db.conn:
+        with self.db.atomic():
             self.db["suppression_hits"].update(hit["id"], {"released_at": now_iso(),
                                                            "released_how": how})
             if f is None or f["status"] != "suppressed" or f["suppressed_reason"] != hit["reason"]:
@@ -210,7 +217,7 @@ class TriageStore:
                    reason: str | None = None, action: str = "set-status") -> dict:
         """An analyst's status change: audited; active suppression hits are released."""
         f = self.store.get(fid)
-        with self.db.conn:
+        with self.db.atomic():
             if f["status"] == "suppressed" and status != "suppressed":
                 for h in self.hits(finding_id=fid):
                     self.db["suppression_hits"].update(h["id"], {
@@ -293,14 +300,15 @@ class TriageStore:
                 where.append(f"{col} IN ({', '.join('?' * len(values))})")
                 params += values
         net = None
-        if host and "/" in host:
+        if host:
             try:
-                net = ipaddress.ip_network(host, strict=False)
+                net = analyst_network(host, "--host")
             except ValueError as exc:
-                raise TriageError(f"--host: {exc}") from None
-        elif host:
-            where.append("host = ?")
-            params.append(host)
+                raise TriageError(str(exc)) from None
+            if "/" not in host:  # one address: an exact match, by index
+                where.append("host = ?")
+                params.append(host.strip())
+                net = None
         if since:
             where.append("last_seen >= ?")
             params.append(since)
@@ -317,7 +325,7 @@ class TriageStore:
     def import_assets(self, rows: list[dict], source: str) -> tuple[int, int]:
         """Upsert inventory rows by address; returns (added, replaced)."""
         added = replaced = 0
-        with self.db.conn:
+        with self.db.atomic():
             for r in rows:
                 exists = bool(list(self.db.query("SELECT 1 FROM assets WHERE address = ?",
                                                  [r["address"]])))

@@ -262,18 +262,39 @@ class Scorer:
 INVENTORY_COLUMNS = ("address", "class", "name", "owner")
 
 
+def _inventory_text(path: str, data: bytes) -> str:
+    """The CSV as text: UTF-8 (with or without a BOM) or UTF-16 with its BOM; any other
+    encoding is refused naming the line and byte, never guessed."""
+    from zeekwatch.errors import InputError
+
+    for bom, codec in ((b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if data.startswith(bom):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise InputError(path, f"not valid UTF-16 at byte {exc.start}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(path, f"not UTF-8 (byte {data[exc.start]:#04x} at byte offset "
+                               f"{exc.start}); save the inventory as UTF-8", line=line) from None
+
+
 def read_inventory(path: str) -> list[dict]:
     """Rows of an inventory CSV: header with ``address`` (or ``cidr``), ``class`` and optionally
     ``name`` and ``owner``. Raises ``InputError`` naming path:line for a bad row."""
     import csv
+    import io
 
     from zeekwatch.errors import InputError
 
     try:
-        fh = open(path, newline="", encoding="utf-8-sig")
+        with open(path, "rb") as fh:
+            data = fh.read(64 << 20)
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
-    with fh:
+    with io.StringIO(_inventory_text(path, data), newline="") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         reader.fieldnames = header

@@ -156,15 +156,21 @@ def change_status(ts: TriageStore, fid: str, status: str, who: str, note: str,
         raise TriageError("a status change needs a note (--note)")
     if suppress_as and status != "false_positive":
         raise TriageError("--suppress goes with false_positive")
-    reason = f"analyst {who}: {note}" if status == "suppressed" else None
-    action = "set-status" if status != f["status"] else "note"
-    out = {"finding": ts.set_status(fid, status, who, note, reason, action), "rule_id": None,
-           "suppressed": []}
-    if suppress_as:
+    if expires and not suppress_as:
+        raise TriageError("--expires goes with --suppress (it is the rule's expiry)")
+    rule = None
+    if suppress_as:  # validated before anything is written
         rule = suppress.make_rule(_verdict_rule(f, suppress_as), owner=who, reason=note,
                                   expires=expires, who=who, origin=f"false_positive {fid}",
                                   now=now_iso())
-        out["rule_id"], out["suppressed"] = suppress.add_rule(ts, rule, who)
+    reason = f"analyst {who}: {note}" if status == "suppressed" else None
+    action = "set-status" if status != f["status"] else "note"
+    with ts.db.atomic():  # the status change, its audit row and the rule: all or nothing
+        out = {"finding": ts.set_status(fid, status, who, note, reason, action), "rule_id": None,
+               "suppressed": []}
+        if rule is not None:
+            out["rule_id"], out["suppressed"] = suppress.add_rule(ts, rule, who)
+    ts.store.checkpoint()
     return out
 
 
@@ -194,7 +200,13 @@ def parse_since(text: str, now: dt.datetime) -> str:
     m = re.fullmatch(r"\s*([0-9]+)\s*([mhdw])\s*", text or "")
     if m:
         n, unit = int(m.group(1)), m.group(2)
-        delta = {"m": dt.timedelta(minutes=n), "h": dt.timedelta(hours=n),
-                 "d": dt.timedelta(days=n), "w": dt.timedelta(weeks=n)}[unit]
-        return iso(now - delta)
+        try:
+            delta = {"m": dt.timedelta(minutes=n), "h": dt.timedelta(hours=n),
+                     "d": dt.timedelta(days=n), "w": dt.timedelta(weeks=n)}[unit]
+            back = now - delta
+            if back.year < 1970:
+                raise OverflowError
+        except OverflowError:
+            raise TriageError(f"--since: {text!r} reaches back before 1970") from None
+        return iso(back)
     return suppress.parse_time(text, "--since")

@@ -3,6 +3,9 @@
 Nothing is deleted. A suppressed finding keeps its row, its evidence and its score, and
 carries ``suppressed_reason`` naming what explained it:
 
+- **look-alikes a detector names** (automatic, during analysis): a finding whose details carry
+  ``lookalike`` (beacon: NTP, DNS to the site's resolvers, a listed update/telemetry/push name)
+  is suppressed with that text as the reason.
 - **app usage** (automatic, during analysis): a scan-like finding (config
   ``suppress.app_detectors``, detector -> the app categories that may explain it) whose host
   used such an app in the same time span — the usage span widened by ``suppress.slack``
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from zeekwatch.config import Config
 from zeekwatch.errors import ConfigError
 from zeekwatch.store.triage import TriageError, TriageStore
+from zeekwatch.text import analyst_network
 from zeekwatch.timefmt import iso, parse_iso
 from zeekwatch.triage.appusage import UNITS, AppRules, domain_matches, parse_domain
 
@@ -136,10 +140,14 @@ def parse_time(text: str | None, what: str) -> str | None:
         return None
     try:
         d = dt.datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+        if not 1970 <= d.year < 2200:
+            raise OverflowError
+        return iso(d)
     except ValueError:
         raise TriageError(f"{what}: {text!r} is not an ISO date or date-time "
                           "(e.g. 2024-05-01 or 2024-05-01T10:00)") from None
-    return iso(d)
+    except OverflowError:
+        raise TriageError(f"{what}: {text!r} is out of range (years 1970 to 2199)") from None
 
 
 def make_rule(fields: dict, owner: str, reason: str, expires: str | None,
@@ -154,9 +162,9 @@ def make_rule(fields: dict, owner: str, reason: str, expires: str | None,
     for key in ("cidr", "peer"):
         if rule[key]:
             try:
-                rule[key] = str(ipaddress.ip_network(rule[key], strict=False))
+                rule[key] = str(analyst_network(rule[key], f"--{key}"))
             except ValueError as exc:
-                raise TriageError(f"--{key}: {exc}") from None
+                raise TriageError(str(exc)) from None
     if rule["domain"]:
         try:
             parse_domain(rule["domain"])
@@ -167,6 +175,10 @@ def make_rule(fields: dict, owner: str, reason: str, expires: str | None,
         raise TriageError(f"--port: {rule['port']} is not a port number")
     rule["start"] = parse_time(rule["start"], "--start")
     rule["end"] = parse_time(rule["end"], "--end")
+    if rule["start"] and rule["end"] and rule["start"] > rule["end"]:
+        raise TriageError(f"--start {rule['start']} is after --end {rule['end']}")
+    if rule["sid"] is not None and not 1 <= int(rule["sid"]) < 2**32:
+        raise TriageError(f"--sid: {rule['sid']} is not a Suricata signature id (1 to 4294967295)")
     expires = parse_time(expires, "--expires")
     if expires is not None and expires <= now:
         raise TriageError(f"--expires: {expires} is in the past")
@@ -260,7 +272,8 @@ def rule_matches(rule: dict, f: dict) -> bool:
 # -- applying -------------------------------------------------------------------------------
 def apply(candidates: list[dict], usages: list[dict], rules: list[dict], settings: Settings,
           now: str) -> int:
-    """Mark candidates suppressed (rules first, then app usage); returns how many.
+    """Mark candidates suppressed (rules first, then look-alikes the detector named, then app
+    usage); returns how many.
 
     Each suppressed candidate gets ``status``, ``suppressed_reason`` and ``_hit`` (kind,
     rule id) for the store to record."""
@@ -273,6 +286,9 @@ def apply(candidates: list[dict], usages: list[dict], rules: list[dict], setting
         rule = next((r for r in live if rule_matches(r, f)), None)
         if rule is not None:
             f.update(status="suppressed", suppressed_reason=rule_reason(rule), _hit=("rule", rule["id"]))
+        elif _details(f).get("lookalike"):  # the detector named a look-alike itself (beacon: NTP...)
+            f.update(status="suppressed", suppressed_reason=str(_details(f)["lookalike"]),
+                     _hit=("lookalike", None))
         else:
             reason = explain_by_app(f, by_host.get(f["host"], []), settings)
             if reason is None:
@@ -284,9 +300,12 @@ def apply(candidates: list[dict], usages: list[dict], rules: list[dict], setting
 
 def add_rule(ts: TriageStore, rule: dict, who: str) -> tuple[int, list[str]]:
     """Store a rule and apply it to stored open findings; returns (rule id, suppressed ids)."""
-    rid = ts.add_suppression(rule)
-    rule = ts.suppression(rid)
-    return rid, _apply_stored(ts, [rule], ts.open_findings(), who)
+    with ts.db.atomic():  # the rule and what it suppresses: all or nothing
+        rid = ts.add_suppression(rule)
+        rule = ts.suppression(rid)
+        done = _apply_stored(ts, [rule], ts.open_findings(), who)
+    ts.store.checkpoint()
+    return rid, done
 
 
 def _apply_stored(ts: TriageStore, rules: list[dict], findings: list[dict], who: str) -> list[str]:
@@ -309,9 +328,11 @@ def remove_rule(ts: TriageStore, rid: int, who: str, now: str) -> tuple[list[str
     if rule["removed_at"]:
         raise TriageError(f"suppression {rid} was already removed on {rule['removed_at'][:19]}Z "
                           f"by {rule['removed_by']}")
-    ts.mark_removed(rid, who)
-    restored = [h["finding_id"] for h in ts.hits(suppression_id=rid)
-                if ts.restore_hit(h, who, f"suppression {rid} removed by {who}")]
-    others = [r for r in ts.suppressions() if active(r, now)]
-    again = _apply_stored(ts, others, ts.open_findings(ids=restored), who)
+    with ts.db.atomic():
+        ts.mark_removed(rid, who)
+        restored = [h["finding_id"] for h in ts.hits(suppression_id=rid)
+                    if ts.restore_hit(h, who, f"suppression {rid} removed by {who}")]
+        others = [r for r in ts.suppressions() if active(r, now)]
+        again = _apply_stored(ts, others, ts.open_findings(ids=restored), who)
+    ts.store.checkpoint()
     return restored, again

@@ -136,7 +136,7 @@ def test_planted_behaviours_present(conn, dns, truth):
     entries = {(e["detector"], e["host"]): e for e in truth["entries"] if e["expected"] and not e["secondary"]}
     assert {d for d, _ in entries} == {"mass_mailer", "mx_burst", "horizontal_scan", "vertical_scan", "ping_sweep",
                                        "outbound_ping", "c2_port", "non_web_on_web_port", "long_connection",
-                                       "off_hours", "rare_destination"}
+                                       "off_hours", "rare_destination", "beacon"}
     smtp = conns_of(conn, "10.20.18.77", **{"id.resp_p": "25"})
     assert max_distinct([(float(c["ts"]), c["id.resp_h"]) for c in smtp]) >= 30
     minutes = defaultdict(set)
@@ -170,6 +170,21 @@ def test_decoys_present(conn, truth):
     assert len(back) == 70 and all("S" not in c["history"] for c in back)
     ftp = conns_of(conn, "10.20.1.21", service="ftp-data")
     assert len({c["id.resp_p"] for c in ftp}) == 60
+
+
+def test_beacon_plants_and_look_alikes(conn, dns, truth):
+    """The jittered beacon sleeps 200-350 s (missed check-ins make longer gaps) on the 3
+    rotating addresses of its name; the NTP decoy polls every 64-1024 s on udp/123."""
+    ips = {a for d in dns if d["query"] == "cdn-sync.velmora.net" for a in d["answers"].split(",")}
+    beacon = sorted(float(c["ts"]) for c in conns_of(conn, "10.20.17.23") if c["id.resp_h"] in ips)
+    gaps = [b - a for a, b in zip(beacon, beacon[1:])]
+    assert len(ips) == 3 and len(beacon) > 150
+    assert min(gaps) >= 200 and sorted(gaps)[len(gaps) // 2] < 350
+    ntp = sorted(float(c["ts"]) for c in conns_of(conn, "10.20.19.88", proto="udp", **{"id.resp_p": "123"}))
+    ntp_gaps = [b - a for a, b in zip(ntp, ntp[1:])]
+    assert 120 <= ntp_gaps[0] <= 135 and 990 <= ntp_gaps[-1] <= 1060 == max(ntp_gaps + [1060])
+    decoys = {e["host"] for e in truth["entries"] if e["detector"] == "beacon" and not e["expected"]}
+    assert decoys == {"10.20.19.88", "10.20.20.15", "10.20.18.33"}
 
 
 def test_config_loads(data):

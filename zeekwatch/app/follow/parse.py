@@ -108,23 +108,36 @@ class BufferParser:
 
     def parse(self, kind: str, path: str, data: bytes, first_line: int, header: list[str],
               log: IngestLog) -> list[Chunk]:
-        """Chunks from ``data`` (whole lines of ``path`` starting at physical ``first_line``)."""
+        """Chunks from ``data`` (whole lines of ``path`` starting at physical ``first_line``).
+
+        When the reader refuses or fails on the lines, they are split in halves and each half
+        is parsed again, down to single lines: only the lines the reader cannot take become
+        rejects, their neighbours are processed (a poison line costs itself, not its batch)."""
+        try:
+            return self._parse_once(kind, path, data, first_line, header, log)
+        except Exception as exc:  # noqa: BLE001 - a refused (or crashing) buffer: see below
+            failure = exc
+        half = _middle(data)
+        if half is None:  # one line: it is the reject, so it cannot stop a follower
+            reason = (getattr(failure, "reason", str(failure)) if isinstance(failure, ZeekwatchError)
+                      else f"reader failed on this data ({type(failure).__name__}: {failure})")
+            if data.strip() and not data.startswith(b"#"):
+                log.reject(path, first_line, reason, data.rstrip(b"\n"))
+            return []
+        head, tail = data[:half], data[half:]
+        later = header_after(header, head) if kind == "zeek_tsv" else header
+        return (self.parse(kind, path, head, first_line, header, log)
+                + self.parse(kind, path, tail, first_line + head.count(b"\n"), later, log))
+
+    def _parse_once(self, kind: str, path: str, data: bytes, first_line: int,
+                    header: list[str], log: IngestLog) -> list[Chunk]:
         prefix = b""
         if kind == "zeek_tsv" and header:
             prefix = ("\n".join(header) + "\n").encode("utf-8")
         self.buf.write(prefix, data)
         offset = first_line - 1 - (prefix.count(b"\n"))
         scratch = IngestLog(max_kept=log.max_kept)
-        try:
-            chunks = [(t, _with_source(c, path)) for t, c in reader_for(kind)(self.buf.path, scratch)]
-        except Exception as exc:  # noqa: BLE001 - a refused (or crashing) buffer: its lines are
-            # rejects, so one poison line cannot stop a follower that would re-read it on restart
-            reason = (getattr(exc, "reason", str(exc)) if isinstance(exc, ZeekwatchError)
-                      else f"reader failed on this data ({type(exc).__name__}: {exc})")
-            for i, raw in enumerate(data.split(b"\n")):
-                if raw.strip() and not raw.startswith(b"#"):
-                    log.reject(path, first_line + i, reason, raw)
-            return []
+        chunks = [(t, _with_source(c, path)) for t, c in reader_for(kind)(self.buf.path, scratch)]
         self._transfer(scratch, log, path, offset)
         return chunks
 
@@ -149,6 +162,17 @@ class BufferParser:
 
     def close(self) -> None:
         self.buf.close()
+
+
+def _middle(data: bytes) -> int | None:
+    """Where to cut ``data`` (whole lines) in two halves of whole lines; None for one line."""
+    body = data.rstrip(b"\n")
+    if b"\n" not in body:
+        return None
+    cut = data.find(b"\n", len(data) // 2)
+    if cut < 0 or cut + 1 >= len(body):
+        cut = data.rfind(b"\n", 0, len(body))
+    return cut + 1
 
 
 def _with_source(chunk: pa.Table, path: str) -> pa.Table:

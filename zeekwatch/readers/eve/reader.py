@@ -1,8 +1,9 @@
 """Suricata EVE JSON → normalized tables.
 
 Input: EVE as JSON lines (``eve.json``, gzip too), or a JSON array of events (a file whose
-first non-blank byte is ``[``, as some exports write; it is parsed whole, so its size is
-bounded by memory — EVE written by Suricata itself is always lines).
+first non-blank byte is ``[``, as some exports write; it is parsed whole, so it is read only
+up to ``MAX_ARRAY`` (32 MB decompressed; a larger one is a reject asking for JSON lines) —
+EVE written by Suricata itself is always lines). A line longer than 32 MB is rejected unread.
 
 Event types used (the rest are counted, one note per file):
 
@@ -41,14 +42,17 @@ from zeekwatch.readers.eve.dns import DNS_COLUMNS, DnsMerger
 from zeekwatch.readers.eve.flow import CONN_COLUMNS, Common, conn_row
 from zeekwatch.readers.eve.values import as_int, as_str, as_str_list, mailbox
 from zeekwatch.readers.jsonlines import (
+    MAX_LINE,
     TsStats,
     iter_blocks,
     parse_lines,
     parse_ts,
     ts_notes,
+    ts_problem,
 )
 
 CHUNK_EVENTS = 50_000
+MAX_ARRAY = MAX_LINE  # bytes of a JSON-array file parsed whole (memory: about 10x that)
 ICMP_PROTOS = {"icmp", "ipv6-icmp", "icmpv6", "icmp6"}
 USED = ("alert", "flow", "dns", "http", "tls", "smtp")
 
@@ -230,18 +234,26 @@ def _is_array(path: str) -> bool:
 
 
 def _line_events(path: str, log: IngestLog) -> Iterable[dict]:
-    with open_binary(path, log) as f:
-        for block in iter_blocks(f):
+    with open_binary(path, log, tolerant=True) as f:
+        for block in iter_blocks(f, path=path, log=log):
             for line, raw, obj in parse_lines(block, path, log):
                 if "event_type" not in obj:
                     log.reject(path, line, "not an EVE event (no event_type)", raw)
+                    continue
+                problem = ts_problem(obj.get("timestamp"))
+                if problem is not None:
+                    log.reject(path, line, problem, raw)
                     continue
                 yield obj
 
 
 def _array_events(path: str, log: IngestLog) -> Iterable[dict]:
-    with open_binary(path, log) as f:
-        data = f.read()
+    with open_binary(path, log, tolerant=True) as f:
+        data = f.read(MAX_ARRAY + 1)
+    if len(data) > MAX_ARRAY:  # parsed whole, so bounded: Suricata itself writes JSON lines
+        log.reject(path, None, f"JSON array larger than {MAX_ARRAY >> 20} MB (decompressed); not "
+                               "read: convert it to JSON lines (jq -c '.[]')", data[:200])
+        return
     try:
         events = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -252,5 +264,9 @@ def _array_events(path: str, log: IngestLog) -> Iterable[dict]:
     for i, e in enumerate(events):
         if not isinstance(e, dict) or "event_type" not in e:
             log.reject(path, None, f"array element {i} is not an EVE event", orjson.dumps(e))
+            continue
+        problem = ts_problem(e.get("timestamp"))
+        if problem is not None:
+            log.reject(path, None, f"array element {i}: {problem}", orjson.dumps(e))
             continue
         yield e

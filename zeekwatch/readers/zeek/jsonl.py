@@ -19,13 +19,18 @@ the record's shape — never from the file name:
 Records of other types are counted: a file with nothing usable lands in ``log.skipped``; a
 file that mixes usable and unusable records gets one note.
 
-Speed: the whole file goes through DuckDB's ``read_json`` with an explicit column list, one
+Speed: a file of 1 MB or more goes through DuckDB's ``read_json`` (smaller ones take the
+robust path at once: a DuckDB connection costs more than their parse; that connection may
+read only the one file: ``allowed_paths``, external access off) with an explicit column list, one
 thread (about 1.3 M rows per CPU-second; two threads reach ~2 M rows/s alone but slow the
 engine's inserts that run beside it), streamed in Arrow batches. DuckDB stops at the first line it
 cannot read; the rows it delivered before that are kept and the rest of the file is read by
 the robust path: bounded blocks of whole lines through ``pyarrow.json`` with an explicit
 schema, and only a block that fails goes line by line through orjson to find and reject the
 bad lines (``log.reject`` with the physical line number; a cut last line is "truncated").
+A batch or block holding a ``ts`` outside 1970..2199 (``schema.TS_MAX_SECONDS``) also takes the
+line-by-line path, so those records are rejects with their line numbers. A truncated gzip keeps
+what it decoded (a reject names the byte offset); a line over 32 MB is rejected unread.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from zeekwatch.readers.jsonlines import (
     parse_ts,
     skip_records,
     ts_notes,
+    ts_problem,
 )
 
 S, I32, I64, F64, B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
@@ -85,8 +91,10 @@ CONN_HINTS = ("duration", "history", "orig_pkts", "orig_bytes")
 _DUCK_TYPES = {S: "VARCHAR", I32: "INTEGER", I64: "BIGINT", F64: "DOUBLE", B: "BOOLEAN", SL: "VARCHAR[]"}
 RELATIVE_BEFORE = 946684800  # 2000-01-01: earlier epoch times are offsets from a capture start
 BATCH_ROWS = 122_880
+SMALL_FILE = 1 << 20  # smaller files skip DuckDB (a connection costs more than their parse)
 GLOB_CHARS = set("*?[")  # DuckDB would expand these in a file name: such files take the robust path
 READ_OPTIONS = pj.ReadOptions(use_threads=True, block_size=1 << 20)  # 1 MB: blocks in parallel
+SMALL_READ_OPTIONS = pj.ReadOptions(use_threads=False)  # threads cost ~3 ms to start
 
 
 def _ts_type(path: str) -> pa.DataType:
@@ -202,7 +210,7 @@ def read(path: str, log: IngestLog) -> Iterator[Chunk]:
     path = str(path)
     norm = _Normalizer(path, log)
     ts_type = _ts_type(path)
-    if set(path) & GLOB_CHARS:
+    if set(path) & GLOB_CHARS or file_size(path) < SMALL_FILE:
         yield from _robust(path, log, norm, ts_type, skip=0)
     else:
         yield from _fast(path, log, norm, ts_type)
@@ -222,8 +230,19 @@ def _fast(path: str, log: IngestLog, norm: _Normalizer, ts_type) -> Iterator[Chu
         if raw is None:
             log.advance(file_size(path))
             return
+        if _bad_ts(raw):  # the robust path rejects those records with their line numbers
+            batches.close()
+            yield from _robust(path, log, norm, ts_type, skip=delivered)
+            return
         delivered += raw.num_rows
         yield from norm.chunks(raw)
+
+
+def _bad_ts(raw: pa.Table) -> bool:
+    """True when some record's ``ts`` lies outside the range of timestamps (``schema``)."""
+    stats = TsStats()
+    parse_ts(raw.column("ts"), stats)
+    return stats.out_of_range > 0
 
 
 def _schema(ts_type: pa.DataType) -> pa.Schema:
@@ -236,6 +255,9 @@ def _duckdb_batches(path: str, ts_type: pa.DataType) -> Iterator[pa.Table]:
     # ones; a second reader thread then only competes with it (measured: 2.5x the CPU, slower).
     con = duckdb.connect(":memory:", config={"threads": 1})
     try:
+        # this connection reads the one file and nothing else
+        con.execute("SET allowed_paths = $paths", {"paths": [path]})
+        con.execute("SET enable_external_access = false")
         query = (f"SELECT * FROM read_json($path, format='newline_delimited', records=true, "
                  f"compression=$comp, columns={{{cols}}})")
         params = {"path": path, "comp": "gzip" if is_gzip(path) else "none"}
@@ -249,22 +271,32 @@ def _duckdb_batches(path: str, ts_type: pa.DataType) -> Iterator[pa.Table]:
 def _robust(path, log, norm, ts_type, skip: int) -> Iterator[Chunk]:
     """Blocks of whole lines through pyarrow.json; a failing block line by line (orjson)."""
     options = pj.ParseOptions(explicit_schema=_schema(ts_type), unexpected_field_behavior="ignore")
-    with open_binary(path, log) as f:
-        for block in iter_blocks(f):
+    with open_binary(path, log, tolerant=True) as f:
+        for block in iter_blocks(f, path=path, log=log):
             block, skip = skip_records(block, skip)
             if block is None:
                 continue
             try:
-                raw = pj.read_json(pa.BufferReader(block.data), read_options=READ_OPTIONS,
-                                   parse_options=options)
+                raw = pj.read_json(pa.BufferReader(block.data), parse_options=options,
+                                   read_options=READ_OPTIONS if len(block.data) > (1 << 20)
+                                   else SMALL_READ_OPTIONS)
             except pa.ArrowInvalid:
+                raw = None
+            if raw is None or _bad_ts(raw):
                 raw = _line_by_line(block, path, log, options)
             yield from norm.chunks(raw)
 
 
 def _line_by_line(block: Block, path: str, log: IngestLog, options) -> pa.Table:
-    """Reject the lines that are not JSON objects; read the rest leniently."""
-    good = list(parse_lines(block, path, log))
+    """Reject the lines that are not JSON objects or whose ``ts`` is out of range; read the
+    rest leniently."""
+    good = []
+    for line, raw, obj in parse_lines(block, path, log):
+        problem = ts_problem(obj.get("ts"))
+        if problem is None:
+            good.append((line, raw, obj))
+        else:
+            log.reject(path, line, problem, raw)
     try:
         return pj.read_json(pa.BufferReader(b"\n".join(raw for _, raw, _ in good) + b"\n"),
                             parse_options=options)

@@ -26,11 +26,12 @@ from zeekwatch.readers.zeek.header import Layout
 # as one (1 MB blocks made 32 chunks of ~8 k rows: twice as slow to scan, so they were copied
 # into one; 8 MB blocks need no copy: 0.1 CPU-s less per 2 M conn rows)
 BLOCK_SIZE = 8 << 20
-TS_LIMIT = 1e11  # seconds; a larger "timestamp" is not one (year 5138)
+THREADS_FROM = 1 << 20  # bytes: smaller ranges parse in the calling thread
+TS_LIMIT = float(schema.TS_MAX_SECONDS)  # a later "timestamp" is not one (schema)
 
 _ZEEK_NAMES = {pa.float64(): "number", pa.int64(): "count", pa.int32(): "port", pa.bool_(): "bool"}
 _PATTERNS = {
-    "ts": r"^-?\d{1,11}(\.\d*)?$",
+    "ts": r"^\d{1,10}(\.\d*)?$",  # not negative; the upper bound is checked as a number
     pa.float64(): r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?$",
     pa.int64(): r"^-?\d{1,18}$",
     pa.int32(): r"^\d{1,9}$",
@@ -63,12 +64,15 @@ def parse_fast(data, layout: Layout) -> pa.Table | None:
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=layout.names, block_size=BLOCK_SIZE),
+            read_options=pacsv.ReadOptions(column_names=layout.names, block_size=BLOCK_SIZE,
+                                           # threads cost ~3 ms to start: not for a few lines
+                                           use_threads=len(data) > THREADS_FROM),
             parse_options=_parse_options(layout),
             convert_options=_convert_options(layout, layout.parse_types))
     except pa.ArrowInvalid:
         return None
-    if pc.all(pc.less_equal(pc.abs(table.column("ts")), TS_LIMIT)).as_py() is False:
+    ts = table.column("ts")
+    if pc.all(pc.and_(pc.less(ts, TS_LIMIT), pc.greater_equal(ts, 0.0))).as_py() is False:
         return None
     return table
 
@@ -208,12 +212,18 @@ def _valid(col, target: pa.DataType, name: str) -> np.ndarray:
         return np.ones(len(col), bool)
     pattern = _PATTERNS["ts"] if name == "ts" else _PATTERNS[target]
     ok = pc.match_substring_regex(col, pattern)
+    if name == "ts":  # digits only by now: in range as a number too
+        number = pc.if_else(ok, col, pa.scalar(None, pa.string())).cast(pa.float64())
+        ok = pc.and_kleene(ok, pc.less(number, TS_LIMIT))
     return _true(pc.or_kleene(ok, pc.is_null(col)))
 
 
 def _reason(name: str, layout: Layout, value: str) -> str:
     kind = "time" if name == "ts" else _ZEEK_NAMES[layout.parse_types[name]]
-    return f"bad {kind} value {value[:80]!r} in field '{name}'"
+    reason = f"bad {kind} value {value[:80]!r} in field '{name}'"
+    if name == "ts" and (value[:1].isdigit() or value[:1] == "-"):
+        reason += f" (times are 0 to {schema.TS_MAX_SECONDS} epoch seconds: 1970 to 2199)"
+    return reason
 
 
 def _cast(table: pa.Table, layout: Layout, masked) -> pa.Table:

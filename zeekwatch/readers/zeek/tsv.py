@@ -14,6 +14,7 @@ raises ``NotALogError``.
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from typing import Iterator
 
@@ -304,6 +305,16 @@ class ZeekTsvReader:
     # ---- parsing
 
     def _parse(self, buf, start: int, stop: int, layout: Layout, at_eof: bool = False):
+        runs = _blank_runs(buf, start, stop)
+        if runs is None:
+            yield from self._parse_lines(buf, start, stop, layout, at_eof)
+            return
+        for a, b, blanks in runs:  # the lines between runs of blank lines; blanks cost nothing
+            if b > a:
+                yield from self._parse_lines(buf, a, b, layout, at_eof and b == stop)
+            self.line += blanks
+
+    def _parse_lines(self, buf, start: int, stop: int, layout: Layout, at_eof: bool = False):
         table = None if at_eof else parse_fast(memoryview(buf)[start:stop], layout)
         if table is not None:
             self.line += table.num_rows
@@ -330,6 +341,27 @@ class ZeekTsvReader:
         self.masked += result.masked
         self.line += result.lines
         return result.table
+
+
+_BLANKS = re.compile(rb"(?:^|(?<=\n))\n+")  # a run of empty lines
+MAX_RUNS = 64  # more runs of blank lines than this: the checked path drops them line by line
+
+
+def _blank_runs(buf, start: int, stop: int) -> list[tuple[int, int, int]] | None:
+    """(start, stop, blank lines after it) for the text between runs of empty lines in
+    [start, stop), so that 100 MB of newlines cost one regex scan, not 100 M parsed rows;
+    None when there are none, or too many runs to be worth cutting out."""
+    if buf.find(b"\n\n", start, stop) < 0 and buf[start:start + 1] != b"\n":
+        return None
+    out, pos = [], start
+    for m in _BLANKS.finditer(buf, start, stop):
+        out.append((pos, m.start(), m.end() - m.start()))
+        pos = m.end()
+        if len(out) > MAX_RUNS:
+            return None
+    if pos < stop:
+        out.append((pos, stop, 0))
+    return out or None
 
 
 def _split(buf, start: int, stop: int) -> Iterator[tuple[int, int]]:
