@@ -29,7 +29,8 @@ def _key(default, kind: str, doc: str, **limits):
 
 @dataclass
 class Networks:
-    internal: list[str] = _key(list(RFC1918), "networks", "internal networks")
+    # "auto": also the addresses Zeek marks local (local_orig / local_resp), per sensor
+    internal: list[str] = _key(list(RFC1918), "networks_auto", "internal networks, or \"auto\"")
     mail_servers: list[str] = _key([], "networks", "legitimate mail servers")
     dns_servers: list[str] = _key([], "networks", "DNS servers (resolvers)")
     vpn: list[str] = _key([], "networks", "VPN/RAS segments (off_hours exempt)")
@@ -153,10 +154,31 @@ def _merge(obj, data: dict, where: str):
                 raise ConfigError(f"{where}{key}: expected a table")
             changes[key] = _merge(current, value, f"{where}{key}.")
         else:
+            if value == "auto" and f_kind(known[key]) == "networks_auto":
+                value = ["auto"]
             if isinstance(current, list) and not isinstance(value, list):
                 raise ConfigError(f"{where}{key}: expected a list")
             changes[key] = value
     return replace(obj, **changes)
+
+
+def f_kind(f) -> str:
+    """The declared kind of a config dataclass field ('' when undeclared)."""
+    param = f.metadata.get("param")
+    return param.kind if param is not None else ""
+
+
+AUTO = "auto"
+
+
+def internal_networks(networks: Networks) -> tuple[list[str], bool]:
+    """networks.internal as (CIDRs, learn from the logs): "auto" alone means the default
+    private ranges plus what the logs mark local; "auto" in a list, the listed ones plus."""
+    listed = [n for n in networks.internal if n != AUTO]
+    auto = AUTO in networks.internal
+    if auto and not listed:
+        listed = list(RFC1918)
+    return listed, auto
 
 
 def from_dict(data: dict) -> Config:

@@ -15,6 +15,7 @@ Kinds:
     ints              list of integers in [min, max]
     texts             list of text values
     networks          list of addresses / CIDRs (IPv4 or IPv6)
+    networks_auto     the same, where "auto" may stand too (networks.internal: learn from the logs)
     table             table of text -> text (values in ``choices`` when given)
     size              bytes as text with a unit, as DuckDB takes it: "512MB", "2GB", "1GiB"
 """
@@ -29,7 +30,7 @@ from typing import Any
 from zeekwatch.errors import ConfigError
 
 KINDS = ("int", "float", "bool", "choice", "text", "ports", "ints", "texts", "networks",
-         "table", "size")
+         "networks_auto", "table", "size")
 _PORT_RANGE = re.compile(r"^(\d{1,5})-(\d{1,5})$")
 _PROTO_PORT = re.compile(r"^(tcp|udp|icmp)/(\d{1,5})$")
 _SIZE = re.compile(r"^\s*\d+(?:\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.I)
@@ -73,6 +74,8 @@ class Param:
             "ints": f"a list of integers{rng}{unit}",
             "texts": "a list of text values",
             "networks": "a list of addresses or CIDRs",
+            "networks_auto": '"auto", or a list of addresses or CIDRs (with "auto" among them '
+                             'to learn from the logs too)',
             "table": "a table of text keys to " + (
                 "one of " + ", ".join(repr(c) for c in self.choices) if self.choices else "text"),
             "size": 'a size with a unit, e.g. "512MB", "2GB" or "1GiB"',
@@ -162,11 +165,18 @@ def _check_networks(p, v):
     return isinstance(v, list) and all(network_ok(i) for i in v), v
 
 
+def _check_networks_auto(p, v):
+    if v == "auto":
+        v = ["auto"]
+    return isinstance(v, list) and all(i == "auto" or network_ok(i) for i in v), v
+
+
 def _first_bad_item(p: Param, value):
     """The first invalid element of a list value (for a precise message), else None."""
     if not isinstance(value, list):
         return None
     item_ok = {"ports": port_ok, "networks": network_ok,
+               "networks_auto": lambda i: i == "auto" or network_ok(i),
                "ints": lambda i: _is_int(i) and _in_range(p, i),
                "texts": lambda i: isinstance(i, str)}.get(p.kind)
     if item_ok is None:
@@ -188,7 +198,8 @@ def _check_size(p, v):
 
 _CHECKS = {"int": _check_int, "float": _check_float, "bool": _check_bool, "choice": _check_choice,
            "text": _check_text, "ports": _check_ports, "ints": _check_ints, "texts": _check_texts,
-           "networks": _check_networks, "table": _check_table, "size": _check_size}
+           "networks": _check_networks, "networks_auto": _check_networks_auto,
+           "table": _check_table, "size": _check_size}
 
 
 def resolve(params: tuple[Param, ...], given: dict[str, Any], where: str,

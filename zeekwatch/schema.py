@@ -37,6 +37,9 @@ CONN = pa.schema([
     ("orig_bytes", COUNT), ("resp_bytes", COUNT), ("conn_state", STR), ("history", STR),
     ("orig_pkts", COUNT), ("resp_pkts", COUNT), ("community_id", STR), ("sensor", STR),
     ("source", SOURCE),
+    # Zeek's Site::is_local_addr of each end (NULL when the log does not say): what
+    # ``networks.internal = "auto"`` learns from
+    ("local_orig", pa.bool_()), ("local_resp", pa.bool_()),
 ])
 
 DNS = pa.schema([

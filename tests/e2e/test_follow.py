@@ -426,9 +426,11 @@ def test_once_and_jsonl_output(tmp_path):
     res = subprocess.run([str(EXE), "follow", "--once", "--jsonl", str(log), "--db", str(db)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    (line,) = res.stdout.splitlines()
-    f = json.loads(line)
-    assert (f["detector"], f["host"], f["key"], f["change"]) == ("horizontal_scan", "10.0.0.5", "tcp/445", "new")
+    # the scan (live) and, from the whole-data pass at the end, the off-hours activity (22:13 UTC)
+    got = {(f["detector"], f["host"], f["key"], f["change"])
+           for f in map(json.loads, res.stdout.splitlines())}
+    assert got == {("horizontal_scan", "10.0.0.5", "tcp/445", "new"),
+                   ("off_hours", "10.0.0.5", "2023-11-14 night", "new")}
     assert "follow run 1: " in res.stderr
 
 
@@ -489,15 +491,34 @@ def test_checkpoints_follow_the_file_not_the_watch(tmp_path):
     assert records(db) == 9
 
 
-def test_whole_data_detectors_only_with_population_interval(tmp_path):
+def test_whole_data_detectors_run_by_default_and_the_summary_says_so(tmp_path):
     log = tmp_path / "conn.log"
     head, lines, close = tsv_parts(tmp_path, scan_rows(30))  # 22:13 UTC: off-hours
     log.write_text(head + "".join(lines) + close)
-    follow_once([log], tmp_path / "plain.db")
+    off = follow_once([log], tmp_path / "plain.db", population_interval=0)
     assert {d for _, d, *_ in findings(tmp_path / "plain.db")} == {"horizontal_scan"}
-    follow_once([log], tmp_path / "pop.db", population_interval=60)
+    assert off.population_runs == 0 and "off_hours" in off.periodic
+    res = follow_once([log], tmp_path / "pop.db")  # the default: every 300 s, and at the end
     got = {(d, h) for _, d, h, *_ in findings(tmp_path / "pop.db")}
     assert ("off_hours", "10.0.0.5") in got and ("horizontal_scan", "10.0.0.5") in got
+    assert res.population_runs == 1 and res.population_interval == 300
+    assert "horizontal_scan" in res.live and "horizontal_scan" not in res.periodic
+    cli = subprocess.run([str(EXE), "follow", "--once", str(log), "--db", str(tmp_path / "cli.db")],
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    text = " ".join(cli.stderr.split())
+    assert "detectors live on every batch: " in text and "horizontal_scan" in text
+    assert "over the look-back every 300 s (1 run(s)): " in text and "new_listener" in text
+    helptext = subprocess.run([str(EXE), "follow", "--help"], capture_output=True, text=True).stdout
+    helptext = " ".join(helptext.split())
+    assert "default: 300.0" in helptext and "(off_hours, new_listener," in helptext
+
+
+def test_cli_default_population_interval_is_the_library_default():
+    from zeekwatch.app.follow.runner import POPULATION_INTERVAL
+    from zeekwatch.cli.follow import POPULATION_INTERVAL as CLI_DEFAULT
+
+    assert CLI_DEFAULT == POPULATION_INTERVAL == FollowOptions().population_interval
 
 
 def test_a_named_file_that_is_not_a_log_is_refused(tmp_path):

@@ -29,7 +29,7 @@ def test_file_overrides_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[networks]\ninternal = ['10.0.0.0/33']\n", r"networks.internal: '10.0.0.0/33' is not valid here: expected a list of addresses"),
+    ("[networks]\ninternal = ['10.0.0.0/33']\n", r"networks.internal: '10.0.0.0/33' is not valid here: expected \"auto\", or a list of addresses"),
     ("[networks]\nintranet = []\n", r"networks.intranet: unknown key"),
     ("[time]\ntimezone = 'Mars/Olympus'\n", r"unknown time zone 'Mars/Olympus'"),
     ("[time]\nbusiness_start = '25:00'\n", r"time.business_start: '25:00' is not HH:MM"),

@@ -32,6 +32,7 @@ class RunResult:
     new: int = 0
     updated: int = 0
     incidents: dict = field(default_factory=dict)  # counts and seconds of the incident step
+    learned_networks: dict = field(default_factory=dict)  # networks.internal "auto", per sensor
 
 
 def table_bytes(path: str, kind: str) -> int:
@@ -81,6 +82,7 @@ def analyze(paths: list[str], config: Config, db_path: str,
     result = RunResult(run_id, log, 0.0)
     try:
         engine.ingest(todo, log, overrides)
+        result.learned_networks = engine.learned_networks()
         candidates = engine.detect(only=only, known_services=store.known_services())
         triage.run(engine, store, candidates, run_id)  # app usage -> suppress -> score
         community.attach(engine.con, candidates)  # evidence community ids (exports, enrich)

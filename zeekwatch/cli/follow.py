@@ -17,7 +17,10 @@ from rich.markup import escape
 from rich.text import Text
 
 from zeekwatch.cli.common import DB_HELP, config_overrides, err, load_config
+from zeekwatch.detectors import REGISTRY
 from zeekwatch.text import printable
+
+POPULATION_INTERVAL = 300.0  # = app.follow.runner.POPULATION_INTERVAL (not imported: CLI start-up)
 
 
 def _status(report, total: dict) -> Text:
@@ -55,9 +58,12 @@ def _trace(report) -> str:
               "as an RFC 5424 syslog message: udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH.")
 @click.option("--enrich-dir", type=click.Path(file_okay=False), help="Append each followed log's "
               "lines, with zw.* fields, to a file of the same name in this directory.")
-@click.option("--population-interval", default=0.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds between runs of the whole-data detectors (unusual_port, "
-              "rare_destination, new_listener, off_hours, beacon) over the look-back; 0: never.")
+@click.option("--population-interval", default=POPULATION_INTERVAL, show_default=True,
+              type=click.FloatRange(min=0),
+              help="Seconds between runs of the whole-data detectors (" + ", ".join(
+                  d.id for d in REGISTRY.values() if d.whole_data) + ") over the look-back "
+              "(and once at the end with --once); 0: never. Every other detector runs live, on "
+              "each micro-batch. The summary names both groups.")
 @click.option("--detector", "detectors", multiple=True, help="Run only this detector (repeatable).")
 @config_overrides
 @click.option("-q", "--quiet", is_flag=True, help="No status line and no summary.")
@@ -98,6 +104,20 @@ def follow(obj, paths, db, interval, lookback, once, jsonl, fmt, syslog_url, enr
         err.print(f"follow run {result.run_id}: {result.batches} batch(es), {records}, "
                   f"{result.rejects} rejected line(s), findings {result.new} new / "
                   f"{result.updated} updated in {escape(printable(db))}", highlight=False)
+        err.print(_plan_line(result), highlight=False)
+
+
+def _plan_line(result) -> str:
+    """Which detectors ran live and which periodically (the summary's last line)."""
+    live = ", ".join(result.live) or "none"
+    if not result.periodic:
+        return f"detectors live on every batch: {live}"
+    if not result.population_interval:
+        return (f"detectors live on every batch: {live}; not run (--population-interval 0): "
+                f"{', '.join(result.periodic)}")
+    return (f"detectors live on every batch: {live}; over the look-back every "
+            f"{result.population_interval:g} s ({result.population_runs} run(s)): "
+            f"{', '.join(result.periodic)}")
 
 
 class _Output:

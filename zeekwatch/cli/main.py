@@ -158,6 +158,7 @@ def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, engine_kind,
             "findings_new": result.new, "findings_updated": result.updated,
             "incidents": {k: round(v, 3) if isinstance(v, float) else v
                           for k, v in result.incidents.items()},
+            **({"learned_networks": result.learned_networks} if cfg.networks.internal.count("auto") else {}),
         }))
     else:
         _summary(result, db)

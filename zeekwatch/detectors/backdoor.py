@@ -107,7 +107,7 @@ WITH per_conn AS (
   FROM (SELECT {cid} AS cid, c.orig_h, c.resp_h, c.resp_p, c.proto, {ep} AS t0, c.duration,
                c.service, c.orig_bytes, c.resp_bytes
         FROM cx c
-        WHERE c.ts IS NOT NULL AND c.duration >= {min_s!r} AND c.resp_h IS NOT NULL
+        WHERE c.duration >= {min_s!r} AND c.resp_h IS NOT NULL
           AND c.orig_internal AND NOT c.resp_internal AND NOT c.resp_vpngw) x
   GROUP BY cid, orig_h, resp_h, resp_p, proto)
 SELECT orig_h AS host, resp_h AS peer,
@@ -349,17 +349,23 @@ def _known_predicate(p: dict, alias: str) -> str:
 def _listener_query(p: dict, ctx: Context) -> str:
     """An internal host answers connections (it is the responder and the connection was
     established: conn_state SF/S1/S2/S3/RSTO/RSTR, or a SYN-ACK 'h' in the history) on a
-    (port, proto) outside its baseline. Baseline: the stored known services (learned by
-    earlier runs into the database) plus ``known`` ("host:port/proto"; host an address, a
-    CIDR or *). With an empty stored baseline (a fresh database) the run learns: services
-    first answered within the first ``learn_hours`` (24) of the data are the baseline, later
-    ones are new. Ports ≥ ``max_port`` (49152, the IANA dynamic range) are ignored, and so are
-    FTP data channels (service ftp-data, or a control connection on ``ftp_control_ports``
-    between the same hosts) and, with ``ignore_udp_replies``, UDP from a port < 1024 to a port
-    ≥ 1024 (a reply Zeek took for a new flow after its UDP timeout). Each run stores every
-    answered service in the baseline (``extra['learn']``), so a new listener is reported once.
-    observed = connections answered; distinct values = the clients. Needs conn: ts, uid,
-    orig_h, orig_p, resp_h, resp_p, proto, conn_state, history, service, duration.
+    (port, proto) outside its baseline, after it had been seen answering for a while.
+    Baseline: the stored known services (learned by earlier runs into the database) plus
+    ``known`` ("host:port/proto"; host an address, a CIDR or *). Learning is per sensor and per
+    server: a service is new only when its server had been seen answering (any service, by
+    the same sensor) at least ``learn_hours`` (24) before the service first answered, or when
+    the server is in the stored baseline. Services of a server seen for less than that are
+    its baseline, so a capture shorter than the learning period gives no findings, and
+    unrelated captures analysed together do not make each other's servers "new". Ports ≥
+    ``max_port`` (49152, the IANA dynamic range) are ignored, and so are FTP data channels
+    (service ftp-data, or a control connection on ``ftp_control_ports`` between the same
+    hosts) and, with ``ignore_udp_replies``, UDP from a port < 1024 to a port ≥ 1024 (a reply
+    Zeek took for a new flow after its UDP timeout). Each run stores every answered service in
+    the baseline (``extra['learn']``), so a new listener is reported once. observed =
+    connections answered; distinct values = the clients; details: ``after_hours`` (hours
+    between the server's first answer and the service's). Needs conn: ts, uid, orig_h,
+    orig_p, resp_h, resp_p, proto, conn_state, history, service, duration (sensor when
+    several sensors write into one run).
 
     False positives: newly installed or moved servers, software updates that open ports,
     P2P/VoIP/RPC services on dynamic ports below max_port, hosts whose baseline was learned
@@ -368,40 +374,46 @@ def _listener_query(p: dict, ctx: Context) -> str:
     d = ctx.dialect
     learn_s = float(p["learn_hours"]) * 3600
     return f"""
-WITH first_seen AS (  -- services from zw_answered; the evidence text only for new ones
-  SELECT z.a AS host, s.hid, s.port, s.proto, s.t_first
-  FROM zw_answered s JOIN zw_addr z ON z.id = s.hid),
-mode AS (
-  SELECT (SELECT count(*) FROM known_services) = 0 AS learning,
-         (SELECT min(t) FROM cx) + {learn_s!r} AS learn_until),
+WITH server AS (  -- each server's first answer, per sensor
+  SELECT hid, sensor, min(t_first) AS t_server FROM zw_answered GROUP BY hid, sensor),
+first_seen AS (  -- services from zw_answered; the evidence text only for new ones
+  SELECT z.a AS host, s.hid, s.port, s.proto, min(s.t_first) AS t_first,
+         max(s.t_first - v.t_server) AS after_s
+  FROM zw_answered s JOIN zw_addr z ON z.id = s.hid
+  JOIN server v ON v.hid = s.hid AND v.sensor IS NOT DISTINCT FROM s.sensor
+  WHERE s.t_first >= v.t_server + {learn_s!r}
+     OR z.a IN (SELECT host FROM known_services)
+  GROUP BY z.a, s.hid, s.port, s.proto),
+mode AS (SELECT (SELECT count(*) FROM known_services) = 0 AS learning),
 new AS (
-  SELECT s.host, s.hid, s.port, s.proto, m.learning
-  FROM first_seen s CROSS JOIN mode m
+  SELECT s.host, s.hid, s.port, s.proto, s.after_s
+  FROM first_seen s
   LEFT JOIN known_services k ON k.host = s.host AND k.port = s.port AND k.proto = s.proto
-  WHERE k.host IS NULL AND NOT {_known_predicate(p, 's')}
-    AND NOT (m.learning AND s.t_first < m.learn_until)),
+  WHERE k.host IS NULL AND NOT {_known_predicate(p, 's')}),
 svc AS (
   SELECT n.host, e.port, e.proto, min(e.t) AS t_first, max(e.t) AS t_last, count(*) AS answered,
          count(DISTINCT e.client) AS distinct_total,
          {d.distinct_list('e.client', VALUES_LIMIT)} AS distinct_values,
          {d.first_list('e.uid', UIDS_LIMIT)} AS uids,
-         {d.distinct_list('e.service', VALUES_LIMIT)} AS services
+         {d.distinct_list('e.service', VALUES_LIMIT)} AS services,
+         round(max(n.after_s) / 3600.0, 2) AS after_hours
   FROM ({_answered_events(p, ctx, ", c.orig_h AS client, c.uid, c.service")}) e
   JOIN new n ON n.hid = e.hid AND n.port = e.port AND n.proto = e.proto
   GROUP BY n.host, e.port, e.proto)
 SELECT s.host, NULL AS peer, s.proto || '/' || CAST(s.port AS VARCHAR) AS key,
        s.t_first, s.t_last, CAST(s.answered AS DOUBLE) AS observed, CAST(1 AS DOUBLE) AS threshold,
        s.distinct_total, s.distinct_values, s.uids, s.answered AS evidence_total, s.services,
-       CASE WHEN m.learning THEN 'learning' ELSE 'stored' END AS baseline
+       s.after_hours, CASE WHEN m.learning THEN 'learning' ELSE 'stored' END AS baseline
 FROM svc s CROSS JOIN mode m"""
 
 
 def _answered_tables(p: dict, ctx: Context) -> dict[str, str]:
-    """``zw_answered``: every (host id, port, proto) answered, with its first and last time;
-    read by the detector and by its learn query, so the connections are scanned once."""
+    """``zw_answered``: every (host id, sensor, port, proto) answered, with its first and last
+    time; read by the detector and by its learn query, so the connections are scanned once."""
     return {"zw_answered": f"""
-SELECT e.hid, e.port, e.proto, min(e.t) AS t_first, min(e.ts) AS ts_first, max(e.ts) AS ts_last
-FROM ({_answered_events(p, ctx)}) e GROUP BY e.hid, e.port, e.proto"""}
+SELECT e.hid, e.sensor, e.port, e.proto, min(e.t) AS t_first, min(e.ts) AS ts_first,
+       max(e.ts) AS ts_last
+FROM ({_answered_events(p, ctx, ", c.sensor")}) e GROUP BY e.hid, e.sensor, e.port, e.proto"""}
 
 
 def _learn_query(p: dict, ctx: Context) -> str:
@@ -409,14 +421,19 @@ def _learn_query(p: dict, ctx: Context) -> str:
     return f"""
 SELECT z.a AS host, s.port, s.proto, {ctx.dialect.iso_utc('s.ts_first')} AS first_seen,
        {ctx.dialect.iso_utc('s.ts_last')} AS last_seen, 'learned' AS origin
-FROM zw_answered s JOIN zw_addr z ON z.id = s.hid"""
+FROM (SELECT hid, port, proto, min(ts_first) AS ts_first, max(ts_last) AS ts_last
+      FROM zw_answered GROUP BY hid, port, proto) s JOIN zw_addr z ON z.id = s.hid"""
 
 
 def _listener_summary(f: dict, p: dict) -> str:
     services = [s for s in (f.get("services") or []) if s]
     svc = f" ({', '.join(services)})" if services else ""
-    how = ("not answered in the first " + _hours(p["learn_hours"]) + " of the data"
-           if f.get("baseline") == "learning" else "not in its known-services baseline")
+    after = f.get("after_hours")
+    how = (f"first answered {float(after):g} h after the server was first seen answering "
+           f"(learning period {_hours(p['learn_hours'])})" if after is not None
+           else "not in its known-services baseline")
+    if f.get("baseline") == "stored":
+        how += "; not in its known-services baseline"
     return (f"{f['host']} answered {int(f['observed'])} connection(s) from "
             f"{f['distinct_total']} client(s) on {f['key']}{svc}, {how}")
 
@@ -428,7 +445,7 @@ register(Detector(
     threat="backdoor",
     needs=("conn",),
     params=(
-        Param('learn_hours', 24, 'float', "fresh database: services first seen this early in the data are the baseline", min=0, unit='h'),
+        Param('learn_hours', 24, 'float', "a server's services are its baseline until it has been seen answering this long (per sensor)", min=0, unit='h'),
         Param('known', [], 'texts', "declared services, `\"host:port/proto\"` (host: address, CIDR, `[IPv6]` or `*`)"),
         Param('max_port', 49152, 'int', "ports at or above are ignored (65536: none ignored)", min=1, max=65536),
         Param('ignore_udp_replies', True, 'bool', "skip UDP from a port < 1024 to a port ≥ 1024"),

@@ -74,6 +74,15 @@ class Dialect:
         ORDER BY list, e.g. ``"n, v"``)."""
         return f"list_slice(list({expr} ORDER BY {order_by}), 1, {limit})"
 
+    def record(self, fields: dict[str, str]) -> str:
+        """A struct value from SQL expressions (name -> expression), e.g. one episode of a
+        finding's ``episodes`` list (Spark: ``named_struct``)."""
+        return "{" + ", ".join(f"'{k}': {v}" for k, v in fields.items()) + "}"
+
+    def iso_epoch(self, epoch: str) -> str:
+        """Epoch seconds as ISO-8601 UTC text to the second (``2024-03-12T10:02:10Z``)."""
+        return f"strftime(timezone('UTC', to_timestamp({epoch})), '%Y-%m-%dT%H:%M:%SZ')"
+
     def quantile(self, expr: str, q: float) -> str:
         """Aggregate: the ``q`` quantile (0..1) of ``expr``, interpolated between the two
         nearest values (DuckDB ``quantile_cont``; a Spark dialect says

@@ -357,11 +357,15 @@ def _nonweb_query(p: dict, ctx: Context) -> str:
              "c.resp_h IS NOT NULL AND c.orig_internal AND NOT c.resp_special AND c.initiated")
     d = ctx.dialect
     label = f"CASE WHEN {known} THEN lower(c.service) ELSE '(unidentified)' END"
+    b = int(p["c2_min_bytes"])
+    strong = (f"(count(*) >= {int(p['c2_min_connections'])}"
+              f" OR coalesce(sum(duration), 0) >= {float(p['c2_min_seconds'])!r}"
+              f" OR (coalesce(sum(orig_bytes), 0) >= {b} AND coalesce(sum(resp_bytes), 0) >= {b}))")
     return f"""
 WITH ev AS (
   SELECT c.orig_h AS host, c.resp_h AS peer, {_key()} AS key, c.t, c.uid,
          {label} AS label, CASE WHEN {known} THEN 0 ELSE 1 END AS unidentified,
-         c.orig_bytes, c.resp_bytes
+         c.orig_bytes, c.resp_bytes, c.duration
   FROM cx c
   WHERE {ports} AND {scope} AND c.established
     AND coalesce(c.orig_bytes, 0) > 0 AND coalesce(c.resp_bytes, 0) > 0
@@ -370,14 +374,20 @@ SELECT host, peer, key, min(t) AS t_first, max(t) AS t_last, count(*) AS observe
        1 AS threshold, count(DISTINCT label) AS distinct_total,
        {d.distinct_list('label', VALUES_LIMIT)} AS distinct_values,
        {d.first_list('uid', UIDS_LIMIT)} AS uids, count(*) AS evidence_total,
-       sum(unidentified) AS unidentified, sum(orig_bytes) AS bytes_out, sum(resp_bytes) AS bytes_in
+       sum(unidentified) AS unidentified, sum(orig_bytes) AS bytes_out, sum(resp_bytes) AS bytes_in,
+       round(coalesce(sum(duration), 0), 3) AS seconds,
+       CASE WHEN {strong} THEN 'c2' ELSE 'suspicious' END AS threat
 FROM ev GROUP BY host, peer, key"""
 
 
 def _nonweb_summary(f: dict, p: dict) -> str:
+    weak = ""
+    if f.get("threat") == "suspicious":
+        weak = (f"; weak evidence ({_n(f, 'bytes_out')}/{_n(f, 'bytes_in')} bytes, "
+                f"{float(f.get('seconds') or 0):g} s): not scored as C2")
     return (f"{f['host']} exchanged data with {f['peer']} on web port {f['key']} in "
             f"{int(f['observed'])} established connection(s) that are not HTTP/TLS "
-            f"(service: {', '.join(f['values'])})")
+            f"(service: {', '.join(f['values'])}){weak}")
 
 
 register(Detector(
@@ -392,6 +402,10 @@ register(Detector(
         Param('unknown_service_counts', True, 'bool', "connections with no identified service count too"),
         Param('unknown_min_bytes', 64, 'int', "...when each direction carried at least this many bytes", min=0, unit='bytes'),
         Param('include_internal_peers', False, 'bool', "also internal peers (internal proxies and servers)"),
+        Param('c2_min_connections', 3, 'int', "threat c2 needs this many connections...", min=1),
+        Param('c2_min_seconds', 300, 'float', "...or this much connection time in all...", min=0, unit='s'),
+        Param('c2_min_bytes', 4096, 'int', "...or this many bytes each way in all; below "
+              "all three the finding is `suspicious`", min=0, unit='bytes'),
     ),
     false_positives="Remote-support and VPN software that uses 443 with its own protocol "
                     "(TeamViewer, some SSL VPNs, SSH on 443 for admins); traffic the sensor "
@@ -401,7 +415,10 @@ register(Detector(
     doc="An internal host's established connection with payload both ways to a web port "
         "(`ports`) of an external host whose service has a token outside `web_services`, or "
         "(with `unknown_service_counts`) no service at all and at least `unknown_min_bytes` "
-        "each way. One finding per (host, peer, proto/port); observed = connections. "
+        "each way. One finding per (host, peer, proto/port); observed = connections. Its threat "
+        "is c2 only with minimum evidence (c2_min_connections, c2_min_seconds or c2_min_bytes "
+        "each way), else suspicious: one short exchange of a few hundred bytes is what an "
+        "unparsed HTTP request looks like. "
         "Needs conn: ts, uid, orig_h, resp_h, resp_p, proto, service, conn_state, history, "
         "orig_bytes, resp_bytes.",
 ))

@@ -38,6 +38,7 @@ from zeekwatch.detectors import REGISTRY, Context, Dialect
 from zeekwatch.detectors.base import CANDIDATE_COLUMNS, pair
 from zeekwatch.engine import enrich
 from zeekwatch.nets import Nets
+from zeekwatch.nets import summarize as nets_summary
 from zeekwatch.readers import read_inputs
 from zeekwatch.readers.base import IngestLog
 from zeekwatch.timefmt import iso
@@ -157,7 +158,36 @@ class Engine:
                 del chunk  # not held while the reader makes the next one
             batch.flush()
         finally:
+            self._relearn()
             self._sync()
+        if self.nets.auto:
+            log.notes.extend(learned_notes(self.book.learned))
+
+    def _relearn(self) -> None:
+        """networks.internal "auto": rows enriched before one of their addresses was learned
+        internal (another file marked it local later) get their address flags again."""
+        late, self.book.late = sorted(self.book.late), set()
+        if not late:
+            return
+        if self.arrow:
+            ids = pa.array(late, pa.int32())
+            self._chunks["cx"] = [enrich.relearn(c, ids) for c in self._chunks["cx"]]
+            return
+        store = self._store("conn")
+        in_late = f"IN ({', '.join(str(i) for i in late)})"
+        self.con.execute(f"""UPDATE {store} SET
+            orig_internal = orig_internal OR coalesce(orig_id {in_late}, FALSE),
+            resp_internal = resp_internal OR coalesce(resp_id {in_late}, FALSE)
+            WHERE orig_id {in_late} OR resp_id {in_late}""")
+        self.con.execute(f"""UPDATE {store} SET outbound = proto IN ('tcp', 'udp')
+            AND resp_p IS NOT NULL AND resp_h IS NOT NULL AND orig_internal
+            AND NOT resp_internal AND NOT resp_special AND initiated
+            WHERE orig_id {in_late} OR resp_id {in_late}""")
+
+    def learned_networks(self) -> dict[str, list[str]]:
+        """networks.internal "auto": per sensor ('' unnamed), the networks (/24, /64) of the
+        addresses the logs marked local."""
+        return {s: nets_summary(a) for s, a in sorted(self.book.learned.items())}
 
     def load(self, table: str, data: pa.Table) -> None:
         """Append an Arrow table of the normalized schema (tests, small batches)."""
@@ -274,6 +304,16 @@ class Engine:
     def close(self) -> None:
         self.con.close()
         self._tmp.cleanup()
+
+
+def learned_notes(learned: dict[str, set[str]]) -> list[str]:
+    """The run summary's lines about networks.internal = "auto"."""
+    if not learned:
+        return ['networks.internal = "auto": no log marks addresses local (local_orig / '
+                'local_resp); the internal networks are the configured ones only']
+    return [f'networks.internal = "auto": learned from sensor {s or "(unnamed)"}\'s '
+            f"local_orig/local_resp: {', '.join(nets_summary(a)[:12])}"
+            + (" ..." if len(nets_summary(a)) > 12 else "") for s, a in sorted(learned.items())]
 
 
 class _SmallChunks:

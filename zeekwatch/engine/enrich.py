@@ -99,6 +99,10 @@ class AddressBook:
         self.next_id = 0
         self.rows = 0  # conn rows enriched so far: the next row's ``rid``
         self.classes = {n: pa.array([], pa.bool_()) for n in self.names}
+        # networks.internal "auto": addresses each sensor's logs marked local, and the ids of
+        # those that had been classified before they were learned (rows to fix, ``relearn``)
+        self.learned: dict[str, set[str]] = {}
+        self.late: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.known)
@@ -155,6 +159,39 @@ class AddressBook:
         book.classes = {n: table.column(n).combine_chunks() for n in book.names}
         book.next_id = len(book.known)
         return book
+    def learn_local(self, chunk: pa.Table) -> int:
+        """networks.internal "auto": the addresses Zeek marked local in this chunk
+        (``local_orig`` for the originator, ``local_resp`` for the responder) become internal,
+        recorded per sensor for the run summary. Returns how many were new to the class."""
+        found = []
+        for addr, flag in (("orig_h", "local_orig"), ("resp_h", "local_resp")):
+            mask = pc.fill_null(chunk.column(flag), False)
+            if pc.any(mask).as_py():
+                part = pa.table({"a": chunk.column(addr), "s": chunk.column("sensor")}).filter(mask)
+                found.append(part.group_by(["a", "s"]).aggregate([]))
+        if not found:
+            return 0
+        pairs = pa.concat_tables(found)
+        for a, s in zip(pairs.column("a").to_pylist(), pairs.column("s").to_pylist()):
+            if a is not None:
+                self.learned.setdefault(s or "", set()).add(a)
+        addrs = pc.unique(pairs.column("a").combine_chunks()).drop_null()
+        before = len(self.known)
+        self.add(addrs)
+        idx = pc.index_in(addrs, value_set=self.known).to_numpy(zero_copy_only=False)
+        internal = self.classes["internal"].to_numpy(zero_copy_only=False).copy()
+        flip = idx[~internal[idx]]
+        if not len(flip):
+            return 0
+        self.late.update(int(i) for i in self.ids.take(pa.array(flip[flip < before])).to_pylist())
+        internal[flip] = True
+        self.classes["internal"] = pa.array(internal)
+        self.con.register("zw_learn", pa.table({"a": self.known.take(pa.array(flip))}))
+        try:
+            self.con.execute("UPDATE zw_addr SET internal = TRUE WHERE a IN (SELECT a FROM zw_learn)")
+        finally:
+            self.con.unregister("zw_learn")
+        return len(flip)
 
     def _classify(self, new: pa.Array) -> pa.Table:
         """The classes of ``new`` addresses: IPv4 vectorised (range tests on the integer
@@ -208,9 +245,37 @@ def _state_in(states, values) -> pa.Array:
     return pc.if_else(pc.is_valid(states), hit, pa.nulls(len(states), pa.bool_()))
 
 
+def outbound_flag(chunk, cols) -> pa.Array:
+    """The ``outbound`` column from conn's columns (``chunk``) and the enrichment columns
+    (``cols``: orig_internal, resp_internal, resp_special, initiated)."""
+    proto = chunk.column("proto")
+    if pa.types.is_dictionary(proto.type):
+        proto = proto.cast(pa.string())
+    tcp_udp = pc.fill_null(pc.or_(pc.equal(proto, "tcp"), pc.equal(proto, "udp")), False)
+    parts = [tcp_udp, pc.is_valid(chunk.column("resp_p")), pc.is_valid(chunk.column("resp_h")),
+             cols["orig_internal"], pc.invert(cols["resp_internal"]),
+             pc.invert(cols["resp_special"]), cols["initiated"]]
+    return functools.reduce(pc.and_, parts)
+
+
+def relearn(chunk: pa.Table, late: pa.Array) -> pa.Table:
+    """An enriched chunk with orig_internal, resp_internal and outbound recomputed for the
+    address ids in ``late`` (learned internal after rows with them were enriched)."""
+    cols = {n: chunk.column(n) for n in ("orig_internal", "resp_internal", "resp_special", "initiated")}
+    for end in ("orig", "resp"):
+        hit = pc.fill_null(pc.is_in(chunk.column(f"{end}_id"), value_set=late), False)
+        cols[f"{end}_internal"] = pc.or_(cols[f"{end}_internal"], hit)
+    cols["outbound"] = outbound_flag(chunk, cols)
+    for name in ("orig_internal", "resp_internal", "outbound"):
+        chunk = chunk.set_column(chunk.schema.get_field_index(name), name, cols[name])
+    return chunk
+
+
 def enrich(chunk: pa.Table, book: AddressBook) -> pa.Table:
     """A conn chunk (normalized schema) with the enrichment columns appended (see the
     module docstring for their meaning); new addresses go into ``book`` first."""
+    if book.nets.auto:
+        book.learn_local(chunk)
     orig, resp = chunk.column("orig_h"), chunk.column("resp_h")
     state, hist, proto = chunk.column("conn_state"), chunk.column("history"), chunk.column("proto")
     tcp = pc.equal(proto, "tcp")
@@ -237,11 +302,7 @@ def enrich(chunk: pa.Table, book: AddressBook) -> pa.Table:
     extra["established"] = pc.fill_null(established, False)
     extra["initiated"] = pc.invert(pc.fill_null(backscatter, False))
     extra["answered"] = pc.fill_null(pc.or_kleene(est_state, synack), False)
-    tcp_udp = pc.fill_null(pc.or_(tcp, pc.equal(proto, "udp")), False)
-    outbound = [tcp_udp, pc.is_valid(chunk.column("resp_p")), pc.is_valid(resp),
-                extra["orig_internal"], pc.invert(extra["resp_internal"]),
-                pc.invert(extra["resp_special"]), extra["initiated"]]
-    extra["outbound"] = functools.reduce(pc.and_, outbound)
+    extra["outbound"] = outbound_flag(chunk, extra)
     extra["rid"] = pa.array(np.arange(book.rows, book.rows + chunk.num_rows, dtype=np.int64))
     book.rows += chunk.num_rows
     # low-cardinality text as dictionaries: DuckDB scans them without building each string

@@ -47,7 +47,6 @@ import pyarrow as pa
 
 from zeekwatch.detectors.base import Dialect
 from zeekwatch.errors import ConfigError
-from zeekwatch.sql import sql_text
 from zeekwatch.timefmt import iso
 
 CATEGORIES = ("p2p", "im", "voip")

@@ -369,7 +369,7 @@ def test_learning_mode_first_hours_are_the_baseline():
     assert (f["host"], f["key"], f["observed"], f["peer"]) == ("10.0.0.9", "tcp/4444", 2.0, None)
     assert f["values"] == ["198.51.100.4", "198.51.100.5"] and f["distinct_total"] == 2
     assert f["first_seen"] == iso(T0 + 24 * H) and len(f["uids"]) == 2
-    assert json.loads(f["details"]) == {"baseline": "learning", "services": ["ssh"]}
+    assert json.loads(f["details"]) == {"after_hours": 24.0, "baseline": "learning", "services": ["ssh"]}
     assert "10.0.0.9 answered 2 connection(s) from 2 client(s) on tcp/4444 (ssh)" in f["summary"]
     cfg = {"detectors": {"new_listener": {"learn_hours": 48}}}
     assert detect("new_listener", config=cfg, conn=rows) == []
@@ -388,7 +388,8 @@ def test_stored_baseline_replaces_learning():
 
 def test_known_services_from_config():
     rows = [served(T0 + 30 * H, 4444), served(T0 + 30 * H, 8080, server="fd00::9"),
-            served(T0 + 30 * H, 5432, server="10.0.5.1"), served(T0, 22)]
+            served(T0 + 30 * H, 5432, server="10.0.5.1"), served(T0, 22),
+            served(T0, 22, server="fd00::9"), served(T0, 22, server="10.0.5.1")]
     assert len(detect("new_listener", conn=rows)) == 3
     cfg = {"detectors": {"new_listener": {"known": [
         "10.0.0.9:4444/tcp", "[fd00::9]:8080/tcp", "10.0.5.0/24:5432/TCP"]}}}
@@ -570,3 +571,30 @@ def test_real_rita_tls_connection_of_39_minutes():
     details = json.loads(f["details"])
     assert details["tier"] == 0.5 and details["service"] == "ssl"
     assert "tier 0.5 h" in f["summary"]
+
+
+def test_masked_timestamps_long_connection_and_outbound_ping(tmp_path):
+    """BTest-style logs with every ts masked: duration alone decides long_connection, and
+    one echo decides outbound_ping; both fire, marked time unknown (as c2_port does)."""
+    from helpers import zeek_tsv
+
+    rows = [conn(0.0, "10.0.0.7", "198.51.100.9", 443, duration=7300.0, uid="CLONG"),
+            conn(0.0, "10.0.0.7", "8.8.8.8", 0, proto="icmp", orig_p=8, conn_state="OTH", uid="CPING")]
+    path = zeek_tsv(tmp_path / "conn.log", "conn", rows)
+    text = open(path).read().replace("0.000000\t", "XXXXXXXXXX.XXXXXX\t")
+    open(path, "w").write(text)
+    found = {f["detector"]: f for f in detect_files([path], only=["long_connection", "outbound_ping"])}
+    assert set(found) == {"long_connection", "outbound_ping"}
+    for f in found.values():
+        assert f["summary"].startswith("(time unknown") and json.loads(f["details"])["time_unknown"]
+    assert found["long_connection"]["observed"] == pytest.approx(7300 / 3600)
+
+
+def test_capture_shorter_than_the_learning_period_has_no_new_listener():
+    # a 6 h capture: the server answers 22 first, 4444 five hours later: not long enough
+    rows = [served(T0, 22), served(T0 + 5 * H, 4444), served(T0 + 6 * H, 8080, server="10.0.0.10")]
+    assert detect("new_listener", conn=rows) == []
+    # per sensor: a server seen for 30 h by one sensor only is new to the other one
+    rows = [served(T0, 22, sensor="a"), served(T0 + 30 * H, 4444, sensor="a"),
+            served(T0 + 30 * H, 5555, sensor="b")]
+    assert [f["key"] for f in detect("new_listener", conn=rows)] == ["tcp/4444"]

@@ -53,3 +53,19 @@ def test_masked_timestamps_give_a_stable_finding(tmp_path):
     rows = Store(db).findings()
     assert [(r["detector"], r["host"], r["key"]) for r in rows] == [("c2_port", "10.0.0.7", "tcp/6667")]
     assert rows[0]["summary"].startswith("(time unknown")
+
+
+def test_mixed_captures_make_no_new_listener_findings():
+    """Unrelated captures analysed together (the issue: 10 "backdoors" on ordinary SSH, DNS,
+    HTTP, SMTP and FTP servers): each server's services are learned from its own first
+    answers, and none of these captures lasts the 24 h learning period."""
+    paths = [shared_file(p) for p in ("chrissanders-packets", "zeek/traces", "malcolm-pcap")]
+    assert findings(paths, only=["new_listener"]) == []
+
+
+def test_slips_test9_single_short_exchange_is_not_c2():
+    """One 30 ms connection, 113 bytes out, unidentified, on tcp/80: still reported, but as
+    suspicious (below every minimum of C2 evidence), no longer threat c2."""
+    (f,) = findings([shared_file("slips/test9-mixed-zeek-dir")], only=["non_web_on_web_port"])
+    assert (f["host"], f["peer"], f["threat"]) == ("10.0.2.15", "54.239.168.175", "suspicious")
+    assert "weak evidence (113/1796 bytes" in f["summary"]

@@ -118,7 +118,8 @@ def test_rita_truncated_json_rejects_only_the_cut_line():
 # --- mapping -----------------------------------------------------------------------------
 
 def test_conn_fields_sensor_and_source(tmp_path):
-    path = write_lines(tmp_path / "c.json", [conn_record(1, _node_name="worker-1", community_id="1:abc")])
+    path = write_lines(tmp_path / "c.json", [conn_record(1, _node_name="worker-1", community_id="1:abc",
+                                                              local_orig=True, local_resp=False)])
     tables, _ = read_all(path)
     row = tables["conn"].to_pylist()[0]
     assert row == {
@@ -126,7 +127,7 @@ def test_conn_fields_sensor_and_source(tmp_path):
         "orig_p": 40001, "resp_h": "192.0.2.7", "resp_p": 80, "proto": "tcp", "service": "http",
         "duration": 1.5, "orig_bytes": 10, "resp_bytes": 20, "conn_state": "SF",
         "history": "ShADadFf", "orig_pkts": 3, "resp_pkts": 4, "community_id": "1:abc",
-        "sensor": "worker-1", "source": path,
+        "sensor": "worker-1", "source": path, "local_orig": True, "local_resp": False,
     }
 
 

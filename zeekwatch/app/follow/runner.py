@@ -39,8 +39,9 @@ from zeekwatch.triage.incidents import Incidents
 from zeekwatch.triage.stage import TriageStage
 
 # Detectors declared ``whole_data`` (prevalence across hosts, a learned baseline, counts per
-# night) run over the whole look-back every ``population_interval`` seconds, or not at all in
-# follow mode (the default); see docs/follow.md.
+# night) run over the whole look-back every ``population_interval`` seconds (300 by default;
+# 0: never); see docs/follow.md.
+POPULATION_INTERVAL = 300.0
 NOTES_KEPT = 200
 
 
@@ -49,7 +50,7 @@ class FollowOptions:
     interval: float = 1.0  # seconds between micro-batches
     lookback: float = 300.0  # seconds of data time kept for windows and late rows
     once: bool = False  # process what is there, then exit
-    population_interval: float = 0.0  # seconds between whole-data passes; 0: never
+    population_interval: float = POPULATION_INTERVAL  # seconds between whole-data passes; 0: never
     grace: float | None = None  # seconds a rotated file may stay idle before it is closed
     only: list[str] | None = None  # detector ids (default: every enabled one)
     max_read: int = MAX_READ
@@ -82,6 +83,10 @@ class FollowResult:
     new: int = 0
     updated: int = 0
     seconds: float = 0.0
+    live: list[str] = field(default_factory=list)  # detectors run on every micro-batch
+    periodic: list[str] = field(default_factory=list)  # whole-data detectors (population passes)
+    population_interval: float = 0.0
+    population_runs: int = 0  # whole-data passes made
 
 
 @dataclass
@@ -179,7 +184,9 @@ class Follower:
         self.store = Store(self.db_path)
         self.fstore = FollowStore(self.store)
         self.fstore.mark_interrupted()
-        self.result = FollowResult(self.store.start_run(self.paths, "follow", __version__))
+        self.result = FollowResult(self.store.start_run(self.paths, "follow", __version__),
+                                   live=list(self.batch_ids), periodic=list(self.population_ids),
+                                   population_interval=self.opt.population_interval)
         self.parser = BufferParser()
         grace = self.opt.grace if self.opt.grace is not None else max(2.0, 3 * self.opt.interval)
         self.tailer = Tailer(self.paths, self.parser.sniff, grace=grace, max_read=self.opt.max_read)
@@ -360,6 +367,7 @@ class Follower:
     def _population(self, report: BatchReport | None) -> None:
         self._last_population = time.monotonic()
         self._rows_since_population = 0
+        self.result.population_runs += 1
         self.lookback.full()
         candidates = self._detect(self.population_ids)
         sub = BatchReport(report.number if report else 0, 0.0, population=True)

@@ -35,7 +35,7 @@ _COMMON = {
 }
 _PER_TABLE = {
     "conn": ["proto", "service", "duration", "orig_bytes", "resp_bytes", "conn_state",
-             "history", "orig_pkts", "resp_pkts"],
+             "history", "orig_pkts", "resp_pkts", "local_orig", "local_resp"],
     "dns": ["query", "qtype_name", "rcode_name", "answers"],
     "http": ["host", "uri", "user_agent", "method", ("status_code", "status")],
     "tls": ["server_name"],

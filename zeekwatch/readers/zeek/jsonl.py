@@ -74,7 +74,7 @@ FIELDS: dict[str, pa.DataType] = {
     "orig_bytes": I64, "resp_bytes": I64, "conn_state": S, "history": S, "orig_pkts": I64,
     "resp_pkts": I64, "community_id": S, "query": S, "qtype_name": S, "rcode_name": S,
     "answers": SL, "host": S, "uri": S, "user_agent": S, "method": S, "status_code": I64,
-    "server_name": S, "cipher": S, "resumed": B, "helo": S, "mailfrom": S, "rcptto": SL,
+    "server_name": S, "cipher": S, "resumed": B, "local_orig": B, "local_resp": B, "helo": S, "mailfrom": S, "rcptto": SL,
 }
 RENAME = {
     "id.orig_h": "orig_h", "id.orig_p": "orig_p", "id.resp_h": "resp_h", "id.resp_p": "resp_p",

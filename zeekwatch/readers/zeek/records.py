@@ -29,12 +29,13 @@ BLOCK_SIZE = 8 << 20
 THREADS_FROM = 1 << 20  # bytes: smaller ranges parse in the calling thread
 TS_LIMIT = float(schema.TS_MAX_SECONDS)  # a later "timestamp" is not one (schema)
 
-_ZEEK_NAMES = {pa.float64(): "number", pa.int64(): "count", pa.int32(): "port"}
+_ZEEK_NAMES = {pa.float64(): "number", pa.int64(): "count", pa.int32(): "port", pa.bool_(): "bool"}
 _PATTERNS = {
     "ts": r"^\d{1,10}(\.\d*)?$",  # not negative; the upper bound is checked as a number
     pa.float64(): r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?$",
     pa.int64(): r"^-?\d{1,18}$",
     pa.int32(): r"^\d{1,9}$",
+    pa.bool_(): r"^[TF]$",
 }
 _MASKED = r"^X+\.X+$"  # BTest baselines mask timestamps as XXXXXXXXXX.XXXXXX
 
@@ -48,7 +49,8 @@ def _parse_options(layout: Layout, handler=None) -> pacsv.ParseOptions:
 def _convert_options(layout: Layout, types: dict) -> pacsv.ConvertOptions:
     return pacsv.ConvertOptions(
         column_types=types, include_columns=layout.include, null_values=[layout.unset_field],
-        strings_can_be_null=True, quoted_strings_can_be_null=False)
+        strings_can_be_null=True, quoted_strings_can_be_null=False,
+        true_values=["T"], false_values=["F"])  # Zeek's bool (local_orig, local_resp)
 
 
 def parse_fast(data, layout: Layout) -> pa.Table | None:
@@ -231,6 +233,9 @@ def _cast(table: pa.Table, layout: Layout, masked) -> pa.Table:
         if name == "ts" and masked is not None and masked.any():
             col = pc.if_else(pa.array(masked), pa.scalar(None, pa.string()), col)
         target = layout.parse_types[name]
+        if target == pa.bool_():
+            cols.append(pc.equal(col, "T"))  # Zeek writes T / F
+            continue
         cols.append(col if target == pa.string() else col.cast(target))
     return pa.Table.from_arrays(cols, names=table.column_names)
 
