@@ -178,6 +178,8 @@ def test_dialect_hooks_agree_with_duckdb(spark):
                 f"SELECT sum(i) FROM (SELECT {d.unnest_range('1', 'n')} AS i FROM v) x",
                 f"SELECT sum(x) FROM (SELECT {d.unnest('n', 'n * 10')} AS x FROM v) y",
                 f"SELECT count(*) FROM (SELECT {d.unnest_list(d.split_text('h', '.'))} AS x FROM v) y",
+                f"SELECT max({d.iso_epoch('t')}), min({d.iso_epoch('t')}) FROM v",
+                f"SELECT {d.record({'x': 'n', 'y': 's'})}.x FROM v ORDER BY n",
                 f"""SELECT {d.quantile('t', 0.5)}, {d.quantile('n', 0.25)},
                     {d.item(d.quantiles('n', (0.25, 0.5, 0.75)), 3)} FROM v"""]
 

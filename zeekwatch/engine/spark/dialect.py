@@ -69,6 +69,13 @@ class SparkDialect(Dialect):
     def unnest_range(self, lo: str, hi: str) -> str:
         return f"explode(sequence({lo}, {hi}))"
 
+    def record(self, fields: dict[str, str]) -> str:
+        return "named_struct(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+
+    def iso_epoch(self, epoch: str) -> str:
+        return (f"date_format(from_utc_timestamp(timestamp_seconds(CAST(floor({epoch}) AS BIGINT)), "
+                f"'UTC'), \"yyyy-MM-dd'T'HH:mm:ss'Z'\")")
+
     def quantile(self, expr: str, q: float) -> str:
         # exact and interpolated like DuckDB's quantile_cont (percentile_approx is not)
         return f"percentile({expr}, {float(q)})"
