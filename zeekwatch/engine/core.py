@@ -82,7 +82,25 @@ def _scratch_directory(parent: str) -> tempfile.TemporaryDirectory:
         raise ConfigError(f"engine.temp_directory: {parent!r}: {exc.strerror or exc}") from None
 
 
-class Engine:
+class Learning:
+    """What every engine (DuckDB here, Spark in ``engine.spark``) does the same way over its own
+    ``context``, ``_tables`` and ``_rows``: the services the detectors learn."""
+
+    def learned_services(self, only: list[str] | None = None) -> list[dict]:
+        """Services observed in this run, from detectors that declare ``extra['learn']``."""
+        ctx = self.context()
+        rows: list[dict] = []
+        for det in REGISTRY.values():
+            learn = det.extra.get("learn")
+            if learn is None or (only and det.id not in only) or not self.config.enabled(det.id):
+                continue
+            params = self.config.params(det.id, det.params)
+            self._tables(det, params, ctx)
+            rows.extend(self._rows(learn(params, ctx)))
+        return rows
+
+
+class Engine(Learning):
     def __init__(self, config: Config, table_bytes: int | None = None, raw_conn: bool = False):
         """``table_bytes``: the expected size of the normalized tables, when the caller knows
         it (``app.analyze`` estimates it from the inputs); small inputs stay in memory,
@@ -247,20 +265,10 @@ class Engine:
             out.extend(_candidate(det, params, r) for r in merge_episodes(rows, self.config.store.merge_gap))
         return out
 
-    def learned_services(self, only: list[str] | None = None) -> list[dict]:
-        """Services observed in this run, from detectors that declare ``extra['learn']``."""
-        ctx = self.context()
-        rows: list[dict] = []
-        for det in REGISTRY.values():
-            learn = det.extra.get("learn")
-            if learn is None or (only and det.id not in only) or not self.config.enabled(det.id):
-                continue
-            params = self.config.params(det.id, det.params)
-            self._tables(det, params, ctx)
-            cur = self.con.execute(learn(params, ctx))
-            names = [d[0] for d in cur.description]
-            rows.extend(dict(zip(names, r)) for r in cur.fetchall())
-        return rows
+    def _rows(self, sql: str) -> list[dict]:
+        cur = self.con.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
 
     def _tables(self, det, params: dict, ctx: Context) -> None:
         """The detector's own helper tables (``extra['tables']``: name -> SQL), made once per

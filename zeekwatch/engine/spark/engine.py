@@ -32,7 +32,7 @@ from zeekwatch.config import Config
 from zeekwatch.detectors import REGISTRY, Context
 from zeekwatch.detectors.base import pair
 from zeekwatch.engine import enrich
-from zeekwatch.engine.core import _candidate, merge_episodes
+from zeekwatch.engine.core import Learning, _candidate, merge_episodes
 from zeekwatch.engine.spark import reader, session
 from zeekwatch.engine.spark.con import SparkCon
 from zeekwatch.engine.spark.dialect import SparkDialect
@@ -67,7 +67,7 @@ def enricher(nets: Nets, book_bc) -> callable:
     return run
 
 
-class SparkEngine:
+class SparkEngine(Learning):
     def __init__(self, config: Config, spark=None):
         eng = config.engine
         self.config = config
@@ -249,18 +249,6 @@ class SparkEngine:
             out.extend(_candidate(det, params, r)
                        for r in merge_episodes(rows, self.config.store.merge_gap))
         return out
-
-    def learned_services(self, only: list[str] | None = None) -> list[dict]:
-        ctx = self.context()
-        rows: list[dict] = []
-        for det in REGISTRY.values():
-            learn = det.extra.get("learn")
-            if learn is None or (only and det.id not in only) or not self.config.enabled(det.id):
-                continue
-            params = self.config.params(det.id, det.params)
-            self._tables(det, params, ctx)
-            rows.extend(self._rows(learn(params, ctx)))
-        return rows
 
     def count(self, table: str) -> int:
         return self.counts.get(table, 0) if table in schema.TABLES else self.spark.table(table).count()
