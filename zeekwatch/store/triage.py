@@ -275,10 +275,16 @@ class TriageStore:
         hosts = sorted(set(hosts))
         if not hosts:
             return []
-        return list(self.db.query(
-            "SELECT * FROM findings "
-            f"WHERE host IN ({', '.join('?' * len(hosts))}) AND first_seen <= ? AND last_seen >= ?",
-            hosts + [hi, lo]))
+        where = (f"WHERE f.host IN ({', '.join('?' * len(hosts))}) AND f.first_seen <= ? "
+                 "AND f.last_seen >= ?")
+        rows = list(self.db.query(f"SELECT f.* FROM findings f {where}", hosts + [hi, lo]))
+        uids: dict[str, list[str]] = {}
+        for e in self.db.query("SELECT e.finding_id, e.value FROM evidence e JOIN findings f "
+                               f"ON f.id = e.finding_id {where} AND e.kind = 'uid'", hosts + [hi, lo]):
+            uids.setdefault(e["finding_id"], []).append(e["value"])
+        for r in rows:  # evidence uids: one connection firing two detectors is one piece of evidence
+            r["uids"] = uids.get(r["id"], [])
+        return rows
 
     def update_score(self, fid: str, values: dict) -> bool:
         """Refresh machine-owned score columns; returns whether anything changed."""

@@ -13,8 +13,9 @@ CIDRs in ``[scoring.assets]`` (the most valuable matching class wins), else
 ``default_asset_class``. Modifiers (each stored as a term with the finding):
 
 - ``corroboration`` (+1): another detector fired on the same host within
-  ``corroboration_window`` seconds (3600) of the finding; suppressed and false-positive
-  findings do not corroborate, and the weak detectors (``weak_detectors``: outbound_ping,
+  ``corroboration_window`` seconds (3600) of the finding, on other connections (a finding
+  citing one of the same evidence uids is the same evidence, not corroboration); suppressed
+  and false-positive findings do not corroborate, and the weak detectors (``weak_detectors``: outbound_ping,
   off_hours) neither give nor receive it;
 - ``mx_correlation`` (+1): a mass_mailer finding whose host made MX lookups (details
   ``mx_lookups`` > 0);
@@ -288,7 +289,7 @@ class Scorer:
         dets = set()
         for g in others:
             if (g["host"] != f["host"] or g["detector"] == f["detector"] or g["detector"] in self.weak
-                    or g.get("status") in NO_CORROBORATION):
+                    or g.get("status") in NO_CORROBORATION or _same_evidence(f, g)):
                 continue
             if _time(g["first_seen"]) <= f1 + w and _time(g["last_seen"]) >= f0 - w:
                 dets.add(g["detector"])
@@ -330,6 +331,13 @@ class Scorer:
             pool.setdefault(g["host"], []).append(g)
         for f in findings:
             self.score(f, self.modifiers(f, pool.get(f["host"], [])))
+
+
+def _same_evidence(f: dict, g: dict) -> bool:
+    """Whether two findings cite a common connection (evidence uid): then they are one piece
+    of evidence seen by two detectors, and neither corroborates the other."""
+    a, b = f.get("uids") or (), g.get("uids") or ()
+    return bool(a and b and not set(a).isdisjoint(b))
 
 
 def _details(f: dict) -> dict:

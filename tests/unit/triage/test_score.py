@@ -14,9 +14,10 @@ FIRST = "2024-05-01T10:00:00.000000Z"
 
 
 def f(threat="worm", host="10.0.0.5", detector="horizontal_scan", first=FIRST, last=None,
-      details=None, status="new"):
+      details=None, status="new", uids=None):
     return {"threat": threat, "host": host, "detector": detector, "first_seen": first,
-            "last_seen": last or first, "details": json.dumps(details or {}), "status": status}
+            "last_seen": last or first, "details": json.dumps(details or {}), "status": status,
+            "uids": uids or []}
 
 
 def scored(finding, scorer=None, others=()):
@@ -89,9 +90,9 @@ def test_score_terms_explain_everything():
 
 
 # -- modifiers ---------------------------------------------------------------------------------
-def other(detector, first=FIRST, last=None, host="10.0.0.5", status="new"):
+def other(detector, first=FIRST, last=None, host="10.0.0.5", status="new", uids=None):
     return {"detector": detector, "host": host, "first_seen": first, "last_seen": last or first,
-            "status": status}
+            "status": status, "uids": uids or []}
 
 
 MODIFIER_CASES = [
@@ -112,6 +113,12 @@ MODIFIER_CASES = [
     ({}, [other("c2_port"), other("vertical_scan"), other("outbound_ping")],
      [("corroborated by c2_port, vertical_scan within 1 h", 1)]),          # +1 once
     ({"detector": "off_hours"}, [other("vertical_scan")], []),            # weak: no bonus either
+    # one connection firing two detectors is one piece of evidence (irc-basic.pcap: c2_port and
+    # unusual_port on the same flow); another connection of the same host corroborates
+    ({"uids": ["Circ1"]}, [other("unusual_port", uids=["Circ1"])], []),
+    ({"uids": ["Circ1", "Circ2"]}, [other("unusual_port", uids=["Circ2", "Cx"])], []),
+    ({"uids": ["Circ1"]}, [other("unusual_port", uids=["Cother"])],
+     [("corroborated by unusual_port within 1 h", 1)]),
     ({"detector": "mass_mailer", "threat": "mass_mailer", "details": {"mx_lookups": 7}}, [],
      [("MX lookups by the same host (7)", 1)]),
     ({"detector": "mass_mailer", "threat": "mass_mailer", "details": {"mx_lookups": 0}}, [], []),
