@@ -36,10 +36,9 @@ from zeekwatch.engine.core import Learning, _candidate, merge_episodes
 from zeekwatch.engine.spark import reader, session
 from zeekwatch.engine.spark.con import SparkCon
 from zeekwatch.engine.spark.dialect import SparkDialect
-from zeekwatch.errors import InputError, NotALogError
+from zeekwatch.errors import ConfigError, InputError, NotALogError
 from zeekwatch.nets import Nets
 from zeekwatch.readers.base import IngestLog, Reject, file_size
-
 
 PARALLEL_QUERIES = 2  # detector queries submitted to Spark at once
 
@@ -77,6 +76,10 @@ class SparkEngine(Learning):
         self.spark = spark or session.start(eng.spark_master, dict(eng.spark_conf))
         self.dialect = SparkDialect()
         self.nets = Nets(config)
+        if self.nets.auto:
+            raise ConfigError('networks.internal = "auto" (learning from local_orig/local_resp) '
+                              "runs on the DuckDB engine only; name the internal networks for "
+                              "--engine spark (docs/spark.md)")
         self.book = enrich.AddressBook(None, self.nets)
         self.con = SparkCon(self.spark, self.dialect)
         self.counts: dict[str, int] = {t: 0 for t in schema.TABLES}
@@ -86,6 +89,10 @@ class SparkEngine(Learning):
         for name in schema.TABLES:  # empty tables until ingest
             self._view(name, self.spark.createDataFrame([], spark_schema(reader.plain(schema.TABLES[name]))))
         self._enrich(self.spark.table("conn"))
+
+    def learned_networks(self) -> dict[str, list[str]]:
+        """Nothing is learned on Spark ("auto" is refused at start)."""
+        return {}
 
     # -- reading ------------------------------------------------------------------------------
     def ingest(self, todo: list[tuple[str, str]], log: IngestLog,
