@@ -124,7 +124,9 @@ class IncidentStore:
                 "CREATE TEMP TABLE zi_pending AS SELECT f.id AS finding_id, "
                 f"coalesce(CASE WHEN {HAS_TARGET} THEN json_extract(f.score_terms, '$.target') END, "
                 "f.host) AS host, "
-                "f.first_seen, f.last_seen FROM findings f WHERE NOT EXISTS "
+                # a finding without times (a row of an older schema) joins no incident
+                "f.first_seen, f.last_seen FROM findings f WHERE f.first_seen IS NOT NULL "
+                "AND f.last_seen IS NOT NULL AND NOT EXISTS "
                 "(SELECT 1 FROM incident_findings m WHERE m.finding_id = f.id)")
             if not db.execute("SELECT count(*) FROM temp.zi_pending").fetchone()[0]:
                 return set()

@@ -34,7 +34,7 @@ import json
 from dataclasses import dataclass
 from typing import Iterable
 
-from zeekwatch.config import Config
+from zeekwatch.config import Config, internal_networks
 from zeekwatch.errors import ConfigError
 from zeekwatch.nets import NetClass
 from zeekwatch.timefmt import iso, parse_iso
@@ -177,7 +177,9 @@ class Scorer:
         self.weak = set(sc.get("weak_detectors", DEFAULT_WEAK))
         self.window = float(sc.get("corroboration_window", DEFAULT_WINDOW))
         self.tiers = _tiers(sc)
-        self.internal = NetClass.from_cidrs("internal", config.networks.internal)
+        # the configured networks ("auto": their listed part; what a run learns from the
+        # logs' local_orig/local_resp is the engine's, not the scorer's)
+        self.internal = NetClass.from_cidrs("internal", internal_networks(config.networks)[0])
         self.inventory: list[tuple[ipaddress._BaseNetwork, dict]] = []
         self.load_inventory(inventory)
 
