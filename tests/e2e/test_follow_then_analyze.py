@@ -50,8 +50,10 @@ def test_follow_then_analyze_gives_the_clean_runs_open_findings(tmp_path):
     for share in (0.25, 0.5, 0.75, 1.0):  # the sensor writes; follow reads what is there
         for name in ("conn.log", "dns.log"):
             grow(data / name, live / name, share)
+        # the windowed detectors: whole-data ones over follow's 300 s look-back see another
+        # population than the whole day's (docs/follow.md), which is not this test's subject
         Follower([str(live / "conn.log"), str(live / "dns.log")], config, str(db),
-                 FollowOptions(once=True, interval=0.1)).run()
+                 FollowOptions(once=True, interval=0.1, population_interval=0)).run()
     analyze([str(data / "conn.log"), str(data / "dns.log")], config, str(db))
     clean = tmp_path / "clean.db"
     analyze([str(data / "conn.log"), str(data / "dns.log")], config, str(clean))
