@@ -82,6 +82,17 @@ def _scratch_directory(parent: str) -> tempfile.TemporaryDirectory:
         raise ConfigError(f"engine.temp_directory: {parent!r}: {exc.strerror or exc}") from None
 
 
+def resolved_sql(dialect: Dialect) -> str:
+    """The ``resolved`` table, for every engine: (host_id, addr_id) where the host got the
+    address in a DNS answer, as zw_addr ids; ``pair`` both ids in one BIGINT
+    (``detectors.base.pair``); ``name`` the smallest query (as written) whose answer held the
+    address (beacon)."""
+    return (f"SELECT h.id AS host_id, a.id AS addr_id, {pair('h.id', 'a.id')} AS pair, "
+            "min(d.query) AS name FROM (SELECT orig_h, query, "
+            f"{dialect.unnest_list('answers')} AS addr FROM dns WHERE answers IS NOT NULL) d "
+            "JOIN zw_addr h ON h.a = d.orig_h JOIN zw_addr a ON a.a = d.addr GROUP BY h.id, a.id")
+
+
 class Learning:
     """What every engine (DuckDB here, Spark in ``engine.spark``) does the same way over its own
     ``context``, ``_tables`` and ``_rows``: the services the detectors learn."""
@@ -301,10 +312,7 @@ class Engine(Learning):
         # addresses the tables hold matter); ``pair`` is both ids in one BIGINT
         # (``detectors.base.pair``), the cheapest key to test a connection's ids against;
         # ``name``: the smallest query (as written) whose answer held the address (beacon)
-        con.execute("CREATE OR REPLACE TABLE resolved AS SELECT h.id AS host_id, "
-                    f"a.id AS addr_id, {pair('h.id', 'a.id')} AS pair, min(d.query) AS name FROM "
-                    "(SELECT orig_h, query, unnest(answers) AS addr FROM dns WHERE answers IS NOT NULL) d "
-                    "JOIN zw_addr h ON h.a = d.orig_h JOIN zw_addr a ON a.a = d.addr GROUP BY h.id, a.id")
+        con.execute("CREATE OR REPLACE TABLE resolved AS " + resolved_sql(Dialect()))
 
     def count(self, table: str) -> int:
         return self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

@@ -30,9 +30,8 @@ import pyarrow as pa
 from zeekwatch import schema
 from zeekwatch.config import Config
 from zeekwatch.detectors import REGISTRY, Context
-from zeekwatch.detectors.base import pair
 from zeekwatch.engine import enrich
-from zeekwatch.engine.core import Learning, _candidate, merge_episodes
+from zeekwatch.engine.core import Learning, _candidate, merge_episodes, resolved_sql
 from zeekwatch.engine.spark import reader, session
 from zeekwatch.engine.spark.con import SparkCon
 from zeekwatch.engine.spark.dialect import SparkDialect
@@ -212,10 +211,7 @@ class SparkEngine(Learning):
         self._view("known_services", self.spark.createDataFrame(rows, ks))
         self._view("zw_services", self._cache(self.spark.sql(
             "SELECT DISTINCT service AS s FROM cx WHERE service IS NOT NULL")))
-        self._view("resolved", self._cache(self.spark.sql(
-            f"SELECT DISTINCT h.id AS host_id, a.id AS addr_id, {pair('h.id', 'a.id')} AS pair "
-            "FROM (SELECT orig_h, explode(answers) AS addr FROM dns WHERE answers IS NOT NULL) d "
-            "JOIN zw_addr h ON h.a = d.orig_h JOIN zw_addr a ON a.a = d.addr")))
+        self._view("resolved", self._cache(self.spark.sql(resolved_sql(self.dialect))))
         self._prepared = True
 
     def _sql(self, sql: str):
