@@ -275,14 +275,21 @@ class TriageStore:
         hosts = sorted(set(hosts))
         if not hosts:
             return []
-        where = (f"WHERE f.host IN ({', '.join('?' * len(hosts))}) AND f.first_seen <= ? "
+        where = (f"f.host IN ({', '.join('?' * len(hosts))}) AND f.first_seen <= ? "
                  "AND f.last_seen >= ?")
-        rows = list(self.db.query(f"SELECT f.* FROM findings f {where}", hosts + [hi, lo]))
+        rows = list(self.db.query(f"SELECT f.* FROM findings f WHERE {where}", hosts + [hi, lo]))
+        return self.with_uids(rows, where, hosts + [hi, lo])
+
+    def with_uids(self, rows: list[dict], where: str, params: list) -> list[dict]:
+        """``rows`` (findings selected by ``where`` over ``findings f``) with their evidence
+        uids (``uids``): one connection firing two detectors is one piece of evidence, so
+        scoring needs them to judge corroboration."""
         uids: dict[str, list[str]] = {}
         for e in self.db.query("SELECT e.finding_id, e.value FROM evidence e JOIN findings f "
-                               f"ON f.id = e.finding_id {where} AND e.kind = 'uid'", hosts + [hi, lo]):
+                               f"ON f.id = e.finding_id WHERE ({where or 'TRUE'}) AND e.kind = 'uid'",
+                               params):
             uids.setdefault(e["finding_id"], []).append(e["value"])
-        for r in rows:  # evidence uids: one connection firing two detectors is one piece of evidence
+        for r in rows:
             r["uids"] = uids.get(r["id"], [])
         return rows
 

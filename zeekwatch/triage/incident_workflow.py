@@ -101,7 +101,8 @@ def rescore(inc: Incidents, store: Store, who: str, why: str, hosts=None) -> dic
             return {"findings": 0, "incidents": 0}
         where = f"host IN ({', '.join('?' * len(hosts))})"
         params = hosts
-    pool = store.findings(where, params, order="host, first_seen, id")
+    pool = ts.with_uids([dict(f) for f in store.findings(where, params, order="host, first_seen, id")],
+                        where.replace("host IN", "f.host IN"), params)
     scorer = inc.scorer
     scorer.load_inventory(ts.assets())
     todo = [dict(f) for f in pool if f["status"] in OPEN_STATUSES]
