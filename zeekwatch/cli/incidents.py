@@ -27,8 +27,6 @@ EXPORT_COLUMNS = ("id", "host", "direction", "first_seen", "last_seen", "urgency
                   "due_at", "owner", "status", "assignee", "threat", "queued",
                   "findings_counted", "findings_listed", "detectors", "families", "sources",
                   "summary", "score_terms", "playbook", "closed_at")
-# network text for a terminal: control characters (escape sequences, newlines) as \xHH
-clean = printable
 
 
 def _inc(ctx) -> Incidents:
@@ -88,9 +86,9 @@ def incidents(ctx, show_all, statuses, overdue, tiers, host, db):
     for r in rows:
         more = f" (+{r['host_incidents'] - 1} more)" if r["host_incidents"] > 1 and not host else ""
         click.echo(f"{r['id']:<16} {r['urgency'] or 0:>3} {r['tier'] or 0:>4}  "
-                   f"{_t(r['due_at'], False):<16}  {clean(r['owner'] or '-'):<14} {r['status']:<14} "
-                   f"{clean(r['assignee'] or '-'):<10} {clean(r['host']):<15} {r['direction'] or '-':<8} "
-                   f"{clean(_counts(r['detectors']))}{more} — {clean(r['summary'])}")
+                   f"{_t(r['due_at'], False):<16}  {printable(r['owner'] or '-'):<14} {r['status']:<14} "
+                   f"{printable(r['assignee'] or '-'):<10} {printable(r['host']):<15} {r['direction'] or '-':<8} "
+                   f"{printable(_counts(r['detectors']))}{more} — {printable(r['summary'])}")
     n = len(rows)
     unit = "incident" if host else "host"
     tail = f"; {hidden} more wait for company (weak signals only): --all" if hidden else ""
@@ -108,7 +106,7 @@ def show(ctx, incident_id, db):
     store, ist = _stores(ctx, db)
     i = workflow.resolve(ist, incident_id)
     for line in explain(ist, i):
-        click.echo(clean(line))
+        click.echo(printable(line))
 
 
 def explain(ist: IncidentStore, i: dict) -> list[str]:
@@ -175,7 +173,7 @@ def assign(ctx, incident_id, assignee, who, db):
     """Give an incident to ASSIGNEE ('' to unassign); audited."""
     store, _ = _stores(ctx, db)
     i = workflow.assign(store, incident_id, assignee, _who(who))
-    click.echo(f"{i['id']}: assigned to {clean(i['assignee'] or '-')}")
+    click.echo(f"{i['id']}: assigned to {printable(i['assignee'] or '-')}")
 
 
 @incidents.command("note")
@@ -269,7 +267,7 @@ def host(ctx, address, db):
     scorer.load_inventory(ts.assets())
     cls, source = scorer.asset_class(address)
     inside = scorer.internal.contains(address)
-    click.echo(clean(f"{address}: {'internal' if inside else 'external'}; asset class "
+    click.echo(printable(f"{address}: {'internal' if inside else 'external'}; asset class "
                      f"{cls if inside else 'external'} (from {source if inside else 'networks.internal'})"))
     events = []
     for i in ist.select(INCIDENT_STATUSES, False, address, per_host=False):
@@ -285,7 +283,7 @@ def host(ctx, address, db):
     if not events:
         click.echo("Nothing stored about this host.")
     for t, kind, text in sorted(events, key=lambda e: (e[0] or "", e[1])):
-        click.echo(clean(f"{_t(t)}  {kind:<8} {text}"))
+        click.echo(printable(f"{_t(t)}  {kind:<8} {text}"))
 
 
 COMMANDS = (incidents, rescore, host)
