@@ -41,6 +41,23 @@ _OPT = re.compile(r"\[\[.*?\]\]")
 _VAR = re.compile(r":([a-zA-Z0-9_]+)")
 
 
+
+
+def _by_tier_spec(field: str, title: str) -> dict:
+    """Open items (findings or incidents) per tier, overdue and due later stacked."""
+    return {
+        "mark": {"type": "bar", "tooltip": True},
+        "encoding": {
+            "y": {"field": "tier", "type": "nominal", "sort": "descending", "title": None},
+            "x": {"field": field, "type": "quantitative", "title": title},
+            "color": {"field": "due", "type": "nominal", "title": "due",
+                      "scale": {"domain": ["overdue", "due later"],
+                                "range": ["#c0392b", "#7f8c8d"]}},
+            "order": {"field": "due", "sort": "descending"},
+        },
+    }
+
+
 def where(*names: str) -> str:
     """The optional filter clauses ``names`` (all when none are named)."""
     return " ".join(FILTERS[n][2] for n in (names or FILTERS))
@@ -79,17 +96,7 @@ PANELS = {
                  f"FROM findings WHERE status IN {OPEN} "
                  + where("since", "until", "net", "detector", "tier")
                  + " GROUP BY 1, 2 ORDER BY 1 DESC, 2 DESC",
-        "spec": {
-            "mark": {"type": "bar", "tooltip": True},
-            "encoding": {
-                "y": {"field": "tier", "type": "nominal", "sort": "descending", "title": None},
-                "x": {"field": "findings", "type": "quantitative", "title": "open findings"},
-                "color": {"field": "due", "type": "nominal", "title": "due",
-                          "scale": {"domain": ["overdue", "due later"],
-                                    "range": ["#c0392b", "#7f8c8d"]}},
-                "order": {"field": "due", "sort": "descending"},
-            },
-        },
+        "spec": _by_tier_spec("findings", "open findings"),
     },
     "alarms_over_time": {
         "title": "Alarms over time by behaviour family",
@@ -184,17 +191,7 @@ INCIDENT_PANELS = {
                  "ELSE 'due later' END AS due, count(*) AS incidents, min(due_at) AS first_due "
                  f"FROM incidents WHERE status IN {OPEN} " + INCIDENT_WHERE
                  + " GROUP BY 1, 2 ORDER BY 1 DESC, 2 DESC",
-        "spec": {
-            "mark": {"type": "bar", "tooltip": True},
-            "encoding": {
-                "y": {"field": "tier", "type": "nominal", "sort": "descending", "title": None},
-                "x": {"field": "incidents", "type": "quantitative", "title": "open incidents"},
-                "color": {"field": "due", "type": "nominal", "title": "due",
-                          "scale": {"domain": ["overdue", "due later"],
-                                    "range": ["#c0392b", "#7f8c8d"]}},
-                "order": {"field": "due", "sort": "descending"},
-            },
-        },
+        "spec": _by_tier_spec("incidents", "open incidents"),
     },
 }
 INCIDENT_LAYOUT = [["open_incidents", "incidents_by_tier"]]
