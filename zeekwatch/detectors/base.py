@@ -69,10 +69,11 @@ class Dialect:
         """'YYYY-MM-DD' of the day ``days`` (an integer) after 1970-01-01."""
         return f"CAST(DATE '1970-01-01' + CAST({days} AS INTEGER) AS VARCHAR)"
 
-    def ordered_list(self, expr: str, order_by: str, limit: int) -> str:
-        """Aggregate: the first ``limit`` values of ``expr`` ordered by ``order_by`` (a SQL
-        ORDER BY list, e.g. ``"n, v"``)."""
-        return f"list_slice(list({expr} ORDER BY {order_by}), 1, {limit})"
+    def ordered_list(self, expr: str, order_by: str, limit: int | None) -> str:
+        """Aggregate: the first ``limit`` values (all when None) of ``expr`` ordered by
+        ``order_by`` (a SQL ORDER BY list of ascending keys, e.g. ``"-n, v"``)."""
+        whole = f"list({expr} ORDER BY {order_by})"
+        return whole if limit is None else f"list_slice({whole}, 1, {int(limit)})"
 
     def record(self, fields: dict[str, str]) -> str:
         """A struct value from SQL expressions (name -> expression), e.g. one episode of a

@@ -85,8 +85,8 @@ def _web_names() -> str:
     return f"""
 SELECT pr AS pair, min_by(name, kind) AS name FROM (
   SELECT {pair('o.id', 'a.id')} AS pr, x.kind, min(x.name) AS name
-  FROM (SELECT orig_h, resp_h AS addr, 1 AS kind, rtrim(lower(server_name), '.') AS name FROM tls
-        UNION ALL SELECT h.orig_h, h.resp_h, 2, rtrim({http_name}, '.') FROM http h) x
+  FROM (SELECT orig_h, resp_h AS addr, 1 AS kind, trim(TRAILING '.' FROM lower(server_name)) AS name FROM tls
+        UNION ALL SELECT h.orig_h, h.resp_h, 2, trim(TRAILING '.' FROM {http_name}) FROM http h) x
   JOIN zw_addr o ON o.a = x.orig_h JOIN zw_addr a ON a.a = x.addr
   WHERE x.name IS NOT NULL AND x.name <> '' AND translate(x.name, '0123456789.', '') <> ''
   GROUP BY 1, 2) y
@@ -185,7 +185,7 @@ scored AS (
   SELECT *, timing * power(size, {ws}) * power(coverage, {wc}) AS score FROM parts),
 hit AS {m} (SELECT * FROM scored WHERE score >= {float(p['min_score'])}),
 gk AS (
-  SELECT k.gid, min(k.orig_id) AS orig_id, nullif(rtrim(lower(min(k.name)), '.'), '') AS name,
+  SELECT k.gid, min(k.orig_id) AS orig_id, nullif(trim(TRAILING '.' FROM lower(min(k.name))), '') AS name,
          count(DISTINCT a.a) AS addrs, {d.distinct_list('a.a', VALUES_LIMIT)} AS addr_list
   FROM keep k JOIN zw_addr a ON a.id = k.resp_id WHERE k.gid IN (SELECT gid FROM hit) GROUP BY k.gid),
 gp AS (  -- the hits' connections again, by row id (hosts first: a cheap integer filter)

@@ -81,6 +81,7 @@ def _ids_query(p: dict, ctx: Context) -> str:
     """
     d, W = ctx.dialect, float(p["group_window"])
     part = "PARTITION BY host, grp_key"
+    one = f"({d.item('s.signatures', 1)})"
     return f"""
 WITH al AS ({_alerts(ctx)}),
 gaps AS (
@@ -99,9 +100,9 @@ sigs AS (
   FROM g GROUP BY host, grp_key, grp, sid),
 siglist AS (
   SELECT host, grp_key, grp, count(*) AS signature_total,
-         list({{'sid': sid, 'gid': gid, 'signature': signature, 'count': n}}
-              ORDER BY n DESC, sid) AS signatures,
-         list(sid ORDER BY sid) AS sids
+         {d.ordered_list(d.record({'sid': 'sid', 'gid': 'gid', 'signature': 'signature',
+                                   'count': 'n'}), '-n, sid', None)} AS signatures,
+         {d.ordered_list('sid', 'sid', None)} AS sids
   FROM sigs GROUP BY host, grp_key, grp),
 agg AS (
   SELECT host, grp_key, grp, min(t) AS t_first, max(t) AS t_last, count(*) AS n,
@@ -116,9 +117,9 @@ SELECT a.host, pr.peer, a.grp_key AS key, a.t_first, a.t_last,
        a.n AS observed, 1 AS threshold, a.distinct_total, a.distinct_values, a.uids,
        a.n AS evidence_total, {threat_case('a.category', p)} AS threat,
        a.category, a.severity, a.host_role, s.signature_total, s.signatures, s.sids,
-       CASE WHEN s.signature_total = 1 THEN s.signatures[1].signature END AS signature,
-       CASE WHEN s.signature_total = 1 THEN s.signatures[1].sid END AS sid,
-       CASE WHEN s.signature_total = 1 THEN s.signatures[1].gid END AS gid
+       CASE WHEN s.signature_total = 1 THEN {one}.signature END AS signature,
+       CASE WHEN s.signature_total = 1 THEN {one}.sid END AS sid,
+       CASE WHEN s.signature_total = 1 THEN {one}.gid END AS gid
 FROM agg a
 JOIN siglist s ON s.host = a.host AND s.grp_key = a.grp_key AND s.grp = a.grp
 LEFT JOIN peers pr

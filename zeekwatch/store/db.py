@@ -203,6 +203,13 @@ class Store:
                                ("findings", FINDINGS_COLUMNS), ("audit", AUDIT_COLUMNS),
                                ("known_services", KNOWN_SERVICES_COLUMNS)):
             migrate_columns(db, table, columns)
+        # the console's panels read these columns of the open findings only (a covering
+        # index: the charts never touch the table); its host page looks a host up
+        db["findings"].create_index(["status", "tier", "due_at", "detector", "threat", "host",
+                                     "first_seen", "last_seen", "urgency"],
+                                    index_name="findings_console", if_not_exists=True)
+        db["findings"].create_index(["host", "last_seen"], index_name="findings_host",
+                                    if_not_exists=True)
 
     # -- runs -----------------------------------------------------------------------------
     def start_run(self, inputs: list[str], command: str, version: str) -> int:

@@ -39,6 +39,13 @@ class SparkCon:
         df = self.spark.sql(self.dialect.translate(sql))
         return SparkCursor(df.collect(), df.columns)
 
+    def register(self, name: str, data: pa.Table) -> None:
+        """DuckDB's ``register`` (a small key table, e.g. evidence uids) as a temp view."""
+        self.temp_table(name, data)
+
+    def unregister(self, name: str) -> None:
+        self.spark.catalog.dropTempView(name)
+
     def temp_table(self, name: str, data: pa.Table) -> None:
         from zeekwatch.engine.spark.engine import spark_schema
 

@@ -49,13 +49,15 @@ class SparkDialect(Dialect):
     def date_text(self, days: str) -> str:
         return f"CAST(date_add(DATE '1970-01-01', CAST({days} AS INT)) AS STRING)"
 
-    def ordered_list(self, expr: str, order_by: str, limit: int) -> str:
+    def ordered_list(self, expr: str, order_by: str, limit: int | None) -> str:
         keys = [k.strip() for k in order_by.split(",") if k.strip()]
         if any(re.search(r"\s(ASC|DESC|NULLS)\b", k, re.I) for k in keys):
             raise NotImplementedError("SparkDialect.ordered_list: plain ascending keys only")
         fields = ", ".join(f"{k} AS k{i}" for i, k in enumerate(keys))
-        return (f"transform(slice(array_sort(collect_list(struct({fields}, {expr} AS v))), 1, "
-                f"{int(limit)}), x -> x.v)")
+        ordered = f"array_sort(collect_list(struct({fields}, {expr} AS v)))"
+        if limit is not None:
+            ordered = f"slice({ordered}, 1, {int(limit)})"
+        return f"transform({ordered}, x -> x.v)"
 
     def iso_utc(self, ts_col: str) -> str:
         return f"date_format({ts_col}, \"yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'\")"
@@ -101,7 +103,9 @@ class SparkDialect(Dialect):
         return f"array_join(slice({expr}, {i}, size({expr}) - ({i}) + 1), {sql_text(sep)})"
 
     def regex_icase(self, expr: str, pattern: str) -> str:
-        return f"({expr} RLIKE {sql_text('(?i)' + pattern)})"
+        # Spark's string literals consume backslashes ('\b' is a backspace): double them so
+        # the regex gets the pattern as written (\b, \d, \.)
+        return f"({expr} RLIKE {sql_text('(?i)' + pattern.replace(chr(92), chr(92) * 2))})"
 
     def translate(self, sql: str) -> str:
         """Type-name spellings DuckDB accepts and Spark writes otherwise."""
