@@ -38,12 +38,12 @@ def with_engine(cfg: Config, kind: str) -> Config:
     return replace(cfg, engine=replace(cfg.engine, kind=kind, spark_master="local[2]"))
 
 
-def facts(findings: list[dict]) -> list[tuple]:
+def facts(findings: list) -> list[tuple]:
     out = []
     for f in findings:
-        fid = finding_id(f["detector"], f["host"], f.get("peer"), f.get("key"), f["first_seen"])
-        out.append((fid, f["detector"], f["host"], f.get("peer") or "", f.get("key") or "",
-                    f["first_seen"], f["last_seen"], round(f["observed"] or 0, 6)))
+        fid = finding_id(f.detector, f.host, f.peer, f.key, f.first_seen)
+        out.append((fid, f.detector, f.host, f.peer or "", f.key or "",
+                    f.first_seen, f.last_seen, round(f.observed or 0, 6)))
     return sorted(out)
 
 
@@ -87,8 +87,8 @@ SHARED_LOGS = [
 def test_shared_zeek_and_eve_logs(spark, tmp_path):
     """Zeek TSV (gzip, several header blocks, masked times), Zeek JSON and EVE, in one run."""
     duck, sprk, _ = both(tmp_path, [shared_file(p) for p in SHARED_LOGS])
-    assert {f["detector"] for f in duck.findings} >= {"horizontal_scan", "vertical_scan",
-                                                       "ids_alert", "c2_port"}
+    assert {f.detector for f in duck.findings} >= {"horizontal_scan", "vertical_scan",
+                                                   "ids_alert", "c2_port"}
 
 
 SHARED_PCAPS = [
@@ -107,7 +107,7 @@ def test_pcap_scenarios_and_app_usage(spark, tmp_path):
     duck, sprk, db = both(tmp_path, caps, load(str(PCAPS / "zeekwatch.toml")))
     usage = app_usage(db)
     assert usage[duck.run_id] and usage[sprk.run_id] == usage[duck.run_id]
-    suppressed = lambda r: sorted(f["id"] for f in r.findings if f.get("suppressed_reason"))  # noqa: E731
+    suppressed = lambda r: sorted(f.id for f in r.findings if f.suppressed_reason)  # noqa: E731
     assert suppressed(sprk) == suppressed(duck) != []
 
 
