@@ -433,7 +433,7 @@ def _candidate(det, params: dict, r: dict) -> Finding:
         evidence_total=int(r.get("evidence_total") or 0),
         uids=[u for u in (r.get("uids") or []) if u])
     view = f.mapping()
-    del view["details"]  # (a query column named details wins, as the query's columns do)
+    del view["details"]  # the summary reads the query's own columns, as they came
     f.summary = det.summary({**view, **details}, params)
     f.details = jsonable(details)
     if r["t_first"] is None:

@@ -48,7 +48,7 @@ class TriageStage:
         self.settings = suppress.Settings.from_config(config)
         self.scorer = Scorer(config)
         self.usage: list[dict] = []
-        self.neighbours: list[dict] = []  # stored findings near this run's (corroboration)
+        self.neighbours: list[Finding] = []  # stored findings near this run's (corroboration)
 
     def run(self, engine, store: Store, candidates: list[Finding], run_id: int) -> None:
         ts = TriageStore(store)
