@@ -10,7 +10,6 @@ Finding with the id and stored mark it gave that dict.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 from zeekwatch.finding import Finding
@@ -103,9 +102,9 @@ def settle(stage, store, candidates: list[Finding]) -> None:
     ts = TriageStore(store)
     ids = {f.id for f in candidates}
     pool = candidates + stage.neighbours
-    for g in stage.neighbours:
-        if g.id not in ids:
-            g = dataclasses.replace(g)
+    for n in stage.neighbours:
+        if n.id not in ids:
+            g = Finding.from_row(stage.neighbour_rows[n.id])  # the row as it was read, in full
             stage.scorer.score(g, stage.scorer.modifiers(g, [o for o in pool if o.host == g.host]))
             ts.update_score(g.id, g.scores())
     for f in candidates:

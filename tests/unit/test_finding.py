@@ -96,6 +96,16 @@ def test_a_stored_row_read_back_is_the_same_finding(horizontal):
     assert dataclasses.replace(back, community_ids=f.community_ids, stored=f.stored) == f
 
 
+def test_a_neighbour_read_to_corroborate_skips_the_json_columns(horizontal):
+    result, rows = horizontal
+    (f,) = result.findings
+    light = Finding.from_row({**rows[f.id], "uids": f.uids}, explain=False)
+    assert (light.details, light.values, light.score_terms) == ({}, [], None)
+    assert dataclasses.replace(light, details=f.details, values=f.values,
+                               score_terms=f.score_terms) == Finding.from_row(
+        {**rows[f.id], "uids": f.uids})
+
+
 def test_a_row_with_broken_or_empty_json_reads_as_empty():
     row = {"detector": "beacon", "threat": "c2", "host": "10.0.0.5",
            "first_seen": "2024-01-01T00:00:00.000000Z", "last_seen": "2024-01-01T00:00:00.000000Z",

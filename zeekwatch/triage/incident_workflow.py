@@ -107,7 +107,8 @@ def rescore(inc: Incidents, store: Store, who: str, why: str, hosts=None) -> dic
     scorer = inc.scorer
     scorer.load_inventory(ts.assets())
     todo = [Finding.from_row(f) for f in pool if f["status"] in OPEN_STATUSES]
-    scorer.score_all(todo, [Finding.from_row(f) for f in pool if f["status"] not in OPEN_STATUSES])
+    scorer.score_all(todo, [Finding.from_row(f, explain=False) for f in pool
+                            if f["status"] not in OPEN_STATUSES])  # they corroborate only
     changed = []
     before = {f["id"]: f for f in pool}
     for f in todo:

@@ -14,7 +14,6 @@ is an audit row (who, when, old -> new, note).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -48,7 +47,10 @@ class TriageStage:
         self.settings = suppress.Settings.from_config(config)
         self.scorer = Scorer(config)
         self.usage: list[dict] = []
-        self.neighbours: list[Finding] = []  # stored findings near this run's (corroboration)
+        # stored findings near this run's: to corroborate (without their JSON columns) and to
+        # be rescored in return (``settle`` reads those rows in full)
+        self.neighbours: list[Finding] = []
+        self.neighbour_rows: dict[str, dict] = {}
 
     def run(self, engine, store: Store, candidates: list[Finding], run_id: int) -> None:
         ts = TriageStore(store)
@@ -69,7 +71,9 @@ class TriageStage:
         w = dt.timedelta(seconds=self.scorer.window)
         lo = iso(min(parse_iso(f.first_seen) for f in candidates) - w)
         hi = iso(max(parse_iso(f.last_seen) for f in candidates) + w)
-        return [Finding.from_row(r) for r in ts.nearby_findings({f.host for f in candidates}, lo, hi)]
+        rows = ts.nearby_findings({f.host for f in candidates}, lo, hi)
+        self.neighbour_rows = {r["id"]: r for r in rows}
+        return [Finding.from_row(r, explain=False) for r in rows]
 
     def settle(self, store: Store, candidates: list[Finding]) -> None:
         """After the upsert: record suppressions, refresh the scores of continued findings and
@@ -81,9 +85,9 @@ class TriageStage:
         for o in candidates + self.neighbours:
             by_host.setdefault(o.host, []).append(o)
         scores: dict[str, dict] = {}
-        for g in self.neighbours:
-            if g.id not in ids:
-                g = dataclasses.replace(g)
+        for n in self.neighbours:
+            if n.id not in ids:
+                g = Finding.from_row(self.neighbour_rows[n.id])
                 self.scorer.score(g, self.scorer.modifiers(g, by_host.get(g.host, [])))
                 scores[g.id] = g.scores()
         for f in candidates:
