@@ -102,7 +102,7 @@ class Finding:
     """The detector's other columns and what triage adds (peer_names, host_role,
     answered_connections, time_unknown): JSON values, serialized when the store writes them."""
     status: str = "new"
-    """Triage status: ``new``, or ``suppressed`` when analysis suppressed it (``triage.suppress``)."""
+    """Status: ``new``, or ``suppressed`` when analysis suppressed it (``triage.suppress``)."""
     suppressed_reason: str | None = None
     """What explained it (an allowlist rule, a look-alike, app usage) when suppressed."""
     suppression_hit: tuple[str, int | None] | None = None

@@ -238,13 +238,13 @@ class Store:
         """Insert new findings, extend continued ones; returns (new, updated).
 
         A candidate (``Finding``) is written as ``Finding.row()``; its ``values``, ``uids``
-        and ``community_ids`` become evidence rows. A candidate continues the stored finding of its entity whose span
-        comes within ``gap`` seconds of it (every stored fragment counts; see
-        ``store.upsert``). Analyst-owned columns (status, notes) of stored findings are never
-        overwritten; an identical re-run changes nothing. Each candidate is marked ``id`` and
-        ``stored`` = "new", "updated" or "same". Set-wise: a fixed number of statements for
-        any number of candidates. Nests inside a caller's ``db.atomic()`` (follow mode commits
-        its checkpoints in the same transaction).
+        and ``community_ids`` become evidence rows. A candidate continues the stored finding
+        of its entity whose span comes within ``gap`` seconds of it (every stored fragment
+        counts; see ``store.upsert``). Analyst-owned columns (status, notes) of stored findings
+        are never overwritten; an identical re-run changes nothing. Each candidate is marked
+        ``id`` and ``stored`` = "new", "updated" or "same". Set-wise: a fixed number of
+        statements for any number of candidates. Nests inside a caller's ``db.atomic()``
+        (follow mode commits its checkpoints in the same transaction).
         """
         candidates = list(candidates)
         if not candidates:

@@ -115,7 +115,8 @@ def _enrich(con, candidates: list[Finding], dialect=None) -> None:
 
 
 def _alert_roles(con, findings: list[Finding]) -> dict[tuple, str]:
-    todo = [f for f in findings if "host_role" not in f.details and (f.key or "").startswith("sid:")]
+    todo = [f for f in findings
+            if "host_role" not in f.details and (f.key or "").startswith("sid:")]
     if not todo:
         return {}
     ts = pa.timestamp("us", tz="UTC")
