@@ -15,7 +15,6 @@ and the time to a fully rendered page in headless chromium.
 
 from __future__ import annotations
 
-import json
 import random
 import socket
 import subprocess
@@ -49,9 +48,10 @@ def address(i: int) -> str:
     return f"10.{20 + h // 250}.0.{1 + h % 250}"
 
 
-def candidates(n: int, rng: random.Random) -> list[dict]:
-    """``n`` scored findings as the triage stage hands them to the store."""
+def candidates(n: int, rng: random.Random) -> list:
+    """``n`` scored findings (``Finding``) as the triage stage hands them to the store."""
     from zeekwatch.detectors import REGISTRY
+    from zeekwatch.finding import Finding
     from zeekwatch.timefmt import iso
     from zeekwatch.triage.score import tier_for
 
@@ -63,18 +63,17 @@ def candidates(n: int, rng: random.Random) -> list[dict]:
         urgency = rng.randint(1, 10)
         tier = tier_for(urgency)
         status = rng.choices(["new", "investigating", "resolved", "suppressed"], [80, 8, 7, 5])[0]
-        out.append({
-            "detector": det.id, "threat": det.threat, "host": host,
-            "peer": f"203.0.113.{i % 250}", "key": f"k{i}", "first_seen": iso(start),
-            "last_seen": iso(start + rng.randrange(3600)), "observed": 30, "threshold": 20,
-            "urgency": urgency, "tier": tier.number, "due_at": iso(start + tier.hours * 3600),
-            "status": status, "summary": f"{host} synthetic {det.id} finding {i}",
-            "suppressed_reason": "bench rule" if status == "suppressed" else None,
-            "title": det.title, "distinct_total": 3, "distinct_values": json.dumps(["a", "b", "c"]),
-            "evidence_total": 3, "details": json.dumps({"n": i}),
-            "score_terms": json.dumps({"asset_class": "client",
-                                       "terms": [{"term": "matrix", "value": urgency}]}),
-            "uids": [f"C{i}a", f"C{i}b", f"C{i}c"]})
+        out.append(Finding(
+            detector=det.id, threat=det.threat, host=host,
+            peer=f"203.0.113.{i % 250}", key=f"k{i}", first_seen=iso(start),
+            last_seen=iso(start + rng.randrange(3600)), observed=30, threshold=20,
+            urgency=urgency, tier=tier.number, due_at=iso(start + tier.hours * 3600),
+            status=status, summary=f"{host} synthetic {det.id} finding {i}",
+            suppressed_reason="bench rule" if status == "suppressed" else None,
+            title=det.title, distinct_total=3, values=["a", "b", "c"],
+            evidence_total=3, details={"n": i},
+            score_terms={"asset_class": "client", "terms": [{"term": "matrix", "value": urgency}]},
+            uids=[f"C{i}a", f"C{i}b", f"C{i}c"]))
     return out
 
 
@@ -111,8 +110,8 @@ def big_db(folder: Path, n: int) -> Path:
         store.upsert_findings(cands[k:k + 10_000], run_id=1, gap=0)
     rule = triage.add_suppression({"owner": "bench", "reason": "bench rule"})
     for c in cands:
-        if c["status"] == "suppressed":
-            triage.record_inserted_suppression(c["id"], "bench rule", "rule", rule, "bench")
+        if c.status == "suppressed":
+            triage.record_inserted_suppression(c.id, "bench rule", "rule", rule, "bench")
     triage.save_app_usage(usage_rows(5_000, rng), run_id=1, gap=0)
     store.close()
     tmp.rename(db)

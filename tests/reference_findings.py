@@ -3,13 +3,16 @@ as the oracle of the equivalence tests: ``Store.upsert_findings`` and ``TriageSt
 (set-wise now) must leave a database exactly as these did, for every case these got right.
 
 Copied from zeekwatch 7f764ad (store/db.py ``upsert_findings`` and its helpers; triage/stage.py
-``settle``); not used by zeekwatch itself.
+``settle``); not used by zeekwatch itself. Candidates are ``Finding``s now (issue 12): the
+oracle reads each as the dict it used to be (``_view``: its row, values and uids) and marks the
+Finding with the id and stored mark it gave that dict.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+from zeekwatch.finding import Finding
 from zeekwatch.store.db import EVIDENCE_LIMIT, FINDINGS_COLUMNS, finding_id, iso, now_iso, parse_iso
 from zeekwatch.store.triage import TriageStore
 from zeekwatch.triage.stage import AUTOMATION
@@ -26,21 +29,32 @@ def _neighbour(store, cand: dict, gap: float) -> dict | None:
     return rows[0] if rows else None
 
 
-def upsert_findings(store, candidates, run_id: int, gap: float) -> tuple[int, int]:
+def _view(f: Finding) -> dict:
+    """A candidate as the dict candidates were before issue 12."""
+    return {**f.row(), "values": f.values, "uids": f.uids}
+
+
+def upsert_findings(store, candidates: list[Finding], run_id: int, gap: float) -> tuple[int, int]:
     new = updated = 0
     with store.db.atomic():
-        for cand in candidates:
-            old = _neighbour(store, cand, gap)
-            if old is None:
-                _insert(store, cand, run_id)
-                new += 1
-                cand["stored"] = "new"
-            elif _extend(store, old, cand, run_id):
-                updated += 1
-                cand["stored"] = "updated"
-            else:
-                cand["stored"] = "same"
+        for f in candidates:
+            cand = _view(f)
+            _upsert_one(store, cand, run_id, gap)
+            f.id, f.stored = cand["id"], cand["stored"]
+            new += cand["stored"] == "new"
+            updated += cand["stored"] == "updated"
     return new, updated
+
+
+def _upsert_one(store, cand: dict, run_id: int, gap: float) -> None:
+    old = _neighbour(store, cand, gap)
+    if old is None:
+        _insert(store, cand, run_id)
+        cand["stored"] = "new"
+    elif _extend(store, old, cand, run_id):
+        cand["stored"] = "updated"
+    else:
+        cand["stored"] = "same"
 
 
 def _insert(store, cand: dict, run_id: int) -> None:
@@ -84,25 +98,25 @@ def _evidence(store, fid: str, cand: dict) -> None:
         store.db["evidence"].insert_all(rows, ignore=True)
 
 
-def settle(stage, store, candidates: list[dict]) -> None:
+def settle(stage, store, candidates: list[Finding]) -> None:
     ts = TriageStore(store)
-    ids = {f.get("id") for f in candidates}
+    ids = {f.id for f in candidates}
     pool = candidates + stage.neighbours
-    for g in stage.neighbours:
-        if g["id"] not in ids:
-            g = dict(g)
-            stage.scorer.score(g, stage.scorer.modifiers(g, [o for o in pool if o["host"] == g["host"]]))
-            ts.update_score(g["id"], g)
+    for n in stage.neighbours:
+        if n.id not in ids:
+            g = Finding.from_row(stage.neighbour_rows[n.id])  # the row as it was read, in full
+            stage.scorer.score(g, stage.scorer.modifiers(g, [o for o in pool if o.host == g.host]))
+            ts.update_score(g.id, g.scores())
     for f in candidates:
-        fid = f.get("id")
+        fid = f.id
         if fid is None:
             continue
-        ts.update_score(fid, f)
-        hit = f.get("_hit")
+        ts.update_score(fid, f.scores())
+        hit = f.suppression_hit
         if hit is None:
             continue
         stored = store.get(fid)
-        reason = f["suppressed_reason"]
+        reason = f.suppressed_reason
         if stored["status"] == "new":
             if not ts.touched_by_others(fid, AUTOMATION):
                 ts.suppress_finding(fid, reason, hit[0], hit[1], AUTOMATION)

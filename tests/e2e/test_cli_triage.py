@@ -18,6 +18,7 @@ from zeekwatch.cli.main import cli
 from zeekwatch.config import Config
 from zeekwatch.detectors import REGISTRY
 from zeekwatch.export import record as export_record
+from zeekwatch.finding import Finding
 from zeekwatch.store import triage as triage_store
 from zeekwatch.store.db import Store, iso
 from zeekwatch.triage.score import Scorer
@@ -34,25 +35,24 @@ def fixed_clock(monkeypatch):
 
 def put(db, **kw):
     """Store one finding the way the pipeline does (scored), with explicit fields."""
-    c = {"detector": "ids_alert", "threat": "ids", "title": "Suricata alert", "peer": None,
-         "observed": 3.0, "threshold": 1.0, "distinct_total": 1, "evidence_total": 3,
-         "distinct_values": "[]", "values": [], "uids": ["C1a", "C2b"], "details": "{}"}
-    c.update(kw)
-    c.setdefault("last_seen", c["first_seen"])
+    kw.setdefault("last_seen", kw["first_seen"])
+    c = Finding(**{"detector": "ids_alert", "threat": "ids", "title": "Suricata alert",
+                   "peer": None, "observed": 3.0, "threshold": 1.0, "distinct_total": 1,
+                   "evidence_total": 3, "uids": ["C1a", "C2b"], **kw})
     Scorer(Config()).score_all([c])
     s = Store(db)
     run = s.start_run(["test"], "analyze", "test")
     s.upsert_findings([c], run, 300)
     s.close()
-    return c["id"]
+    return c.id
 
 
 def ids_finding(db, host="10.0.0.7", sid=2010935, sig="ET POLICY Suspicious inbound to MSSQL port 1433",
                 severity=2, role="src", at=T0 + 60):
     return put(db, host=host, peer="198.51.100.20", key=f"sid:{sid}", first_seen=iso(at),
                last_seen=iso(at + 30), summary=f'{host}: 3 alerts "{sig}"',
-               details=json.dumps({"sid": sid, "gid": 1, "signature": sig, "severity": severity,
-                                   "category": "Potentially Bad Traffic", "host_role": role}),
+               details={"sid": sid, "gid": 1, "signature": sig, "severity": severity,
+                        "category": "Potentially Bad Traffic", "host_role": role},
                values=["198.51.100.20"])
 
 
@@ -269,7 +269,7 @@ def test_assets_import_changes_the_next_analysis(db, tmp_path):
 def test_csv_export_is_safe_against_formula_injection(db):
     put(db, host="10.0.0.66", key="+cmd|' /C calc'!A0", peer="@SUM(1+1)", first_seen=iso(T0),
         summary='=HYPERLINK("http://evil.example/","click")', title="-2+3",
-        details=json.dumps({"signature": "\tTAB"}))
+        details={"signature": "\tTAB"})
     put(db, host="10.0.0.67", key="\rCR", first_seen=iso(T0), summary="plain, with comma")
     r = run("findings", "export", "--format", "csv", "--host", "10.0.0.66/31", "--db", db)
     rows = sorted(csv.DictReader(io.StringIO(r.output, newline="")), key=lambda x: x["host"])

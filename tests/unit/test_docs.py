@@ -55,7 +55,7 @@ def test_the_architecture_page_worked_example_runs():
         rows = [conn(1000, "10.0.0.5", "198.51.100.9", 69, proto="udp", conn_state="SF"),
                 conn(1001, "10.0.0.5", "10.0.0.9", 69, proto="udp", conn_state="SF")]
         found = detect("tftp_out", conn=rows)
-        assert [(f["host"], f["peer"], f["key"]) for f in found] == [("10.0.0.5", "198.51.100.9", "udp/69")]
-        assert "sent TFTP" in found[0]["summary"]
+        assert [(f.host, f.peer, f.key) for f in found] == [("10.0.0.5", "198.51.100.9", "udp/69")]
+        assert "sent TFTP" in found[0].summary
     finally:
         base.REGISTRY.pop("tftp_out", None)

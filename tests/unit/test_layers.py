@@ -16,7 +16,7 @@ PKG = next(p for p in Path(__file__).resolve().parents if (p / "setup.cfg").exis
 LAYERS = ["core", "readers", "detectors", "engine", "store", "triage", "export", "app", "console",
           "cli"]
 CORE = {"errors", "params", "config", "nets", "schema", "sql", "text", "timefmt", "data", "attack",
-        "__init__"}
+        "finding", "__init__"}
 
 
 def layer_of(module: str) -> str:

@@ -34,7 +34,7 @@ def test_auto_learns_a_global_ipv6_prefix_from_local_orig(tmp_path):
     cfg = from_dict({"networks": {"internal": "auto"},
                      "detectors": {"vertical_scan": {"internal_only": True}}})
     found = detect_files([path], only=["vertical_scan"], config=cfg)
-    assert [(f["host"], f["peer"]) for f in found] == [(SCANNER, "2001:db8:99::1")]
+    assert [(f.host, f.peer) for f in found] == [(SCANNER, "2001:db8:99::1")]
     # without "auto" the same log makes SCANNER external: no internal scanner
     plain = from_dict({"detectors": {"vertical_scan": {"internal_only": True}}})
     assert detect_files([path], only=["vertical_scan"], config=plain) == []
@@ -59,7 +59,7 @@ def test_address_learned_after_its_rows_were_enriched(tmp_path):
     cfg = from_dict({"networks": {"internal": "auto"},
                      "detectors": {"vertical_scan": {"internal_only": True}}})
     (f,) = detect_files([first, second], only=["vertical_scan"], config=cfg)
-    assert f["observed"] == 25
+    assert f.observed == 25
 
 
 def test_cli_auto_names_the_learned_networks(tmp_path, capsys):

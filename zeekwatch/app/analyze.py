@@ -16,6 +16,7 @@ from zeekwatch.config import Config
 from zeekwatch.detectors import validate as validate_detectors
 from zeekwatch.engine import community
 from zeekwatch.engine.core import Engine
+from zeekwatch.finding import Finding
 from zeekwatch.readers import plan
 from zeekwatch.readers.base import IngestLog, file_size, is_gzip
 from zeekwatch.store.db import Store
@@ -28,7 +29,7 @@ class RunResult:
     run_id: int
     log: IngestLog
     seconds: float
-    findings: list[dict] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)  # this run's, as stored (id, stored)
     new: int = 0
     updated: int = 0
     incidents: dict = field(default_factory=dict)  # counts and seconds of the incident step
@@ -90,8 +91,8 @@ def analyze(paths: list[str], config: Config, db_path: str,
                                                            config.store.merge_gap)
         triage.settle(store, candidates)
         t0, c0 = time.monotonic(), time.process_time()
-        result.incidents = incidents.build(store, [c.get("id") for c in candidates]
-                                           + [n["id"] for n in triage.neighbours])
+        result.incidents = incidents.build(store, [c.id for c in candidates]
+                                           + [n.id for n in triage.neighbours])
         result.incidents.update(seconds=time.monotonic() - t0, cpu_seconds=time.process_time() - c0)
         result.findings = candidates
         store.learn_services(engine.learned_services(only=only))

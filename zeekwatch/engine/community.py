@@ -15,6 +15,8 @@ import ipaddress
 import communityid
 import pyarrow as pa
 
+from zeekwatch.finding import Finding
+
 _CID = communityid.CommunityID()
 PROTOS = {"tcp": communityid.PROTO_TCP, "udp": communityid.PROTO_UDP,
           "icmp": communityid.PROTO_ICMP, "sctp": communityid.PROTO_SCTP}
@@ -51,9 +53,9 @@ FROM alert WHERE CAST(flow_id AS VARCHAR) IN (SELECT u FROM zw_evidence_uids)
 """
 
 
-def attach(con, candidates: list[dict]) -> None:
+def attach(con, candidates: list[Finding]) -> None:
     """Set ``community_ids`` (sorted, distinct) on every candidate from its evidence ``uids``."""
-    uids = sorted({str(u) for c in candidates for u in (c.get("uids") or [])})
+    uids = sorted({str(u) for c in candidates for u in c.uids})
     found: dict[str, set[str]] = {}
     if uids:
         con.register("zw_evidence_uids", pa.table({"u": pa.array(uids, pa.string())}))
@@ -67,9 +69,9 @@ def attach(con, candidates: list[dict]) -> None:
                 found.setdefault(uid, set()).add(cid)
     for c in candidates:
         ids: set[str] = set()
-        for u in c.get("uids") or []:
+        for u in c.uids:
             u = str(u)
             if u.startswith("1:"):  # ids_alert cites flows by community id already
                 ids.add(u)
             ids |= found.get(u, set())
-        c["community_ids"] = sorted(ids)
+        c.community_ids = sorted(ids)

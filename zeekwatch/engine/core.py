@@ -23,7 +23,6 @@ flight; the measured figures are in README.md ("Measured speed") and docs/archit
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -34,6 +33,7 @@ import pyarrow as pa
 from zeekwatch import schema
 from zeekwatch.config import Config
 from zeekwatch.errors import ConfigError
+from zeekwatch.finding import Finding, jsonable
 from zeekwatch.detectors import REGISTRY, Context, Dialect
 from zeekwatch.detectors.base import CANDIDATE_COLUMNS, pair
 from zeekwatch.engine import enrich
@@ -253,7 +253,7 @@ class Engine(Learning):
         return ctx
 
     def detect(self, only: list[str] | None = None,
-               known_services: list[dict] | None = None) -> list[dict]:
+               known_services: list[dict] | None = None) -> list[Finding]:
         """Run every enabled detector; return candidate findings, episodes merged.
 
         ``known_services`` (host, port, proto) is the stored baseline of listening services
@@ -262,7 +262,7 @@ class Engine(Learning):
         ctx = Context(self.nets, Dialect(), self.config)
         self._prepare(known_services or [])
         present = {t for t in schema.TABLES if self.count(t)}
-        out: list[dict] = []
+        out: list[Finding] = []
         for det in REGISTRY.values():
             if (only and det.id not in only) or not self.config.enabled(det.id):
                 continue
@@ -411,32 +411,32 @@ def merge_episodes(rows: list[dict], gap: float) -> list[dict]:
 
 
 
-def _candidate(det, params: dict, r: dict) -> dict:
+def _candidate(det, params: dict, r: dict) -> Finding:
     """A query row as a finding candidate: contract columns, explanation, evidence.
 
     An optional ``threat`` column overrides the detector's declared threat type per row
-    (ids_alert types each alert group by its category)."""
+    (ids_alert types each alert group by its category). The detector's ``summary`` reads the
+    finding's fields and the query's other columns as they came (``details``, which the
+    finding keeps as JSON values)."""
     details = {k: v for k, v in r.items() if k not in CANDIDATE_COLUMNS and k != "threat"}
-    values = [str(v) for v in (r.get("distinct_values") or []) if v is not None]
-    peer = r.get("peer")
-    key = r.get("key")
-    f = {
-        "detector": det.id, "threat": r.get("threat") or det.threat, "title": det.title,
-        "host": r["host"], "peer": None if peer is None else str(peer),
-        "key": None if key is None else str(key),
+    peer, key = r.get("peer"), r.get("key")
+    f = Finding(
+        detector=det.id, threat=r.get("threat") or det.threat, title=det.title, host=r["host"],
+        peer=None if peer is None else str(peer), key=None if key is None else str(key),
         # evidence without times (masked timestamps): a fixed sentinel keeps the id stable
-        "first_seen": iso(r["t_first"] if r["t_first"] is not None else 0.0),
-        "last_seen": iso(r["t_last"] if r["t_last"] is not None else 0.0),
-        "observed": float(r["observed"]) if r["observed"] is not None else None,
-        "threshold": float(r["threshold"]) if r["threshold"] is not None else None,
-        "distinct_total": int(r.get("distinct_total") or 0),
-        "distinct_values": json.dumps(values),
-        "evidence_total": int(r.get("evidence_total") or 0),
-        "values": values, "uids": [u for u in (r.get("uids") or []) if u],
-        "details": json.dumps(details, default=str, sort_keys=True),
-    }
-    f["summary"] = det.summary({**f, **details}, params)
+        first_seen=iso(r["t_first"] if r["t_first"] is not None else 0.0),
+        last_seen=iso(r["t_last"] if r["t_last"] is not None else 0.0),
+        observed=float(r["observed"]) if r["observed"] is not None else None,
+        threshold=float(r["threshold"]) if r["threshold"] is not None else None,
+        distinct_total=int(r.get("distinct_total") or 0),
+        values=[str(v) for v in (r.get("distinct_values") or []) if v is not None],
+        evidence_total=int(r.get("evidence_total") or 0),
+        uids=[u for u in (r.get("uids") or []) if u])
+    view = f.mapping()
+    del view["details"]  # the summary reads the query's own columns, as they came
+    f.summary = det.summary({**view, **details}, params)
+    f.details = jsonable(details)
     if r["t_first"] is None:
-        f["summary"] = "(time unknown: the input's timestamps are masked) " + f["summary"]
-        f["details"] = json.dumps({**details, "time_unknown": True}, default=str, sort_keys=True)
+        f.summary = "(time unknown: the input's timestamps are masked) " + f.summary
+        f.details["time_unknown"] = True
     return f

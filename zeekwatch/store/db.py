@@ -38,6 +38,7 @@ def _import_sqlite_utils():
 sqlite_utils = _import_sqlite_utils()
 
 from zeekwatch.errors import StoreError
+from zeekwatch.finding import Finding
 from zeekwatch.store import upsert
 from zeekwatch.text import path_text
 from zeekwatch.timefmt import iso, now_iso, parse_iso  # noqa: F401  (re-exported)
@@ -239,17 +240,18 @@ class Store:
         return list(self.db["runs"].rows_where(order_by="id"))
 
     # -- findings -------------------------------------------------------------------------
-    def upsert_findings(self, candidates: Iterable[dict], run_id: int, gap: float) -> tuple[int, int]:
+    def upsert_findings(self, candidates: Iterable[Finding], run_id: int,
+                        gap: float) -> tuple[int, int]:
         """Insert new findings, extend continued ones; returns (new, updated).
 
-        A candidate carries the contract columns plus ``values`` (distinct values) and
-        ``uids`` (evidence). A candidate continues the stored finding of its entity whose span
-        comes within ``gap`` seconds of it (every stored fragment counts; see
-        ``store.upsert``). Analyst-owned columns (status, notes) of stored findings are never
-        overwritten; an identical re-run changes nothing. Each candidate is marked ``id`` and
-        ``stored`` = "new", "updated" or "same". Set-wise: a fixed number of statements for
-        any number of candidates. Nests inside a caller's ``db.atomic()`` (follow mode commits
-        its checkpoints in the same transaction).
+        A candidate (``Finding``) is written as ``Finding.row()``; its ``values``, ``uids``
+        and ``community_ids`` become evidence rows. A candidate continues the stored finding
+        of its entity whose span comes within ``gap`` seconds of it (every stored fragment
+        counts; see ``store.upsert``). Analyst-owned columns (status, notes) of stored findings
+        are never overwritten; an identical re-run changes nothing. Each candidate is marked
+        ``id`` and ``stored`` = "new", "updated" or "same". Set-wise: a fixed number of
+        statements for any number of candidates. Nests inside a caller's ``db.atomic()``
+        (follow mode commits its checkpoints in the same transaction).
         """
         candidates = list(candidates)
         if not candidates:

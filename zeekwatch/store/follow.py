@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
+from zeekwatch.finding import Finding
 from zeekwatch.store.db import RUN_TABLES, Store, now_iso
 
 CHECKPOINT_COLUMNS = {
@@ -63,7 +64,7 @@ class FollowStore:
                                   "AND status = 'running'")
         return cur.rowcount
 
-    def commit_batch(self, candidates: list[dict], run_id: int, gap: float,
+    def commit_batch(self, candidates: list[Finding], run_id: int, gap: float,
                      checkpoints: list[dict], drop: Iterable[tuple[int, int]], run: dict,
                      rejects: list) -> tuple[int, int]:
         """Findings, checkpoints, run counters and rejects of one batch, atomically.

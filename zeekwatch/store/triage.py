@@ -25,6 +25,7 @@ import os
 from typing import Iterable
 
 from zeekwatch.errors import EXIT_USAGE, StoreError, ZeekwatchError
+from zeekwatch.finding import SCORE_COLUMNS, Finding
 from zeekwatch.store.db import OPEN_STATUSES, Store, iso, now_iso, parse_iso
 from zeekwatch.text import analyst_network
 
@@ -41,7 +42,6 @@ SUPPRESSION_COLUMNS = {
     "sid": int, "start": str, "end": str, "owner": str, "reason": str, "expires": str,
     "created_at": str, "created_by": str, "removed_at": str, "removed_by": str, "origin": str,
 }
-SCORE_COLUMNS = ("urgency", "tier", "due_at", "score_terms")
 
 
 def open_store(path: str, must_exist: bool = True, write: bool = True) -> Store:
@@ -322,13 +322,13 @@ class TriageStore:
                 f"UPDATE findings SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?", params)
         return sum(len(p) for p in by_cols.values())
 
-    def settle_hits(self, candidates: list[dict], who: str) -> None:
-        """Record the suppressions that analysis decided (``_hit`` = (kind, rule id) and
-        ``suppressed_reason`` on each candidate) for the stored findings they became:
+    def settle_hits(self, candidates: list[Finding], who: str) -> None:
+        """Record the suppressions that analysis decided (``suppression_hit`` = (kind, rule
+        id) and ``suppressed_reason`` on each candidate) for the stored findings they became:
         a ``new`` finding nobody else touched is suppressed (``suppress_finding``); one
         inserted already suppressed gets its hit and audit row once
         (``record_inserted_suppression``). Set-wise; candidates of one finding in turn."""
-        ids = {f["id"] for f in candidates}
+        ids = {f.id for f in candidates}
         if not ids:
             return
         state = {r[0]: [r[1], r[2]] for r in self._by_ids(
@@ -342,7 +342,7 @@ class TriageStore:
         hits, audit, status = [], [], []
         now = now_iso()
         for f in candidates:
-            fid, reason, (kind, rule) = f["id"], f["suppressed_reason"], f["_hit"]
+            fid, reason, (kind, rule) = f.id, f.suppressed_reason, f.suppression_hit
             st = state[fid]
             if st[0] == "new":
                 if fid in touched:

@@ -29,6 +29,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
+from zeekwatch.finding import Finding
 from zeekwatch.timefmt import iso, now_iso, parse_iso
 
 EXPLAIN = ("observed", "summary", "distinct_total", "distinct_values", "details", "evidence_total")
@@ -44,17 +45,21 @@ class Record:
     change: dict = field(default_factory=dict)  # columns changed (stored records)
     evidence: list = field(default_factory=list)  # (kind, value) to add
     folded_into: "Record | None" = None
-    cands: list = field(default_factory=list)  # candidates that took this record's id
+    cands: list[Finding] = field(default_factory=list)  # candidates that took this record's id
 
 
-def entity(f: dict) -> tuple:
+def entity(f: Finding | dict) -> tuple:
+    """(detector, host, peer, key) of a candidate or of a stored row."""
+    if isinstance(f, Finding):
+        return (f.detector, f.host, f.peer or "", f.key or "")
     return (f["detector"], f["host"], f.get("peer") or "", f.get("key") or "")
 
 
-def evidence_of(cand: dict, limit: int) -> list[tuple[str, str]]:
+def evidence_of(cand: Finding, limit: int) -> list[tuple[str, str]]:
     out = []
-    for kind, key in (("uid", "uids"), ("value", "values"), ("community_id", "community_ids")):
-        out += [(kind, str(v)) for v in (cand.get(key) or [])[:limit]]
+    for kind, values in (("uid", cand.uids), ("value", cand.values),
+                         ("community_id", cand.community_ids)):
+        out += [(kind, str(v)) for v in values[:limit]]
     return out
 
 
@@ -111,51 +116,50 @@ class Merger:
         for key, rows in stored.items():
             self.records[key] = [Record(dict(r), True) for r in rows]
 
-    def add(self, cand: dict) -> None:
+    def add(self, cand: Finding) -> None:
         recs = self.records.setdefault(entity(cand), [])
         hits = []
         if recs:  # most candidates of a busy run are of entities seen for the first time
-            lo = iso(parse_iso(cand["first_seen"]) - self.gap)
-            hi = iso(parse_iso(cand["last_seen"]) + self.gap)
+            lo = iso(parse_iso(cand.first_seen) - self.gap)
+            hi = iso(parse_iso(cand.last_seen) + self.gap)
             hits = [r for r in recs if r.folded_into is None
                     and r.row["first_seen"] <= hi and r.row["last_seen"] >= lo]
+        row = cand.row()
         if not hits:
-            recs.append(self._insert(cand))
+            recs.append(self._insert(cand, row))
             if len(recs) > 1:
                 recs.sort(key=lambda r: r.row["first_seen"])  # stable: equal times keep their order
             self.new += 1
-            cand["stored"] = "new"
+            cand.stored = "new"
             return
         # the earliest (records are kept in first_seen order); a stored one before a new one
         target = next((r for r in hits if r.stored), hits[0])
-        changed = self._extend(target, cand, cand["first_seen"], cand["last_seen"])
+        changed = self._extend(target, row, cand.first_seen, cand.last_seen)
         for other in hits:
             if other is not target:
                 changed |= self._fold(target, other)
-        cand["id"] = target.row["id"]
+        cand.id = target.row["id"]
         target.cands.append(cand)
         if changed:
             target.evidence += evidence_of(cand, self.limit)
             self.updated += 1
-            cand["stored"] = "updated"
+            cand.stored = "updated"
         else:
-            cand["stored"] = "same"
+            cand.stored = "same"
         recs.sort(key=lambda r: r.row["first_seen"])
 
-    def _insert(self, cand: dict) -> Record:
-        row = {k: cand.get(k) for k in self.columns}
-        row["id"] = self.make_id(cand["detector"], cand["host"], cand.get("peer"), cand.get("key"),
-                                 cand["first_seen"])
-        row["status"] = cand.get("status") or "new"
+    def _insert(self, cand: Finding, row: dict) -> Record:
+        """A new record of ``cand`` (``row``: its columns, ``Finding.row``)."""
+        row = {k: row.get(k) for k in self.columns}
+        row["id"] = self.make_id(cand.detector, cand.host, cand.peer, cand.key, cand.first_seen)
         now = self.now
         row.update({"first_run": self.run_id, "last_run": self.run_id, "created_at": now,
                     "updated_at": now})
-        cand["id"] = row["id"]
-        rec = Record(row, False, evidence=evidence_of(cand, self.limit), cands=[cand])
-        return rec
+        cand.id = row["id"]
+        return Record(row, False, evidence=evidence_of(cand, self.limit), cands=[cand])
 
     def _extend(self, rec: Record, src: dict, first: str, last: str) -> bool:
-        """Widen ``rec`` by ``src`` (a candidate or a folded record's row); whether it changed."""
+        """Widen ``rec`` by ``src`` (a candidate's row or a folded record's); whether it changed."""
         change = {}
         if first < rec.row["first_seen"]:
             change["first_seen"] = first
@@ -181,12 +185,12 @@ class Merger:
         other.folded_into = target
         target.evidence += other.evidence
         for c in other.cands:
-            c["id"] = target.row["id"]
+            c.id = target.row["id"]
         target.cands += other.cands
         if not other.stored:
             self.new -= 1
             for c in other.cands:
-                c["stored"] = "updated" if target.stored else "new"
+                c.stored = "updated" if target.stored else "new"
         return changed or other.stored
 
     # -- results ------------------------------------------------------------------------------

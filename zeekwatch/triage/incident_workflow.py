@@ -11,6 +11,7 @@ and status changes move their scores) and then their incidents, auditing urgency
 
 from __future__ import annotations
 
+from zeekwatch.finding import Finding
 from zeekwatch.store.db import OPEN_STATUSES, Store, now_iso
 from zeekwatch.store.incidents import INCIDENT_STATUSES, IncidentStore
 from zeekwatch.store.triage import TriageError, TriageStore
@@ -105,20 +106,21 @@ def rescore(inc: Incidents, store: Store, who: str, why: str, hosts=None) -> dic
                         where.replace("host IN", "f.host IN"), params)
     scorer = inc.scorer
     scorer.load_inventory(ts.assets())
-    todo = [dict(f) for f in pool if f["status"] in OPEN_STATUSES]
-    scorer.score_all(todo, [f for f in pool if f["status"] not in OPEN_STATUSES])
+    todo = [Finding.from_row(f) for f in pool if f["status"] in OPEN_STATUSES]
+    scorer.score_all(todo, [Finding.from_row(f, explain=False) for f in pool
+                            if f["status"] not in OPEN_STATUSES])  # they corroborate only
     changed = []
     before = {f["id"]: f for f in pool}
     for f in todo:
-        if ts.update_score(f["id"], f):
-            changed.append(f["id"])
-            old = before[f["id"]]
-            if old["urgency"] != f["urgency"]:
+        if ts.update_score(f.id, f.scores()):
+            changed.append(f.id)
+            old = before[f.id]
+            if old["urgency"] != f.urgency:
                 store.db["audit"].insert({
-                    "finding_id": f["id"], "at": now_iso(), "who": who, "action": "rescore",
+                    "finding_id": f.id, "at": now_iso(), "who": who, "action": "rescore",
                     "old_status": old["status"], "new_status": old["status"],
-                    "note": f"urgency {old['urgency']} → {f['urgency']} ({why})"})
-    ids = ist.incidents_of_findings(f["id"] for f in todo) & open_ids(ist)
+                    "note": f"urgency {old['urgency']} → {f.urgency} ({why})"})
+    ids = ist.incidents_of_findings(f.id for f in todo) & open_ids(ist)
     ids |= open_ids(ist, hosts) if hosts is not None else open_ids(ist)
     touched = inc.refresh(ist, ids, who, why)
     return {"findings": len(changed), "incidents": len(touched)}

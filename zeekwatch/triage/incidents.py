@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from zeekwatch.config import Config
 from zeekwatch.errors import ConfigError
+from zeekwatch.finding import Finding
 from zeekwatch.store.db import OPEN_STATUSES, Store, iso, parse_iso
 from zeekwatch.store.incidents import IncidentStore, dumps
 from zeekwatch.triage import playbooks
@@ -293,18 +294,18 @@ class Incidents:
 ANSWER_WINDOW = 3600  # seconds after a finding's last event in which an answer still counts
 
 
-def mark_answered(con, candidates: list[dict]) -> None:
+def mark_answered(con, candidates: list[Finding]) -> None:
     """Inbound findings whose target answered: an external host's finding (a scan) followed
     by established connections from that host to its internal peer, within ``ANSWER_WINDOW``
     s of the finding. Sets details ``answered_connections`` (scoring reads it: the
     ``inbound_answered`` row of the risk matrix). One query over conn for all candidates."""
-    todo = [f for f in candidates if f.get("peer") and f["detector"] != "ids_alert"]
+    todo = [f for f in candidates if f.peer and f.detector != "ids_alert"]
     if not todo:
         return
     ts = pa.timestamp("us", tz="UTC")
     temp_table(con, "zi_inbound", {"host": pa.string(), "peer": pa.string(), "lo": ts, "hi": ts},
-               [(f["host"], f["peer"], parse_iso(f["first_seen"]),
-                 parse_iso(f["last_seen"]) + dt.timedelta(seconds=ANSWER_WINDOW)) for f in todo])
+               [(f.host, f.peer, parse_iso(f.first_seen),
+                 parse_iso(f.last_seen) + dt.timedelta(seconds=ANSWER_WINDOW)) for f in todo])
     rows = con.execute(
         "SELECT t.host, t.peer, t.lo, count(*) FROM zi_inbound t JOIN cx c "
         "ON c.orig_h = t.host AND c.resp_h = t.peer AND c.ts BETWEEN t.lo AND t.hi "
@@ -312,11 +313,9 @@ def mark_answered(con, candidates: list[dict]) -> None:
         "GROUP BY t.host, t.peer, t.lo").fetchall()
     found = {(h, p, iso(lo)): n for h, p, lo, n in rows}
     for f in todo:
-        n = found.get((f["host"], f["peer"], f["first_seen"]))
+        n = found.get((f.host, f.peer, f.first_seen))
         if n:
-            d = json.loads(f.get("details") or "{}")
-            d["answered_connections"] = n
-            f["details"] = json.dumps(d, default=str, sort_keys=True)
+            f.details["answered_connections"] = n
 
 
 def _phrase(f: dict) -> str:

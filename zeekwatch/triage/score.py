@@ -30,12 +30,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import ipaddress
-import json
 from dataclasses import dataclass
 from typing import Iterable
 
 from zeekwatch.config import Config, internal_networks
 from zeekwatch.errors import ConfigError
+from zeekwatch.finding import Finding
 from zeekwatch.nets import NetClass
 from zeekwatch.timefmt import iso, parse_iso
 
@@ -209,42 +209,41 @@ class Scorer:
         return self.default_class, "default"
 
     # -- direction ---------------------------------------------------------------------------
-    def direction(self, f: dict) -> tuple[str, str | None]:
+    def direction(self, f: Finding) -> tuple[str, str | None]:
         """(direction, target) of a finding: ``outbound`` (an internal host acting, target =
         the host), ``inbound`` (an external host acting on an internal target: its peer, else
         the first internal address among its values; or an internal host that was the
         destination of the alerts of a non-infection category), ``external`` (no internal
         side at all: the host itself, never classed ``client``)."""
-        host, peer = f["host"], f.get("peer")
+        host, peer = f.host, f.peer
         if self.internal.contains(host):
-            if (f["detector"] == "ids_alert" and _details(f).get("host_role") == "dst"
+            if (f.detector == "ids_alert" and f.details.get("host_role") == "dst"
                     and not (peer and self.internal.contains(peer))
-                    and f.get("threat") not in INFECTED_THREATS):
+                    and f.threat not in INFECTED_THREATS):
                 return "inbound", host
             return "outbound", host
         if peer and self.internal.contains(peer):
             return "inbound", peer
-        values = f.get("values") or json.loads(f.get("distinct_values") or "[]")
-        for v in values:
+        for v in f.values:
             if self.internal.contains(str(v)):
                 return "inbound", str(v)
         return "external", host
 
-    def _answered(self, f: dict) -> str | None:
-        d = _details(f)
-        if f["detector"] == "ids_alert":
+    def _answered(self, f: Finding) -> str | None:
+        d = f.details
+        if f.detector == "ids_alert":
             cats = [str(c).lower() for c in (d.get("categories") or {})] or [str(d.get("category") or "").lower()]
             hit = [c for c in cats if c in EXPLOIT_CATEGORIES]
             return f"alert category {hit[0]}" if hit else None
         n = d.get("answered_connections") or 0
         return f"{n} established connection(s) from the source" if isinstance(n, (int, float)) and n > 0 else None
 
-    def _base(self, f: dict) -> tuple[str, str, str, dict]:
+    def _base(self, f: Finding) -> tuple[str, str, str, dict]:
         """(matrix row, asset class column, term name, extra score_terms keys)."""
         direction, target = self.direction(f)
         if direction == "outbound":
-            cls, source = self.asset_class(f["host"])
-            threat = f["threat"] if f["threat"] in self.matrix else FALLBACK_THREAT
+            cls, source = self.asset_class(f.host)
+            threat = f.threat if f.threat in self.matrix else FALLBACK_THREAT
             return threat, cls, f"matrix[{threat}][{cls}]", {
                 "asset_class": cls, "asset_source": source, "direction": direction}
         answered = self._answered(f)
@@ -254,7 +253,7 @@ class Scorer:
             extra["answered"] = answered
         if direction == "inbound":
             cls, source = self.asset_class(target)
-            if target != f["host"]:  # the actor is external: it has no asset class of ours
+            if target != f.host:  # the actor is external: it has no asset class of ours
                 extra.update({"asset_class": "external", "asset_source":
                               f"outside networks.internal; target {target} is {cls} ({source})"})
             else:
@@ -265,40 +264,38 @@ class Scorer:
         return row, self.default_class, f"matrix[{row}][{self.default_class}] (no internal side)", extra
 
     # -- modifiers --------------------------------------------------------------------------
-    def modifiers(self, f: dict, others: Iterable[dict] = ()) -> list[tuple[str, int]]:
+    def modifiers(self, f: Finding, others: Iterable[Finding] = ()) -> list[tuple[str, int]]:
         """The modifier terms that apply to ``f``; ``others`` are findings that may corroborate."""
         out: list[tuple[str, int]] = []
-        details = f.get("details") or {}
-        if isinstance(details, str):
-            details = json.loads(details or "{}")
-        if f["detector"] not in self.weak and self.modifiers_cfg["corroboration"]:
+        details = f.details
+        if f.detector not in self.weak and self.modifiers_cfg["corroboration"]:
             dets = sorted(self._corroborating(f, others))
             if dets:
                 hours = self.window / 3600
                 span = f"{hours:g} h" if hours >= 1 else f"{self.window:g} s"
                 out.append((f"corroborated by {', '.join(dets)} within {span}",
                             self.modifiers_cfg["corroboration"]))
-        if f["detector"] == "mass_mailer" and (details.get("mx_lookups") or 0) > 0:
+        if f.detector == "mass_mailer" and (details.get("mx_lookups") or 0) > 0:
             out.append((f"MX lookups by the same host ({details['mx_lookups']})",
                         self.modifiers_cfg["mx_correlation"]))
-        if f["detector"] == "ids_alert" and details.get("severity") == 1:
+        if f.detector == "ids_alert" and details.get("severity") == 1:
             out.append(("Suricata severity 1", self.modifiers_cfg["ids_severity1"]))
         return [(n, d) for n, d in out if d]
 
-    def _corroborating(self, f: dict, others: Iterable[dict]) -> set[str]:
-        f0, f1 = _time(f["first_seen"]), _time(f["last_seen"])
+    def _corroborating(self, f: Finding, others: Iterable[Finding]) -> set[str]:
+        f0, f1 = _time(f.first_seen), _time(f.last_seen)
         w = dt.timedelta(seconds=self.window)
         dets = set()
         for g in others:
-            if (g["host"] != f["host"] or g["detector"] == f["detector"] or g["detector"] in self.weak
-                    or g.get("status") in NO_CORROBORATION or _same_evidence(f, g)):
+            if (g.host != f.host or g.detector == f.detector or g.detector in self.weak
+                    or g.status in NO_CORROBORATION or _same_evidence(f, g)):
                 continue
-            if _time(g["first_seen"]) <= f1 + w and _time(g["last_seen"]) >= f0 - w:
-                dets.add(g["detector"])
+            if _time(g.first_seen) <= f1 + w and _time(g.last_seen) >= f0 - w:
+                dets.add(g.detector)
         return dets
 
     # -- score ------------------------------------------------------------------------------
-    def score(self, f: dict, modifiers: Iterable[tuple[str, int]] | None = None) -> None:
+    def score(self, f: Finding, modifiers: Iterable[tuple[str, int]] | None = None) -> None:
         """Set urgency, tier, due_at and score_terms on finding ``f`` (in place)."""
         if modifiers is None:
             modifiers = self.modifiers(f)
@@ -313,38 +310,33 @@ class Scorer:
         if urgency != total:
             terms.append({"term": "clamped to 1..10", "value": urgency - total})
         tier = tier_for(urgency, self.tiers)
-        f["urgency"] = urgency
-        f["tier"] = tier.number
+        f.urgency = urgency
+        f.tier = tier.number
         # without times (masked timestamps) the deadline runs from now
-        start = parse_iso(f["first_seen"])
-        if '"time_unknown": true' in (f.get("details") or ""):  # masked input timestamps
+        start = parse_iso(f.first_seen)
+        if f.details.get("time_unknown") is True:  # masked input timestamps
             start = dt.datetime.now(dt.timezone.utc)
-        f["due_at"] = iso(start + dt.timedelta(hours=tier.hours))
-        f["score_terms"] = json.dumps({
-            **extra, "threat": f["threat"], "terms": terms,
+        f.due_at = iso(start + dt.timedelta(hours=tier.hours))
+        f.score_terms = {
+            **extra, "threat": f.threat, "terms": terms,
             "urgency": urgency, "tier": tier.name, "tier_number": tier.number,
-            "owner": tier.owner, "sla_hours": tier.hours})
+            "owner": tier.owner, "sla_hours": tier.hours}
 
-    def score_all(self, findings: list[dict], others: Iterable[dict] = ()) -> None:
+    def score_all(self, findings: list[Finding], others: Iterable[Finding] = ()) -> None:
         """Score every finding; each may be corroborated by the others and by ``others``
         (stored findings)."""
-        pool: dict[str, list[dict]] = {}
+        pool: dict[str, list[Finding]] = {}
         for g in list(findings) + list(others):
-            pool.setdefault(g["host"], []).append(g)
+            pool.setdefault(g.host, []).append(g)
         for f in findings:
-            self.score(f, self.modifiers(f, pool.get(f["host"], [])))
+            self.score(f, self.modifiers(f, pool.get(f.host, [])))
 
 
-def _same_evidence(f: dict, g: dict) -> bool:
+def _same_evidence(f: Finding, g: Finding) -> bool:
     """Whether two findings cite a common connection (evidence uid): then they are one piece
     of evidence seen by two detectors, and neither corroborates the other."""
-    a, b = f.get("uids") or (), g.get("uids") or ()
+    a, b = f.uids, g.uids
     return bool(a and b and not set(a).isdisjoint(b))
-
-
-def _details(f: dict) -> dict:
-    d = f.get("details") or {}
-    return json.loads(d or "{}") if isinstance(d, str) else d
 
 
 # -- asset inventory CSV ----------------------------------------------------------------------

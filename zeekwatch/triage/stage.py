@@ -22,6 +22,7 @@ import re
 import pyarrow as pa
 
 from zeekwatch.config import Config
+from zeekwatch.finding import Finding, jsonable
 from zeekwatch.store.db import STATUSES, Store, iso, now_iso, parse_iso
 from zeekwatch.store.triage import TriageError, TriageStore
 from zeekwatch.triage import appusage, incidents, suppress
@@ -46,84 +47,83 @@ class TriageStage:
         self.settings = suppress.Settings.from_config(config)
         self.scorer = Scorer(config)
         self.usage: list[dict] = []
-        self.neighbours: list[dict] = []  # stored findings near this run's (corroboration)
+        # stored findings near this run's: to corroborate (without their JSON columns) and to
+        # be rescored in return (``settle`` reads those rows in full)
+        self.neighbours: list[Finding] = []
+        self.neighbour_rows: dict[str, dict] = {}
 
-    def run(self, engine, store: Store, candidates: list[dict], run_id: int) -> None:
+    def run(self, engine, store: Store, candidates: list[Finding], run_id: int) -> None:
         ts = TriageStore(store)
         con, ctx = engine.con, engine.context()
         self.usage = appusage.compute(con, self.settings.rules, ctx.nets,
                                       self.settings.session_gap, ctx.dialect)
         ts.save_app_usage(self.usage, run_id, self.settings.session_gap)
         _enrich(con, candidates, ctx.dialect)
-        hosts = {f["host"] for f in candidates}
+        hosts = {f.host for f in candidates}
         suppress.apply(candidates, ts.app_usage(hosts), ts.suppressions(), self.settings, now_iso())
         self.scorer.load_inventory(ts.assets())
         self.neighbours = self._stored_neighbours(ts, candidates)
         self.scorer.score_all(candidates, self.neighbours)
 
-    def _stored_neighbours(self, ts: TriageStore, candidates: list[dict]) -> list[dict]:
+    def _stored_neighbours(self, ts: TriageStore, candidates: list[Finding]) -> list[Finding]:
         if not candidates:
             return []
         w = dt.timedelta(seconds=self.scorer.window)
-        lo = iso(min(parse_iso(f["first_seen"]) for f in candidates) - w)
-        hi = iso(max(parse_iso(f["last_seen"]) for f in candidates) + w)
-        return ts.nearby_findings({f["host"] for f in candidates}, lo, hi)
+        lo = iso(min(parse_iso(f.first_seen) for f in candidates) - w)
+        hi = iso(max(parse_iso(f.last_seen) for f in candidates) + w)
+        rows = ts.nearby_findings({f.host for f in candidates}, lo, hi)
+        self.neighbour_rows = {r["id"]: r for r in rows}
+        return [Finding.from_row(r, explain=False) for r in rows]
 
-    def settle(self, store: Store, candidates: list[dict]) -> None:
+    def settle(self, store: Store, candidates: list[Finding]) -> None:
         """After the upsert: record suppressions, refresh the scores of continued findings and
         of stored findings that this run's findings now corroborate. Set-wise (a fixed number
         of statements for any number of findings)."""
         ts = TriageStore(store)
-        ids = {f.get("id") for f in candidates}
-        by_host: dict[str, list[dict]] = {}
+        ids = {f.id for f in candidates}
+        by_host: dict[str, list[Finding]] = {}
         for o in candidates + self.neighbours:
-            by_host.setdefault(o["host"], []).append(o)
+            by_host.setdefault(o.host, []).append(o)
         scores: dict[str, dict] = {}
-        for g in self.neighbours:
-            if g["id"] not in ids:
-                g = dict(g)
-                self.scorer.score(g, self.scorer.modifiers(g, by_host.get(g["host"], [])))
-                scores[g["id"]] = g
+        for n in self.neighbours:
+            if n.id not in ids:
+                g = Finding.from_row(self.neighbour_rows[n.id])
+                self.scorer.score(g, self.scorer.modifiers(g, by_host.get(g.host, [])))
+                scores[g.id] = g.scores()
         for f in candidates:
-            if f.get("id") is not None:
-                scores[f["id"]] = f  # a finding that took several candidates: the last one's
+            if f.id is not None:
+                scores[f.id] = f.scores()  # a finding that took several candidates: the last one's
         with store.db.atomic():
             ts.update_scores(scores)
             ts.settle_hits([f for f in candidates
-                            if f.get("id") is not None and f.get("_hit") is not None], AUTOMATION)
+                            if f.id is not None and f.suppression_hit is not None], AUTOMATION)
 
 
-def _enrich(con, candidates: list[dict], dialect=None) -> None:
+def _enrich(con, candidates: list[Finding], dialect=None) -> None:
     """Details the later stages use: ``peer_names`` (DNS names that resolved to the peer, for
     domain rules) and, for ids_alert, ``host_role`` (src, dst or both: which side of the
     alerts the host was, for ``zeekwatch tune suricata``)."""
-    names = appusage.peer_names(con, [f.get("peer") for f in candidates], dialect)
-    roles = _alert_roles(con, [f for f in candidates if f["detector"] == "ids_alert"])
+    names = appusage.peer_names(con, [f.peer for f in candidates], dialect)
+    roles = _alert_roles(con, [f for f in candidates if f.detector == "ids_alert"])
     for f in candidates:
-        extra = {}
-        if names.get(f.get("peer")):
-            extra["peer_names"] = names[f["peer"]]
-        role = roles.get((f["host"], f.get("key"), f["first_seen"]))
+        if names.get(f.peer):
+            f.details.setdefault("peer_names", jsonable(names[f.peer]))
+        role = roles.get((f.host, f.key, f.first_seen))
         if role:
-            extra["host_role"] = role
-        if extra:
-            details = json.loads(f.get("details") or "{}")
-            for k, v in extra.items():
-                details.setdefault(k, v)
-            f["details"] = json.dumps(details, default=str, sort_keys=True)
+            f.details.setdefault("host_role", role)
     incidents.mark_answered(con, candidates)  # inbound scans the target answered
 
 
-def _alert_roles(con, findings: list[dict]) -> dict[tuple, str]:
-    todo = [f for f in findings if "host_role" not in json.loads(f.get("details") or "{}")
-            and (f.get("key") or "").startswith("sid:")]
+def _alert_roles(con, findings: list[Finding]) -> dict[tuple, str]:
+    todo = [f for f in findings
+            if "host_role" not in f.details and (f.key or "").startswith("sid:")]
     if not todo:
         return {}
     ts = pa.timestamp("us", tz="UTC")
     appusage.temp_table(con, "tr_ids", {"host": pa.string(), "k": pa.string(), "sid": pa.int64(),
                                         "lo": ts, "hi": ts}, [
-        (f["host"], f["key"], int(f["key"][4:]), parse_iso(f["first_seen"]), parse_iso(f["last_seen"]))
-        for f in todo if f["key"][4:].isdigit()])
+        (f.host, f.key, int(f.key[4:]), parse_iso(f.first_seen), parse_iso(f.last_seen))
+        for f in todo if f.key[4:].isdigit()])
     rows = con.execute(
         "SELECT t.host, t.k, t.lo, sum(CASE WHEN a.orig_h = t.host THEN 1 ELSE 0 END), "
         "sum(CASE WHEN a.resp_h = t.host THEN 1 ELSE 0 END) FROM tr_ids t JOIN alert a "

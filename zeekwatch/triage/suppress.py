@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
 import re
 from dataclasses import dataclass, field
 
 from zeekwatch.config import Config
 from zeekwatch.errors import ConfigError
+from zeekwatch.finding import Finding
 from zeekwatch.store.triage import TriageError, TriageStore
 from zeekwatch.text import analyst_network
 from zeekwatch.timefmt import iso, parse_iso
@@ -91,8 +91,8 @@ class Settings:
 
 
 # -- app look-alikes ------------------------------------------------------------------------
-def _span(f: dict) -> tuple[dt.datetime, dt.datetime]:
-    return parse_iso(f["first_seen"]), parse_iso(f["last_seen"])
+def _span(first_seen: str, last_seen: str) -> tuple[dt.datetime, dt.datetime]:
+    return parse_iso(first_seen), parse_iso(last_seen)
 
 
 def _clock(a: str, b: str) -> str:
@@ -110,18 +110,18 @@ def usage_text(u: dict) -> str:
             f"{_clock(u['first_seen'], u['last_seen'])})")
 
 
-def explain_by_app(f: dict, usages: list[dict], settings: Settings) -> str | None:
+def explain_by_app(f: Finding, usages: list[dict], settings: Settings) -> str | None:
     """The reason an app explains finding ``f``, or None."""
-    cats = settings.app_detectors.get(f["detector"])
+    cats = settings.app_detectors.get(f.detector)
     if not cats:
         return None
-    f0, f1 = _span(f)
+    f0, f1 = _span(f.first_seen, f.last_seen)
     slack = dt.timedelta(seconds=settings.slack)
     hits = []
     for u in usages:
-        if u["host"] != f["host"] or u["category"] not in cats or u["app"] in settings.never_explain:
+        if u["host"] != f.host or u["category"] not in cats or u["app"] in settings.never_explain:
             continue
-        u0, u1 = _span(u)
+        u0, u1 = _span(u["first_seen"], u["last_seen"])
         if u0 - slack <= f1 and u1 + slack >= f0:
             hits.append(u)
     if not hits:
@@ -202,38 +202,21 @@ def active(rule: dict, now: str) -> bool:
     return not rule.get("removed_at") and (not rule.get("expires") or rule["expires"] > now)
 
 
-def _details(f: dict) -> dict:
-    d = f.get("details")
-    if isinstance(d, str):
-        try:
-            return json.loads(d) or {}
-        except ValueError:
-            return {}
-    return d or {}
-
-
-def finding_names(f: dict) -> list[str]:
+def finding_names(f: Finding) -> list[str]:
     """Every text of a finding that may be a DNS name: peer, key, distinct values, details."""
-    out = [f.get("peer"), f.get("key")]
-    vals = f.get("distinct_values")
-    if isinstance(vals, str):
-        try:
-            vals = json.loads(vals)
-        except ValueError:
-            vals = []
-    out += list(vals or []) + list(f.get("values") or [])
-    for v in _details(f).values():
+    out = [f.peer, f.key, *f.values]
+    for v in f.details.values():
         out += v if isinstance(v, list) else [v]
     return [str(x) for x in out if isinstance(x, str) and x]
 
 
-def _port_of(f: dict) -> set[int]:
+def _port_of(f: Finding) -> set[int]:
     ports = set()
-    m = re.search(r"(?:^|/)([0-9]{1,5})$", f.get("key") or "")
+    m = re.search(r"(?:^|/)([0-9]{1,5})$", f.key or "")
     if m:
         ports.add(int(m.group(1)))
     for k in ("resp_p", "port", "dest_port"):
-        v = _details(f).get(k)
+        v = f.details.get(k)
         if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
             ports.add(int(v))
     return ports
@@ -246,40 +229,40 @@ def _in(addr: str | None, cidr: str) -> bool:
         return False
 
 
-def rule_matches(rule: dict, f: dict) -> bool:
+def rule_matches(rule: dict, f: Finding) -> bool:
     """Whether every condition of ``rule`` holds for finding ``f``."""
-    if rule.get("detector") and f["detector"] != rule["detector"]:
+    if rule.get("detector") and f.detector != rule["detector"]:
         return False
-    if rule.get("cidr") and not _in(f.get("host"), rule["cidr"]):
+    if rule.get("cidr") and not _in(f.host, rule["cidr"]):
         return False
-    if rule.get("peer") and not _in(f.get("peer"), rule["peer"]):
+    if rule.get("peer") and not _in(f.peer, rule["peer"]):
         return False
     if rule.get("sid") is not None:
         # an ids_alert finding rolls up the signatures of a category: the rule matches when
         # every signature in it is the rule's (other signatures' alerts stay visible)
-        d = _details(f)
+        d = f.details
         sids = [str(x) for x in d.get("sids") or [d.get("sid")] if x is not None]
-        if f.get("key") != f"sid:{rule['sid']}" and (not sids or set(sids) != {str(rule["sid"])}):
+        if f.key != f"sid:{rule['sid']}" and (not sids or set(sids) != {str(rule["sid"])}):
             return False
     if rule.get("port") is not None and int(rule["port"]) not in _port_of(f):
         return False
     if rule.get("domain") and not any(domain_matches(rule["domain"], n) for n in finding_names(f)):
         return False
-    if rule.get("start") and f["last_seen"] < rule["start"]:
+    if rule.get("start") and f.last_seen < rule["start"]:
         return False
-    if rule.get("end") and f["first_seen"] > rule["end"]:
+    if rule.get("end") and f.first_seen > rule["end"]:
         return False
     return True
 
 
 # -- applying -------------------------------------------------------------------------------
-def apply(candidates: list[dict], usages: list[dict], rules: list[dict], settings: Settings,
+def apply(candidates: list[Finding], usages: list[dict], rules: list[dict], settings: Settings,
           now: str) -> int:
     """Mark candidates suppressed (rules first, then look-alikes the detector named, then app
     usage); returns how many.
 
-    Each suppressed candidate gets ``status``, ``suppressed_reason`` and ``_hit`` (kind,
-    rule id) for the store to record."""
+    Each suppressed candidate gets ``status``, ``suppressed_reason`` and ``suppression_hit``
+    (kind, rule id) for the store to record."""
     live = [r for r in rules if active(r, now)]
     by_host: dict[str, list[dict]] = {}
     for u in usages:
@@ -288,15 +271,14 @@ def apply(candidates: list[dict], usages: list[dict], rules: list[dict], setting
     for f in candidates:
         rule = next((r for r in live if rule_matches(r, f)), None)
         if rule is not None:
-            f.update(status="suppressed", suppressed_reason=rule_reason(rule), _hit=("rule", rule["id"]))
-        elif _details(f).get("lookalike"):  # the detector named a look-alike itself (beacon: NTP...)
-            f.update(status="suppressed", suppressed_reason=str(_details(f)["lookalike"]),
-                     _hit=("lookalike", None))
+            reason, hit = rule_reason(rule), ("rule", rule["id"])
+        elif f.details.get("lookalike"):  # the detector named a look-alike itself (beacon: NTP...)
+            reason, hit = str(f.details["lookalike"]), ("lookalike", None)
         else:
-            reason = explain_by_app(f, by_host.get(f["host"], []), settings)
+            reason, hit = explain_by_app(f, by_host.get(f.host, []), settings), ("app", None)
             if reason is None:
                 continue
-            f.update(status="suppressed", suppressed_reason=reason, _hit=("app", None))
+        f.status, f.suppressed_reason, f.suppression_hit = "suppressed", reason, hit
         n += 1
     return n
 
@@ -312,9 +294,11 @@ def add_rule(ts: TriageStore, rule: dict, who: str) -> tuple[int, list[str]]:
 
 
 def _apply_stored(ts: TriageStore, rules: list[dict], findings: list[dict], who: str) -> list[str]:
+    """Suppress the stored finding rows that one of ``rules`` matches; returns their ids."""
     done = []
     for f in findings:
-        rule = next((r for r in rules if rule_matches(r, f)), None)
+        finding = Finding.from_row(f)
+        rule = next((r for r in rules if rule_matches(r, finding)), None)
         if rule is not None:
             ts.suppress_finding(f["id"], rule_reason(rule), "rule", rule["id"], who)
             done.append(f["id"])

@@ -15,6 +15,7 @@ from conftest import PCAPS
 from zeekwatch.config import load
 from zeekwatch.console import pages, sqlfns
 from zeekwatch.console.panels import FILTERS, PANELS, family, resolve
+from zeekwatch.finding import Finding
 from zeekwatch.store.db import Store
 
 datasette = pytest.importorskip("datasette", reason="the console extra is not installed")
@@ -118,12 +119,11 @@ def test_pages_and_report_tolerate_a_database_without_optional_tables(tmp_path):
 
     path = str(tmp_path / "bare.db")
     store = Store(path)
-    store.upsert_findings([{"detector": "horizontal_scan", "threat": "worm", "host": "10.0.0.5",
-                            "first_seen": "2024-03-12T09:30:00.000000Z",
-                            "last_seen": "2024-03-12T09:31:00.000000Z", "urgency": 6, "tier": 2,
-                            "due_at": "2024-03-12T17:30:00.000000Z", "summary": "<b>x</b>",
-                            "distinct_values": '["<script>alert(1)</script>"]',
-                            "values": ["<script>alert(1)</script>"]}], 1, 60)
+    store.upsert_findings([Finding(detector="horizontal_scan", threat="worm", host="10.0.0.5",
+                                   title="Horizontal scan", first_seen="2024-03-12T09:30:00.000000Z",
+                                   last_seen="2024-03-12T09:31:00.000000Z", urgency=6, tier=2,
+                                   due_at="2024-03-12T17:30:00.000000Z", summary="<b>x</b>",
+                                   values=["<script>alert(1)</script>"])], 1, 60)
     store.close()
     c = connect(path)
     assert pages.incidents_open(c, {}) is None

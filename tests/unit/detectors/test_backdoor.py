@@ -40,10 +40,10 @@ def long(duration, orig="10.0.0.5", resp="203.0.113.7", port=443, ts=1000.0, uid
 
 def test_long_connection_exactly_one_hour_fires_59_minutes_does_not():
     found = detect("long_connection", conn=[long(3600.0)])
-    assert [(f["host"], f["peer"], f["key"], f["observed"], f["threshold"]) for f in found] == [
+    assert [(f.host, f.peer, f.key, f.observed, f.threshold) for f in found] == [
         ("10.0.0.5", "203.0.113.7", "tcp/443", 1.0, 1.0)]
-    assert found[0]["last_seen"] == iso(1000.0 + 3600.0)
-    assert "open for 1.00 h" in found[0]["summary"] and "tier 1 h" in found[0]["summary"]
+    assert found[0].last_seen == iso(1000.0 + 3600.0)
+    assert "open for 1.00 h" in found[0].summary and "tier 1 h" in found[0].summary
     assert detect("long_connection", conn=[long(59 * 60.0)]) == []
     assert detect("long_connection", conn=[long(3599.999)]) == []
 
@@ -52,15 +52,15 @@ def test_long_connection_exactly_one_hour_fires_59_minutes_does_not():
     (1.0, 1), (3.999, 1), (4.0, 4), (7.99, 4), (8.0, 8), (11.999, 8), (12.0, 12), (40.0, 12)])
 def test_long_connection_tiers(hours, tier):
     (f,) = detect("long_connection", conn=[long(hours * H)])
-    assert json.loads(f["details"])["tier"] == tier
-    assert f"tier {tier} h" in f["summary"]
+    assert f.details["tier"] == tier
+    assert f"tier {tier} h" in f.summary
 
 
 def test_tier_never_below_min_hours():
     cfg = {"detectors": {"long_connection": {"min_hours": 5}}}
     assert detect("long_connection", config=cfg, conn=[long(4.5 * H)]) == []
     (f,) = detect("long_connection", config=cfg, conn=[long(6 * H)])
-    assert json.loads(f["details"])["tier"] == 5 and f["threshold"] == 5
+    assert f.details["tier"] == 5 and f.threshold == 5
 
 
 def test_long_connection_needs_internal_to_external():
@@ -82,24 +82,24 @@ def test_open_conn_and_conn_long_records_of_one_uid_are_one_connection():
     rows = [long(1800.0, uid="Cabc", ts=1000.0), long(3700.0, uid="Cabc", ts=1000.0),
             long(5000.0, uid="Cabc", ts=1000.5), long(7300.0, uid="Cabc", ts=1000.0)]
     (f,) = detect("long_connection", conn=rows)
-    assert f["observed"] == pytest.approx(7300.0 / H)
-    assert f["evidence_total"] == 1 and f["uids"] == ["Cabc"]
-    assert f["first_seen"] == iso(1000.0) and f["last_seen"] == iso(1000.0 + 7300.0)
-    assert json.loads(f["details"])["connections"] == 1
+    assert f.observed == pytest.approx(7300.0 / H)
+    assert f.evidence_total == 1 and f.uids == ["Cabc"]
+    assert f.first_seen == iso(1000.0) and f.last_seen == iso(1000.0 + 7300.0)
+    assert f.details["connections"] == 1
 
 
 def test_one_finding_per_host_peer_port():
     rows = [long(2 * H, uid="A", ts=1000.0), long(5 * H, uid="B", ts=9000.0),
             long(2 * H, uid="C", port=22)]
-    found = sorted(detect("long_connection", conn=rows), key=lambda f: f["key"])
-    assert [(f["key"], f["evidence_total"]) for f in found] == [("tcp/22", 1), ("tcp/443", 2)]
-    assert found[1]["observed"] == 5.0 and json.loads(found[1]["details"])["tier"] == 4
-    assert sorted(found[1]["uids"]) == ["A", "B"]
+    found = sorted(detect("long_connection", conn=rows), key=lambda f: f.key)
+    assert [(f.key, f.evidence_total) for f in found] == [("tcp/22", 1), ("tcp/443", 2)]
+    assert found[1].observed == 5.0 and found[1].details["tier"] == 4
+    assert sorted(found[1].uids) == ["A", "B"]
 
 
 def test_long_connection_ipv6_and_udp():
     rows = [long(2 * H, orig="fd00::5", resp="2001:db8::1", port=1194, proto="udp")]
-    assert [(f["host"], f["peer"], f["key"]) for f in detect("long_connection", conn=rows)] == [
+    assert [(f.host, f.peer, f.key) for f in detect("long_connection", conn=rows)] == [
         ("fd00::5", "2001:db8::1", "udp/1194")]
 
 
@@ -107,7 +107,7 @@ def test_long_connection_without_duration_or_uid():
     assert detect("long_connection", conn=[conn(1000, "10.0.0.5", "203.0.113.7", 443)]) == []
     rows = [dict(long(2 * H), uid=None), dict(long(3 * H, ts=2000.0), uid=None)]
     (f,) = detect("long_connection", conn=rows)
-    assert f["evidence_total"] == 2 and f["observed"] == 3.0
+    assert f.evidence_total == 2 and f.observed == 3.0
 
 
 # -- off_hours --------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def burst(t0, n=5, host="10.0.0.5", step=60.0, port=443, dest="203.0.113.{i}", *
 
 
 def keys(found):
-    return sorted((f["host"], f["key"], int(f["observed"])) for f in found)
+    return sorted((f.host, f.key, int(f.observed)) for f in found)
 
 
 # 2024-04-16 is a Tuesday, 2024-04-19 a Friday, 2024-04-20/21 a weekend.
@@ -126,8 +126,8 @@ def test_off_hours_night_and_threshold():
     found = detect("off_hours", conn=burst(utc(2024, 4, 16, 23, 0)))
     assert keys(found) == [("10.0.0.5", "2024-04-16 night", 5)]
     f = found[0]
-    assert f["threshold"] == 5 and f["distinct_total"] == 5 and len(f["uids"]) == 5
-    assert "during off-hours (2024-04-16 night" in f["summary"]
+    assert f.threshold == 5 and f.distinct_total == 5 and len(f.uids) == 5
+    assert "during off-hours (2024-04-16 night" in f.summary
     assert detect("off_hours", conn=burst(utc(2024, 4, 16, 23, 0), n=4)) == []
 
 
@@ -138,8 +138,8 @@ def test_business_hour_boundaries():
     cfg = {"detectors": {"off_hours": {"min_connections": 1}}}
     (f,) = detect("off_hours", config=cfg, conn=rows)
     # 22:00 and 05:59 are off-hours, 21:59 and 06:00 are not; the night spans midnight
-    assert f["key"] == "2024-04-16 night" and f["observed"] == 4
-    assert f["first_seen"] == iso(times[1]) and f["last_seen"] == iso(times[4])
+    assert f.key == "2024-04-16 night" and f.observed == 4
+    assert f.first_seen == iso(times[1]) and f.last_seen == iso(times[4])
 
 
 def test_two_nights_are_two_findings():
@@ -255,7 +255,7 @@ def test_off_hours_local_time_matches_zoneinfo_around_offset_changes(tz, hours):
         if len(periods) == 1 and None not in periods:
             want.add((host, periods.pop()))
     cfg = {"time": {"timezone": tz, "business_start": hours[0], "business_end": hours[1]}}
-    got = {(f["host"], f["key"]) for f in detect("off_hours", config=cfg, conn=rows)}
+    got = {(f.host, f.key) for f in detect("off_hours", config=cfg, conn=rows)}
     assert len(want) >= 10
     bursts_split = {(h, k) for h, k in got if (h, k) not in want}
     assert got == want, sorted(bursts_split)[:5]
@@ -309,11 +309,11 @@ def test_rare_destinations_first():
              conn(t + 11, "10.0.0.5", "10.0.1.1", 445)]
     rows += [conn(utc(2024, 4, 16, 10, 0), "10.0.1.2", "10.0.1.1", 445)]
     (f,) = detect("off_hours", conn=rows)
-    details = json.loads(f["details"])
+    details = f.details
     assert details["rare_destinations"] == ["198.51.100.77 (1 host)", "10.0.1.1 (2 hosts)",
                                             "203.0.113.10 (5 hosts)"]
     assert details["rarest_prevalence"] == 1
-    assert "rarest first: 198.51.100.77 (1 host)" in f["summary"]
+    assert "rarest first: 198.51.100.77 (1 host)" in f.summary
 
 
 def test_off_hours_ipv6():
@@ -366,11 +366,11 @@ def test_learning_mode_first_hours_are_the_baseline():
             served(T0 + 24 * H, 4444, service="ssh"),
             served(T0 + 30 * H, 4444, client="198.51.100.5"), served(T0 + 30 * H, 22)]
     (f,) = detect("new_listener", conn=rows)
-    assert (f["host"], f["key"], f["observed"], f["peer"]) == ("10.0.0.9", "tcp/4444", 2.0, None)
-    assert f["values"] == ["198.51.100.4", "198.51.100.5"] and f["distinct_total"] == 2
-    assert f["first_seen"] == iso(T0 + 24 * H) and len(f["uids"]) == 2
-    assert json.loads(f["details"]) == {"after_hours": 24.0, "baseline": "learning", "services": ["ssh"]}
-    assert "10.0.0.9 answered 2 connection(s) from 2 client(s) on tcp/4444 (ssh)" in f["summary"]
+    assert (f.host, f.key, f.observed, f.peer) == ("10.0.0.9", "tcp/4444", 2.0, None)
+    assert f.values == ["198.51.100.4", "198.51.100.5"] and f.distinct_total == 2
+    assert f.first_seen == iso(T0 + 24 * H) and len(f.uids) == 2
+    assert f.details == {"after_hours": 24.0, "baseline": "learning", "services": ["ssh"]}
+    assert "10.0.0.9 answered 2 connection(s) from 2 client(s) on tcp/4444 (ssh)" in f.summary
     cfg = {"detectors": {"new_listener": {"learn_hours": 48}}}
     assert detect("new_listener", config=cfg, conn=rows) == []
 
@@ -379,11 +379,11 @@ def test_stored_baseline_replaces_learning():
     rows = [served(T0, 22), served(T0 + 1, 4444)]
     known = [{"host": "10.0.0.9", "port": 22, "proto": "tcp"}]
     (f,) = detect("new_listener", known_services=known, conn=rows)
-    assert f["key"] == "tcp/4444" and json.loads(f["details"])["baseline"] == "stored"
+    assert f.key == "tcp/4444" and f.details["baseline"] == "stored"
     # the baseline is per host and per protocol
     known = [{"host": "10.0.0.8", "port": 4444, "proto": "tcp"},
              {"host": "10.0.0.9", "port": 4444, "proto": "udp"}]
-    assert [f["key"] for f in detect("new_listener", known_services=known, conn=rows[1:])] == ["tcp/4444"]
+    assert [f.key for f in detect("new_listener", known_services=known, conn=rows[1:])] == ["tcp/4444"]
 
 
 def test_known_services_from_config():
@@ -395,7 +395,7 @@ def test_known_services_from_config():
         "10.0.0.9:4444/tcp", "[fd00::9]:8080/tcp", "10.0.5.0/24:5432/TCP"]}}}
     assert detect("new_listener", config=cfg, conn=rows) == []
     cfg = {"detectors": {"new_listener": {"known": ["*:4444/tcp", "fd00::/16:8080/tcp"]}}}
-    assert [f["host"] for f in detect("new_listener", config=cfg, conn=rows)] == ["10.0.5.1"]
+    assert [f.host for f in detect("new_listener", config=cfg, conn=rows)] == ["10.0.5.1"]
     cfg = {"detectors": {"new_listener": {"known": ["10.0.0.9:4444/udp", "10.0.0.8:4444/tcp"]}}}
     assert len(detect("new_listener", config=cfg, conn=rows)) == 3
 
@@ -420,7 +420,7 @@ def test_only_answered_connections_count():
     for state, history in (("SF", None), ("S1", None), ("S2", "ShADF"), ("S3", "ShADf"),
                            ("RSTO", None), ("RSTR", "ShADr"), ("OTH", "hA")):
         rows = base + [served(late, 4444, conn_state=state, history=history)]
-        assert [f["key"] for f in detect("new_listener", conn=rows)] == ["tcp/4444"], state
+        assert [f.key for f in detect("new_listener", conn=rows)] == ["tcp/4444"], state
 
 
 def test_only_internal_responders():
@@ -433,7 +433,7 @@ def test_dynamic_ports_and_max_port():
     late = T0 + 30 * H
     rows = [served(T0, 22), served(late, 49152), served(late, 65000)]
     assert detect("new_listener", conn=rows) == []
-    assert [f["key"] for f in detect("new_listener", conn=rows + [served(late, 49151)])] == ["tcp/49151"]
+    assert [f.key for f in detect("new_listener", conn=rows + [served(late, 49151)])] == ["tcp/49151"]
     cfg = {"detectors": {"new_listener": {"max_port": 65536}}}
     assert len(detect("new_listener", config=cfg, conn=rows)) == 2
 
@@ -442,7 +442,7 @@ def test_ftp_data_is_not_a_listener():
     late = T0 + 30 * H
     passive = [served(T0, 22), served(late, 21, service="ftp", duration=600.0),
                served(late + 10, 30123)]
-    assert [f["key"] for f in detect("new_listener", conn=passive)] == ["tcp/21"]
+    assert [f.key for f in detect("new_listener", conn=passive)] == ["tcp/21"]
     active = [served(T0, 22), conn(late, "10.0.0.9", "198.51.100.4", 21, service="ftp"),
               conn(late + 5, "198.51.100.4", "10.0.0.9", 40001, orig_p=20)]
     assert detect("new_listener", conn=active) == []
@@ -451,7 +451,7 @@ def test_ftp_data_is_not_a_listener():
     # a control connection long gone does not excuse a listener
     stale = [served(T0, 22), served(late, 21, service="ftp", duration=60.0),
              served(late + 2 * H, 30123)]
-    assert sorted(f["key"] for f in detect("new_listener", conn=stale)) == ["tcp/21", "tcp/30123"]
+    assert sorted(f.key for f in detect("new_listener", conn=stale)) == ["tcp/21", "tcp/30123"]
 
 
 def test_udp_replies_after_timeout_are_not_listeners():
@@ -459,15 +459,15 @@ def test_udp_replies_after_timeout_are_not_listeners():
     quic = [served(T0, 22), served(late, 40000, proto="udp", client="203.0.113.80", orig_p=443)]
     assert detect("new_listener", conn=quic) == []
     cfg = {"detectors": {"new_listener": {"ignore_udp_replies": False}}}
-    assert [f["key"] for f in detect("new_listener", config=cfg, conn=quic)] == ["udp/40000"]
+    assert [f.key for f in detect("new_listener", config=cfg, conn=quic)] == ["udp/40000"]
     real = [served(T0, 22), served(late, 5353, proto="udp", orig_p=40000)]
-    assert [f["key"] for f in detect("new_listener", conn=real)] == ["udp/5353"]
+    assert [f.key for f in detect("new_listener", conn=real)] == ["udp/5353"]
 
 
 def test_new_listener_ipv6():
     rows = [served(T0, 22, server="fd00::9", client="2001:db8::4"),
             served(T0 + 30 * H, 4444, server="fd00::9", client="2001:db8::4")]
-    assert [(f["host"], f["key"]) for f in detect("new_listener", conn=rows)] == [("fd00::9", "tcp/4444")]
+    assert [(f.host, f.key) for f in detect("new_listener", conn=rows)] == [("fd00::9", "tcp/4444")]
 
 
 def test_learn_query_columns():
@@ -541,7 +541,7 @@ def test_learn_then_detect_across_pipeline_runs(tmp_path):
     r2 = analyze([day2], cfg, db, only=["new_listener"])
     assert r2.new == 1
     (f,) = r2.findings
-    assert (f["host"], f["key"], f["observed"], f["values"]) == (
+    assert (f.host, f.key, f.observed, f.values) == (
         "10.0.0.9", "tcp/4444", 2.0, ["203.0.113.66", "203.0.113.67"])
 
     r3 = analyze([day2], cfg, db, only=["new_listener"])
@@ -565,12 +565,12 @@ def _real(config):
 def test_real_rita_tls_connection_of_39_minutes():
     assert _real({}) == []  # 2,340 s is below the default hour
     (f,) = _real({"detectors": {"long_connection": {"min_hours": 0.5}}})
-    assert (f["host"], f["peer"], f["key"], f["uids"]) == (
+    assert (f.host, f.peer, f.key, f.uids) == (
         "10.55.100.106", "65.52.108.188", "tcp/443", ["C4I3Ud25s8z0V6Ywc7"])
-    assert f["observed"] == pytest.approx(2340.397545 / H)
-    details = json.loads(f["details"])
+    assert f.observed == pytest.approx(2340.397545 / H)
+    details = f.details
     assert details["tier"] == 0.5 and details["service"] == "ssl"
-    assert "tier 0.5 h" in f["summary"]
+    assert "tier 0.5 h" in f.summary
 
 
 def test_masked_timestamps_long_connection_and_outbound_ping(tmp_path):
@@ -583,11 +583,11 @@ def test_masked_timestamps_long_connection_and_outbound_ping(tmp_path):
     path = zeek_tsv(tmp_path / "conn.log", "conn", rows)
     text = open(path).read().replace("0.000000\t", "XXXXXXXXXX.XXXXXX\t")
     open(path, "w").write(text)
-    found = {f["detector"]: f for f in detect_files([path], only=["long_connection", "outbound_ping"])}
+    found = {f.detector: f for f in detect_files([path], only=["long_connection", "outbound_ping"])}
     assert set(found) == {"long_connection", "outbound_ping"}
     for f in found.values():
-        assert f["summary"].startswith("(time unknown") and json.loads(f["details"])["time_unknown"]
-    assert found["long_connection"]["observed"] == pytest.approx(7300 / 3600)
+        assert f.summary.startswith("(time unknown") and f.details["time_unknown"]
+    assert found["long_connection"].observed == pytest.approx(7300 / 3600)
 
 
 def test_capture_shorter_than_the_learning_period_has_no_new_listener():
@@ -597,4 +597,4 @@ def test_capture_shorter_than_the_learning_period_has_no_new_listener():
     # per sensor: a server seen for 30 h by one sensor only is new to the other one
     rows = [served(T0, 22, sensor="a"), served(T0 + 30 * H, 4444, sensor="a"),
             served(T0 + 30 * H, 5555, sensor="b")]
-    assert [f["key"] for f in detect("new_listener", conn=rows)] == ["tcp/4444"]
+    assert [f.key for f in detect("new_listener", conn=rows)] == ["tcp/4444"]

@@ -25,7 +25,7 @@ DAY = 86400.0
 
 
 def details(f):
-    return json.loads(f["details"])
+    return f.details
 
 
 def jittered(rng, lo=200.0, hi=350.0, missed=0.05, span=DAY, t0=T0):
@@ -43,7 +43,7 @@ def conns(host, peer, ts, port=443, proto="tcp", ob=512, rb=1024, rng=None, serv
 
 
 def beacon_findings(found):
-    return {(f["host"], f["peer"], f["key"]): f for f in found if f["detector"] == "beacon"}
+    return {(f.host, f.peer, f.key): f for f in found if f.detector == "beacon"}
 
 
 # -- the real data ------------------------------------------------------------------
@@ -53,12 +53,12 @@ def test_rita_missing_host_beacon_fires():
     shared_file("rita/missing_host/README")
     paths = sorted(glob.glob(shared_file("rita/missing_host") + "/*/conn.*.log.gz"))
     found = detect_files(paths, only="beacon", config={"networks": {"internal": ["73.54.23.243/32"]}})
-    assert [(f["host"], f["peer"]) for f in found] == [("73.54.23.243", "64.225.56.201")]
+    assert [(f.host, f.peer) for f in found] == [("73.54.23.243", "64.225.56.201")]
     f, d = found[0], details(found[0])
-    assert f["observed"] >= 0.8 and d["timing"] >= 0.8 and d["coverage"] >= 0.95
+    assert f.observed >= 0.8 and d["timing"] >= 0.8 and d["coverage"] >= 0.95
     assert 200 <= d["interval_median"] <= 350 and d["checkins"] >= 900 and d["ports"] == ["tcp/80"]
-    assert f["summary"].startswith("73.54.23.243 called 64.225.56.201 950 times over 72 h, every ~270 s")
-    assert len(f["uids"]) == 20
+    assert f.summary.startswith("73.54.23.243 called 64.225.56.201 950 times over 72 h, every ~270 s")
+    assert len(f.uids) == 20
 
 
 # -- generated behaviours -------------------------------------------------------------------
@@ -69,14 +69,14 @@ def test_jittered_beacon_fires_with_its_parts_and_summary():
     found = detect("beacon", conn=conns(HOST, C2, ts, rng=rng))
     assert list(beacon_findings(found)) == [(HOST, C2, None)]
     f, d = found[0], details(found[0])
-    assert f["observed"] >= 0.8 and d["timing"] >= 0.8 and d["size"] >= 0.9 and d["coverage"] >= 0.95
-    assert f["threshold"] == 0.7 and f["evidence_total"] == len(ts) and d["checkins"] == len(ts)
+    assert f.observed >= 0.8 and d["timing"] >= 0.8 and d["size"] >= 0.9 and d["coverage"] >= 0.95
+    assert f.threshold == 0.7 and f.evidence_total == len(ts) and d["checkins"] == len(ts)
     assert 250 <= d["interval_median"] <= 300 and d["lookalike"] is None and d["score_rank"] == 1
-    assert f["threat"] == "c2" and f["values"] == [C2]
-    assert f["summary"] == (
+    assert f.threat == "c2" and f.values == [C2]
+    assert f.summary == (
         f"{HOST} called {C2} {len(ts)} times over 24 h, every ~{d['interval_median']:.0f} s ± "
         f"{d['interval_mad']:.0f} s, ~{d['bytes_out_median']:.0f} B out, ~1.0 kB in; score "
-        f"{f['observed']:.2f} (timing {d['timing']:.2f}, size {d['size']:.2f}, coverage {d['coverage']:.2f})")
+        f"{f.observed:.2f} (timing {d['timing']:.2f}, size {d['size']:.2f}, coverage {d['coverage']:.2f})")
 
 
 def test_rotating_cdn_addresses_behind_one_name_are_one_pair():
@@ -89,8 +89,8 @@ def test_rotating_cdn_addresses_behind_one_name_are_one_pair():
     found = detect("beacon", conn=rows, dns=dns)
     assert list(beacon_findings(found)) == [(HOST, None, "update.velmora.net")]
     f = found[0]
-    assert f["values"] == sorted(ips) and f["distinct_total"] == 3 and f["evidence_total"] == len(ts)
-    assert f["summary"].startswith(f"{HOST} called 198.51.100.7 (+2 more) (update.velmora.net) {len(ts)} times")
+    assert f.values == sorted(ips) and f.distinct_total == 3 and f.evidence_total == len(ts)
+    assert f.summary.startswith(f"{HOST} called 198.51.100.7 (+2 more) (update.velmora.net) {len(ts)} times")
 
 
 def test_browser_hitting_the_same_site_irregularly_does_not_fire():
@@ -102,7 +102,7 @@ def test_browser_hitting_the_same_site_irregularly_does_not_fire():
         r["resp_bytes"] = int(rng.lognormal(10, 1.2))
     assert detect("beacon", conn=rows) == []
     scored = detect("beacon", config={"detectors": {"beacon": {"min_score": 0.0}}}, conn=rows)
-    assert len(scored) == 1 and scored[0]["observed"] < 0.5  # scored, far below the threshold
+    assert len(scored) == 1 and scored[0].observed < 0.5  # scored, far below the threshold
 
 
 def test_ntp_client_is_suppressed_with_its_reason_not_dropped():
@@ -115,9 +115,9 @@ def test_ntp_client_is_suppressed_with_its_reason_not_dropped():
     found = detect("beacon", conn=rows)
     assert len(found) == 1 and details(found[0])["lookalike"] == suppress_reason("ntp")
     assert suppress.apply(found, [], [], suppress.Settings(), "2030-01-01T00:00:00.000000Z") == 1
-    assert found[0]["status"] == "suppressed"
-    assert found[0]["suppressed_reason"] == "periodic by design: NTP time synchronisation (udp/123)"
-    assert found[0]["_hit"] == ("lookalike", None)
+    assert found[0].status == "suppressed"
+    assert found[0].suppressed_reason == "periodic by design: NTP time synchronisation (udp/123)"
+    assert found[0].suppression_hit == ("lookalike", None)
 
 
 def suppress_reason(kind):
@@ -155,7 +155,7 @@ def test_allowlist_rule_suppresses_a_beacon():
             "sid": None, "start": None, "end": None, "owner": "ops", "reason": "backup agent",
             "expires": None}
     suppress.apply(found, [], [rule], suppress.Settings(), "2030-01-01T00:00:00.000000Z")
-    assert found[0]["status"] == "suppressed" and "backup agent" in found[0]["suppressed_reason"]
+    assert found[0].status == "suppressed" and "backup agent" in found[0].suppressed_reason
 
 
 def test_minimum_connections_and_span():
@@ -222,9 +222,9 @@ def test_beacon_hidden_among_20000_pairs_is_ranked_first():
     finally:
         eng.close()
     assert len(found) > 100  # the pairs scoring 0.4 or more, ranked with the beacon
-    best = sorted(found, key=lambda f: -f["observed"])
-    assert best[0]["host"] == "10.9.9.9" and details(best[0])["score_rank"] == 1
-    assert best[0]["observed"] >= 0.8 and best[1]["observed"] < 0.7  # only the beacon over the threshold
+    best = sorted(found, key=lambda f: -f.observed)
+    assert best[0].host == "10.9.9.9" and details(best[0])["score_rank"] == 1
+    assert best[0].observed >= 0.8 and best[1].observed < 0.7  # only the beacon over the threshold
 
 
 # -- property: jittered timers score above the threshold, Poisson arrivals below -----------------
@@ -246,7 +246,7 @@ def test_property_jitter_below_bound_fires_poisson_does_not(series):
             rows += conns(host, f"198.51.100.{i + 1}", ts, rng=rng)
             want[host] = kind
     found = detect("beacon", config={"detectors": {"beacon": {"min_score": 0.0}}}, conn=rows)
-    score = {f["host"]: f["observed"] for f in found}
+    score = {f.host: f.observed for f in found}
     for host, kind in want.items():
         if kind == "timer":
             assert score[host] >= 0.7, (host, score[host], series)
@@ -276,7 +276,7 @@ def test_eve_flows_named_by_sni(tmp_path):
     path = tmp_path / "eve.json"
     path.write_text("\n".join(json.dumps(e) for e in eve_events(np.random.default_rng(10))) + "\n")
     found = detect_files([path], only="beacon", config={"detectors": {"beacon": {"min_span": 3600}}})
-    assert [(f["host"], f["key"], f["distinct_total"]) for f in found] == [(HOST, "sync.example-cdn.net", 2)]
+    assert [(f.host, f.key, f.distinct_total) for f in found] == [(HOST, "sync.example-cdn.net", 2)]
 
 
 def test_pcap_http_beacon_named_by_host_header(tmp_path):
@@ -293,7 +293,7 @@ def test_pcap_http_beacon_named_by_host_header(tmp_path):
             packets.append((t + k * 0.01, p))
     path = write(tmp_path / "beacon.pcap", packets)
     found = detect_files([path], only="beacon", config={"detectors": {"beacon": {"min_span": 3600}}})
-    assert [(f["host"], f["key"], f["values"]) for f in found] == [(CLIENT, "cmd.example.org", [SERVER])]
+    assert [(f.host, f.key, f.values) for f in found] == [(CLIENT, "cmd.example.org", [SERVER])]
 
 
 def test_analyze_stores_the_beacon_and_the_suppressed_ntp_look_alike(tmp_path):

@@ -15,11 +15,11 @@ HOST, EXT = "10.0.0.5", "203.0.113.9"
 
 
 def details(f):
-    return json.loads(f["details"])
+    return f.details
 
 
 def keys(found):
-    return sorted((f["host"], f["peer"], f["key"]) for f in found)
+    return sorted((f.host, f.peer, f.key) for f in found)
 
 
 # -- c2_port -------------------------------------------------------------------------------
@@ -36,13 +36,13 @@ def test_c2_port_list_boundaries(port, fires):
 def test_c2_port_one_finding_per_host_peer_port_with_times_and_evidence():
     rows = [conn(1000 + i, HOST, EXT, 6667, orig_p=50000 + i, uid=f"C{i}") for i in range(3)]
     rows += [conn(2000, HOST, EXT, 6697, uid="D1"), conn(2001, HOST, "198.51.100.4", 6667, uid="D2")]
-    found = {(f["peer"], f["key"]): f for f in detect("c2_port", conn=rows)}
+    found = {(f.peer, f.key): f for f in detect("c2_port", conn=rows)}
     assert sorted(found) == [("198.51.100.4", "tcp/6667"), (EXT, "tcp/6667"), (EXT, "tcp/6697")]
     f = found[(EXT, "tcp/6667")]
-    assert (f["observed"], f["threshold"], f["evidence_total"]) == (3.0, 1.0, 3)
-    assert f["first_seen"].startswith("1970-01-01T00:16:40") and f["last_seen"].startswith("1970-01-01T00:16:42")
-    assert f["uids"] == ["C0", "C1", "C2"] and f["values"] == ["tcp/6667"]
-    assert f["summary"] == (f"{HOST} connected to {EXT} on tcp/6667: 3 connection(s), 3 established "
+    assert (f.observed, f.threshold, f.evidence_total) == (3.0, 1.0, 3)
+    assert f.first_seen.startswith("1970-01-01T00:16:40") and f.last_seen.startswith("1970-01-01T00:16:42")
+    assert f.uids == ["C0", "C1", "C2"] and f.values == ["tcp/6667"]
+    assert f.summary == (f"{HOST} connected to {EXT} on tcp/6667: 3 connection(s), 3 established "
                             f"(known bot/C2 port)")
 
 
@@ -65,10 +65,10 @@ def test_irc_service_counts_on_any_port_and_any_peer_but_not_dcc_data():
             conn(1001, HOST, EXT, 8443, service="ssl,irc"),
             conn(1002, HOST, "10.0.0.10", 59130, service="irc-dcc-data"),
             conn(1003, HOST, EXT, 9999, service="IRC")]
-    found = {f["key"]: f for f in detect("c2_port", conn=rows)}
+    found = {f.key: f for f in detect("c2_port", conn=rows)}
     assert sorted(found) == ["tcp/7777", "tcp/8443", "tcp/9999"]
     assert details(found["tcp/7777"])["irc_service"] == 1 and details(found["tcp/7777"])["known_port"] == 0
-    assert "service identified as IRC" in found["tcp/7777"]["summary"]
+    assert "service identified as IRC" in found["tcp/7777"].summary
 
 
 def test_c2_extra_ports_and_udp():
@@ -76,7 +76,7 @@ def test_c2_extra_ports_and_udp():
             conn(1002, HOST, EXT, 6667, proto="udp", conn_state="SF")]
     assert detect("c2_port", conn=rows) == []  # bare ports are TCP; udp/6667 is not IRC
     cfg = {"detectors": {"c2_port": {"extra_ports": [4444, "udp/53413"]}}}
-    assert [f["key"] for f in detect("c2_port", config=cfg, conn=rows)] == ["tcp/4444", "udp/53413"]
+    assert [f.key for f in detect("c2_port", config=cfg, conn=rows)] == ["tcp/4444", "udp/53413"]
 
 
 @pytest.mark.parametrize("bad", ["http", "70000", "sctp/80", "7000-6000", True])
@@ -91,7 +91,7 @@ def test_c2_failed_attempts_count_unless_disabled_and_backscatter_never():
             conn(1002, HOST, "198.51.100.4", 6667, conn_state="SHR", history="hR")]
     found = detect("c2_port", conn=rows)
     assert keys(found) == [(HOST, EXT, "tcp/6667")] and details(found[0])["established"] == 0
-    assert found[0]["observed"] == 2
+    assert found[0].observed == 2
     assert detect("c2_port", config={"detectors": {"c2_port": {"count_failed": False}}}, conn=rows) == []
 
 
@@ -116,10 +116,10 @@ def test_c2_ipv6():
 
 def test_c2_masked_timestamps_still_report():
     found = detect("c2_port", conn=[conn(None, HOST, EXT, 6667, uid="C1")])
-    assert len(found) == 1 and found[0]["uids"] == ["C1"]
+    assert len(found) == 1 and found[0].uids == ["C1"]
     # no time in the evidence: a fixed sentinel keeps the finding id stable, and it says so
-    assert found[0]["first_seen"] == "1970-01-01T00:00:00.000000Z"
-    assert found[0]["summary"].startswith("(time unknown")
+    assert found[0].first_seen == "1970-01-01T00:00:00.000000Z"
+    assert found[0].summary.startswith("(time unknown")
 
 
 # -- unusual_port --------------------------------------------------------------------------
@@ -129,9 +129,9 @@ def test_unusual_port_fires_with_prevalence():
     found = detect("unusual_port", conn=rows)
     assert keys(found) == [(HOST, None, "tcp/4444")]
     f = found[0]
-    assert (f["observed"], f["threshold"], f["evidence_total"]) == (1.0, 2.0, 2)
-    assert f["values"] == ["198.51.100.4", EXT] and details(f)["prevalence"] == 1
-    assert "1 internal host(s) use this port (at most 2)" in f["summary"]
+    assert (f.observed, f.threshold, f.evidence_total) == (1.0, 2.0, 2)
+    assert f.values == ["198.51.100.4", EXT] and details(f)["prevalence"] == 1
+    assert "1 internal host(s) use this port (at most 2)" in f.summary
 
 
 def test_unusual_port_common_ports_and_failed_attempts_are_silent():
@@ -140,7 +140,7 @@ def test_unusual_port_common_ports_and_failed_attempts_are_silent():
     rows += [conn(1200, HOST, EXT, 4444, conn_state=s) for s in ("S0", "REJ", "RSTOS0", "SH")]
     assert detect("unusual_port", conn=rows) == []
     # tcp/500 is not udp/500
-    assert [f["key"] for f in detect("unusual_port", conn=[conn(1000, HOST, EXT, 500)])] == ["tcp/500"]
+    assert [f.key for f in detect("unusual_port", conn=[conn(1000, HOST, EXT, 500)])] == ["tcp/500"]
 
 
 def test_unusual_port_source_port_internal_peer_and_multicast_do_not_count():
@@ -154,7 +154,7 @@ def test_unusual_port_prevalence_boundary(hosts, fires):
     rows = [conn(1000 + i, f"10.0.0.{10 + i}", EXT, 5555) for i in range(hosts)]
     found = detect("unusual_port", conn=rows)
     assert len(found) == (hosts if fires else 0)
-    assert all(f["observed"] == hosts for f in found)
+    assert all(f.observed == hosts for f in found)
 
 
 def test_unusual_port_max_hosts_is_configurable():
@@ -186,7 +186,7 @@ def test_unusual_port_excludes_p2p_hosts_only():
             conn(1000, p2p, EXT, 51413), conn(1001, HOST, "198.51.100.4", 51413)]
     found = detect("unusual_port", conn=rows)
     # the P2P host is excluded; the other host still fires, and the port's prevalence counts both
-    assert keys(found) == [(HOST, None, "tcp/51413")] and found[0]["observed"] == 2
+    assert keys(found) == [(HOST, None, "tcp/51413")] and found[0].observed == 2
     # a host that *accepts* STUN/Skype is P2P too
     rows = [conn(900, "198.51.100.5", HOST, 3478, proto="udp", service="stun"), conn(1000, HOST, EXT, 40000)]
     assert detect("unusual_port", conn=rows) == []
@@ -227,10 +227,10 @@ def test_rare_destination_fires_at_two_percent_of_fifty_hosts():
     found = detect("rare_destination", conn=rows, dns=dns)
     assert keys(found) == [("10.1.0.7", "198.51.100.7", "ssl")]
     f, d = found[0], details(found[0])
-    assert (f["observed"], f["threshold"], f["values"]) == (3.0, 1.0, ["tcp/443"])
+    assert (f.observed, f.threshold, f.values) == (3.0, 1.0, ["tcp/443"])
     assert (d["prevalence"], d["active_hosts"], d["prevalence_percent"], d["service"]) == (1, 50, 2.0, "ssl")
     assert d["service_rank"] == 1
-    assert f["summary"] == ("10.1.0.7 reached 198.51.100.7 (ssl) 3 time(s); 1 of 50 active internal "
+    assert f.summary == ("10.1.0.7 reached 198.51.100.7 (ssl) 3 time(s); 1 of 50 active internal "
                             "hosts did (2.0% ≤ 2%) and no DNS answer named it")
 
 
@@ -289,7 +289,7 @@ def test_rare_destination_ranked_per_service_and_ipv6():
     rows += [conn(1100, "10.1.0.8", "198.51.100.8", 443, service="ssl")]
     rows += [conn(1200, "10.1.0.9", "198.51.100.9", 4444)]
     rows += [conn(1300, "fd00::9", "2001:db8::9", 8443, service="ssl")]
-    found = {f["peer"]: details(f) for f in detect("rare_destination", conn=rows, dns=dns)}
+    found = {f.peer: details(f) for f in detect("rare_destination", conn=rows, dns=dns)}
     assert sorted(found) == ["198.51.100.7", "198.51.100.8", "198.51.100.9", "2001:db8::9"]
     assert found["198.51.100.8"]["service_rank"] == 1 and found["198.51.100.7"]["service_rank"] == 3
     assert found["198.51.100.9"]["service"] == "tcp/4444" and found["198.51.100.9"]["service_rank"] == 1
@@ -311,12 +311,12 @@ def test_web_services_are_silent(service):
 def test_non_web_service_on_443_fires(service):
     found = detect("non_web_on_web_port", conn=[web(service), web(service, uid="X2")])
     assert keys(found) == [(HOST, EXT, "tcp/443")]
-    assert found[0]["observed"] == 2 and found[0]["values"] == [service]
-    assert "not HTTP/TLS (service: " + service + ")" in found[0]["summary"]
+    assert found[0].observed == 2 and found[0].values == [service]
+    assert "not HTTP/TLS (service: " + service + ")" in found[0].summary
 
 
 def test_non_web_ports_80_and_8080_but_not_other_or_source_ports():
-    assert [f["key"] for f in detect("non_web_on_web_port", conn=[web("ssh", 80), web("ssh", 8080)])] == \
+    assert [f.key for f in detect("non_web_on_web_port", conn=[web("ssh", 80), web("ssh", 8080)])] == \
         ["tcp/80", "tcp/8080"]
     assert detect("non_web_on_web_port", conn=[web("ssh", 8443), web("ssh", 2222, orig_p=443),
                                                 web(None, 443, proto="udp")]) == []
@@ -325,7 +325,7 @@ def test_non_web_ports_80_and_8080_but_not_other_or_source_ports():
 def test_unidentified_service_needs_payload_both_ways():
     assert detect("non_web_on_web_port", conn=[web(None, ob=63, rb=5000), web("-", ob=5000, rb=63)]) == []
     found = detect("non_web_on_web_port", conn=[web(None, ob=64, rb=64)])
-    assert found[0]["values"] == ["(unidentified)"] and details(found[0])["unidentified"] == 1
+    assert found[0].values == ["(unidentified)"] and details(found[0])["unidentified"] == 1
     cfg = {"detectors": {"non_web_on_web_port": {"unknown_service_counts": False}}}
     assert detect("non_web_on_web_port", config=cfg, conn=[web(None, ob=5000, rb=5000)]) == []
 
@@ -355,9 +355,9 @@ def test_real_irc_conn_log_is_a_c2_port_finding():
     found = run_files("zeek/baseline/irc.basic.conn.log")
     # IRC between two internal hosts: counted because the service is identified as IRC.
     # The irc-dcc-data transfer on 59130 and the unlabelled connection are not IRC control.
-    assert [(f["detector"], f["host"], f["peer"], f["key"]) for f in found] == [
+    assert [(f.detector, f.host, f.peer, f.key) for f in found] == [
         ("c2_port", "10.0.0.7", "10.0.0.22", "tcp/6667")]
-    assert found[0]["uids"] == ["CHhAvVGS1DHFjwGM9"]
+    assert found[0].uids == ["CHhAvVGS1DHFjwGM9"]
 
 
 def test_real_proxy_clients_raise_no_bot_finding():

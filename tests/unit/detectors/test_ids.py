@@ -30,24 +30,24 @@ def alert(ts, src, dst, sid=2000001, category=TROJAN, signature=None, severity=1
 
 
 def details(f):
-    return json.loads(f["details"])
+    return f.details
 
 
 def entities(found):
-    return sorted((f["host"], f["peer"], f["key"], f["observed"]) for f in found)
+    return sorted((f.host, f.peer, f.key, f.observed) for f in found)
 
 
 def test_one_alert_is_one_finding():
     f, = detect("ids_alert", alert=[alert(1000, "203.0.113.9", "10.0.0.7", severity=1)])
-    assert (f["host"], f["peer"], f["key"], f["threat"]) == ("10.0.0.7", "203.0.113.9",
+    assert (f.host, f.peer, f.key, f.threat) == ("10.0.0.7", "203.0.113.9",
                                                              f"category:{TROJAN}", "c2")
-    assert (f["observed"], f["threshold"], f["evidence_total"]) == (1.0, 1.0, 1)
+    assert (f.observed, f.threshold, f.evidence_total) == (1.0, 1.0, 1)
     assert details(f) == {"signature": "ET TEST signature 2000001", "category": TROJAN,
                           "sid": 2000001, "gid": 1, "severity": 1, "host_role": "dst",
                           "signature_total": 1, "sids": [2000001],
                           "signatures": [{"sid": 2000001, "gid": 1, "count": 1,
                                           "signature": "ET TEST signature 2000001"}]}
-    assert f["summary"] == ('10.0.0.7: 1 alert "ET TEST signature 2000001" (sid:2000001, '
+    assert f.summary == ('10.0.0.7: 1 alert "ET TEST signature 2000001" (sid:2000001, '
                             'A Network Trojan was detected, severity 1) with 203.0.113.9')
 
 
@@ -60,21 +60,21 @@ def test_one_alert_is_one_finding():
 ])
 def test_host_is_the_internal_side(src, dst, host):
     f, = detect("ids_alert", alert=[alert(1000, src, dst)])
-    assert f["host"] == host and f["peer"] == (dst if host == src else src)
+    assert f.host == host and f.peer == (dst if host == src else src)
 
 
 def test_alerts_within_group_window_are_one_finding():
     rows = [alert(t, "203.0.113.9", "10.0.0.7") for t in (0, 3000, 6000, 9000)]
     f, = detect("ids_alert", alert=rows)
-    assert (f["observed"], f["first_seen"], f["last_seen"]) == \
+    assert (f.observed, f.first_seen, f.last_seen) == \
         (4.0, "1970-01-01T00:00:00.000000Z", "1970-01-01T02:30:00.000000Z")
 
 
 def test_alerts_exactly_group_window_apart_join_and_further_split():
     rows = [alert(0, "203.0.113.9", "10.0.0.7"), alert(3600, "203.0.113.9", "10.0.0.7")]
-    assert [f["observed"] for f in detect("ids_alert", alert=rows)] == [2.0]
+    assert [f.observed for f in detect("ids_alert", alert=rows)] == [2.0]
     rows[1]["ts"] = 3600.5
-    assert [f["observed"] for f in detect("ids_alert", alert=rows)] == [1.0, 1.0]
+    assert [f.observed for f in detect("ids_alert", alert=rows)] == [1.0, 1.0]
 
 
 def test_group_window_configurable():
@@ -86,7 +86,7 @@ def test_group_window_configurable():
 def test_equal_timestamps():
     rows = [alert(1000, "203.0.113.9", "10.0.0.7", flow_id=i) for i in range(5)]
     f, = detect("ids_alert", alert=rows)
-    assert f["observed"] == 5.0 and sorted(f["uids"]) == ["0", "1", "2", "3", "4"]
+    assert f.observed == 5.0 and sorted(f.uids) == ["0", "1", "2", "3", "4"]
 
 
 def test_signatures_of_one_category_roll_up_per_host():
@@ -99,21 +99,21 @@ def test_signatures_of_one_category_roll_up_per_host():
         [("10.0.0.7", "category:A Network Trojan was detected", 3.0),
          ("10.0.0.7", "category:Misc Attack", 1.0),
          ("10.0.0.8", "category:A Network Trojan was detected", 1.0)]
-    f = next(f for f in found if f["observed"] == 3.0)
+    f = next(f for f in found if f.observed == 3.0)
     d = details(f)
     assert d["signatures"] == [
         {"sid": 2, "gid": 1, "signature": "ET TEST signature 2", "count": 2},
         {"sid": 1, "gid": 1, "signature": "ET TEST signature 1", "count": 1}]
-    assert (d["sids"], d["signature_total"], f["distinct_total"]) == ([1, 2], 2, 2)
+    assert (d["sids"], d["signature_total"], f.distinct_total) == ([1, 2], 2, 2)
     assert "sid" not in d or d["sid"] is None  # no single signature to name
-    assert f["summary"] == ('10.0.0.7: 3 alerts of 2 signatures in "A Network Trojan was detected" '
+    assert f.summary == ('10.0.0.7: 3 alerts of 2 signatures in "A Network Trojan was detected" '
                             '(most: "ET TEST signature 2" ×2; severity 1) with 203.0.113.9 and 1 other peer')
 
 
 def test_alerts_without_category_group_per_signature():
     rows = [alert(1000, "203.0.113.9", "10.0.0.7", sid=1, category=None),
             alert(1001, "203.0.113.9", "10.0.0.7", sid=2, category=None)]
-    assert sorted(f["key"] for f in detect("ids_alert", alert=rows)) == ["sid:1", "sid:2"]
+    assert sorted(f.key for f in detect("ids_alert", alert=rows)) == ["sid:1", "sid:2"]
 
 
 def test_host_role_is_the_hosts_side():
@@ -127,19 +127,19 @@ def test_peer_is_the_most_frequent_other_side():
     rows = [alert(1000, "10.0.0.7", "203.0.113.1"), alert(1001, "10.0.0.7", "203.0.113.2"),
             alert(1002, "10.0.0.7", "203.0.113.2"), alert(1003, "198.51.100.3", "10.0.0.7")]
     f, = detect("ids_alert", alert=rows)
-    assert (f["peer"], f["distinct_total"], f["values"]) == \
+    assert (f.peer, f.distinct_total, f.values) == \
         ("203.0.113.2", 3, ["198.51.100.3", "203.0.113.1", "203.0.113.2"])
-    assert f["summary"].endswith("with 203.0.113.2 and 2 other peers")
+    assert f.summary.endswith("with 203.0.113.2 and 2 other peers")
     # a tie goes to the peer seen first
     f, = detect("ids_alert", alert=rows[:2])
-    assert f["peer"] == "203.0.113.1"
+    assert f.peer == "203.0.113.1"
 
 
 def test_uids_prefer_community_id_over_flow_id():
     rows = [alert(1000, "10.0.0.7", "203.0.113.1", flow_id=77, community_id="1:abc="),
             alert(1001, "10.0.0.7", "203.0.113.1", flow_id=78),
             alert(1002, "10.0.0.7", "203.0.113.1", flow_id=78)]
-    assert sorted(detect("ids_alert", alert=rows)[0]["uids"]) == ["1:abc=", "78"]
+    assert sorted(detect("ids_alert", alert=rows)[0].uids) == ["1:abc=", "78"]
 
 
 @pytest.mark.parametrize("category, threat", [
@@ -155,7 +155,7 @@ def test_uids_prefer_community_id_over_flow_id():
 ])
 def test_threat_from_category(category, threat):
     f, = detect("ids_alert", alert=[alert(1000, "10.0.0.7", "203.0.113.1", category=category)])
-    assert f["threat"] == threat and "threat" not in details(f)
+    assert f.threat == threat and "threat" not in details(f)
 
 
 def test_category_map_and_default_overridable():
@@ -165,7 +165,7 @@ def test_category_map_and_default_overridable():
     cfg = {"detectors": {"ids_alert": {"category_threats": {"misc attack": "worm"},
                                        "default_threat": "policy"}}}
     found = detect("ids_alert", config=cfg, alert=rows)
-    assert sorted((f["key"], f["threat"]) for f in found) == \
+    assert sorted((f.key, f.threat) for f in found) == \
         [("category:A Network Trojan was detected", "c2"), ("category:Misc Attack", "worm"),
          ("category:Misc activity", "policy")]
 
@@ -203,7 +203,7 @@ def test_grouping_matches_oracle(times):
     rows = [alert(t, "10.0.0.7", "203.0.113.1", flow_id=i) for i, t in enumerate(times)]
     cfg = {"store": {"merge_gap": 0}}
     found = detect("ids_alert", config=cfg, alert=rows)
-    assert sorted(f["observed"] for f in found) == oracle_groups(times, 3600.0)
+    assert sorted(f.observed for f in found) == oracle_groups(times, 3600.0)
 
 
 # -- real data: Suricata EVE alerts ---------------------------------------------------------
@@ -259,9 +259,9 @@ def test_real_eve_alerts(rel, findings, c2):
     log = IngestLog()
     found = detect_files([path], "ids_alert", log=log)
     assert log.reject_count == 0
-    got = sorted((f["host"], f["key"], f["observed"], f["threat"], details(f)["sids"]) for f in found)
+    got = sorted((f.host, f.key, f.observed, f.threat, details(f)["sids"]) for f in found)
     assert len(found) == findings and got == eve_oracle(path)
-    assert sum(f["threat"] == "c2" for f in found) == c2
-    assert all(f["threshold"] == 1.0 and f["uids"] and f["peer"] for f in found)
+    assert sum(f.threat == "c2" for f in found) == c2
+    assert all(f.threshold == 1.0 and f.uids and f.peer for f in found)
     # details keep every signature, with counts that add up to the alerts
-    assert all(sum(s["count"] for s in details(f)["signatures"]) == f["observed"] for f in found)
+    assert all(sum(s["count"] for s in details(f)["signatures"]) == f.observed for f in found)

@@ -30,18 +30,18 @@ def mx_lookups(host, n, start=1000.0, step=1.0):
 
 
 def details(f):
-    return json.loads(f["details"])
+    return f.details
 
 
 # -- mass_mailer: thresholds and windows ----------------------------------------------------
 
 def test_mass_mailer_fires_at_exactly_threshold():
     found = detect("mass_mailer", conn=smtp(HOST, 20))
-    assert [(f["host"], f["key"], f["observed"], f["threshold"]) for f in found] == \
+    assert [(f.host, f.key, f.observed, f.threshold) for f in found] == \
         [(HOST, "smtp", 20.0, 20.0)]
     f = found[0]
-    assert f["threat"] == "mass_mailer" and f["distinct_total"] == 20 and len(f["uids"]) == 20
-    assert f["summary"].startswith(f"{HOST} opened SMTP to 20 external servers in 60 s, "
+    assert f.threat == "mass_mailer" and f.distinct_total == 20 and len(f.uids) == 20
+    assert f.summary.startswith(f"{HOST} opened SMTP to 20 external servers in 60 s, "
                                    "with no MX lookup seen")
 
 
@@ -61,7 +61,7 @@ def test_mass_mailer_events_exactly_window_apart_count_together():
 
 def test_mass_mailer_equal_timestamps():
     found = detect("mass_mailer", conn=smtp(HOST, 25, step=0.0))
-    assert [f["observed"] for f in found] == [25.0]
+    assert [f.observed for f in found] == [25.0]
 
 
 @pytest.mark.parametrize("state", ["S0", "REJ", "SF", "RSTO", "SH"])
@@ -79,7 +79,7 @@ def test_mass_mailer_backscatter_does_not_count():
 def test_mass_mailer_ipv6():
     rows = [conn(1000 + i, "fd00::5", f"2001:db8::{i + 1:x}", 25, conn_state="REJ")
             for i in range(20)]
-    assert [f["host"] for f in detect("mass_mailer", conn=rows)] == ["fd00::5"]
+    assert [f.host for f in detect("mass_mailer", conn=rows)] == ["fd00::5"]
 
 
 def test_mass_mailer_ipv6_mail_server_is_exempt():
@@ -91,7 +91,7 @@ def test_mass_mailer_ipv6_mail_server_is_exempt():
 def test_configured_mail_server_is_exempt():
     rows = smtp("10.0.0.25", 40) + smtp(HOST, 20)
     found = detect("mass_mailer", config={"networks": {"mail_servers": ["10.0.0.25"]}}, conn=rows)
-    assert [f["host"] for f in found] == [HOST]
+    assert [f.host for f in found] == [HOST]
 
 
 def test_external_host_and_internal_servers_are_exempt():
@@ -115,7 +115,7 @@ def test_udp_to_port_25_is_not_smtp():
 
 def test_mass_mailer_thresholds_configurable():
     cfg = {"detectors": {"mass_mailer": {"min_servers": 5, "window": 10}}}
-    assert [f["threshold"] for f in detect("mass_mailer", config=cfg, conn=smtp(HOST, 5, step=2.5))] \
+    assert [f.threshold for f in detect("mass_mailer", config=cfg, conn=smtp(HOST, 5, step=2.5))] \
         == [5.0]
     assert detect("mass_mailer", config=cfg, conn=smtp(HOST, 5, step=2.6)) == []
 
@@ -135,7 +135,7 @@ def test_mx_corroboration_counts_distinct_mx_queries_in_window():
     ]
     f, = detect("mass_mailer", conn=rows, dns=dns)
     assert details(f)["mx_lookups"] == 4 and details(f)["corroborated"] is True
-    assert "in 60 s, after 4 MX lookups" in f["summary"]
+    assert "in 60 s, after 4 MX lookups" in f.summary
 
 
 def test_resolved_servers_counts_addresses_from_the_hosts_dns_answers():
@@ -146,7 +146,7 @@ def test_resolved_servers_counts_addresses_from_the_hosts_dns_answers():
     f, = detect("mass_mailer", conn=rows, dns=dns)
     d = details(f)
     assert (d["resolved_servers"], d["mx_lookups"], d["corroborated"]) == (3, 0, True)
-    assert "3 of 20 server addresses came from its DNS answers" in f["summary"]
+    assert "3 of 20 server addresses came from its DNS answers" in f.summary
 
 
 def test_uncorroborated_mass_mailer():
@@ -159,9 +159,9 @@ def test_uncorroborated_mass_mailer():
 
 def test_mx_burst_fires_at_exactly_threshold():
     found = detect("mx_burst", dns=mx_lookups(HOST, 20))
-    assert [(f["host"], f["key"], f["observed"], f["threat"]) for f in found] == \
+    assert [(f.host, f.key, f.observed, f.threat) for f in found] == \
         [(HOST, "dns/MX", 20.0, "mass_mailer")]
-    assert found[0]["summary"] == (f"{HOST} looked up MX records of 20 distinct names within "
+    assert found[0].summary == (f"{HOST} looked up MX records of 20 distinct names within "
                                    "60 s (threshold 20)")
 
 
@@ -179,7 +179,7 @@ def test_mx_burst_only_mx_queries():
 def test_mx_burst_window_boundary_and_equal_timestamps():
     assert len(detect("mx_burst", dns=mx_lookups(HOST, 20, start=0.0, step=60.0 / 19))) == 1
     assert detect("mx_burst", dns=mx_lookups(HOST, 20, start=0.0, step=60.01 / 19)) == []
-    assert [f["observed"] for f in detect("mx_burst", dns=mx_lookups(HOST, 22, step=0.0))] == [22.0]
+    assert [f.observed for f in detect("mx_burst", dns=mx_lookups(HOST, 22, step=0.0))] == [22.0]
 
 
 def test_mx_burst_exemptions():
@@ -187,19 +187,19 @@ def test_mx_burst_exemptions():
     cfg = {"networks": {"mail_servers": ["10.0.0.25"], "dns_servers": ["10.0.0.53"]}}
     assert detect("mx_burst", config=cfg, dns=rows) == []
     cfg["detectors"] = {"mx_burst": {"ignore_dns_servers": False}}
-    assert [f["host"] for f in detect("mx_burst", config=cfg, dns=rows)] == ["10.0.0.53"]
+    assert [f.host for f in detect("mx_burst", config=cfg, dns=rows)] == ["10.0.0.53"]
 
 
 def test_mx_burst_ipv6():
     found = detect("mx_burst", dns=mx_lookups("fd00::7", 20))
-    assert [f["host"] for f in found] == ["fd00::7"]
+    assert [f.host for f in found] == ["fd00::7"]
 
 
 def test_mass_mailer_and_mx_burst_together():
     found = detect(["mass_mailer", "mx_burst"], conn=smtp(HOST, 20, start=1030.0),
                    dns=mx_lookups(HOST, 20))
-    assert sorted(f["detector"] for f in found) == ["mass_mailer", "mx_burst"]
-    mailer, = [f for f in found if f["detector"] == "mass_mailer"]
+    assert sorted(f.detector for f in found) == ["mass_mailer", "mx_burst"]
+    mailer, = [f for f in found if f.detector == "mass_mailer"]
     assert details(mailer)["mx_lookups"] == 20
 
 
@@ -235,10 +235,10 @@ def test_mass_mailer_window_and_mx_count_match_oracle(events, lookups, threshold
     cfg = {"detectors": {"mass_mailer": {"min_servers": threshold}}}
     found = detect("mass_mailer", config=cfg, conn=rows, dns=dns)
     expected = oracle_max_distinct(events, 60.0)
-    assert (max(f["observed"] for f in found) if found else 0) == \
+    assert (max(f.observed for f in found) if found else 0) == \
         (expected if expected >= threshold else 0)
     for f in found:
-        lo, hi = epoch(f["first_seen"]) - 60.0, epoch(f["last_seen"])
+        lo, hi = epoch(f.first_seen) - 60.0, epoch(f.last_seen)
         assert details(f)["mx_lookups"] == len({v for t, v in lookups if lo <= t <= hi})
 
 
@@ -250,7 +250,7 @@ def test_mx_burst_window_matches_oracle(events, threshold):
     cfg = {"detectors": {"mx_burst": {"min_queries": threshold}}}
     found = detect("mx_burst", config=cfg, dns=dns)
     expected = oracle_max_distinct(events, 60.0)
-    assert (max(f["observed"] for f in found) if found else 0) == \
+    assert (max(f.observed for f in found) if found else 0) == \
         (expected if expected >= threshold else 0)
 
 
@@ -261,7 +261,7 @@ def test_corroboration_covers_merged_episodes():
            mx(1230.0, HOST, "c.example", qtype="A", answers=["203.0.113.101"])]
     f, = detect("mass_mailer", conn=rows, dns=dns)
     d = details(f)
-    assert (f["observed"], d["mx_lookups"], d["servers"], d["resolved_servers"]) == (20.0, 2, 40, 1)
+    assert (f.observed, d["mx_lookups"], d["servers"], d["resolved_servers"]) == (20.0, 2, 40, 1)
     # ... 1000 s apart they are two findings, each with its own corroboration
     rows = smtp(HOST, 20, start=1000.0) + smtp(HOST, 20, start=2020.0, first=101)
     found = detect("mass_mailer", conn=rows, dns=dns)

@@ -12,17 +12,17 @@ from zeekwatch.config import Config, from_dict
 def test_slips_horizontal_scan():
     found = findings([shared_file("slips/port-scans/horizontal/conn.log")],
                      only=["horizontal_scan", "vertical_scan"])
-    assert [(f["detector"], f["host"], f["key"]) for f in found] == [
+    assert [(f.detector, f.host, f.key) for f in found] == [
         ("horizontal_scan", "10.0.2.112", "tcp/80")]
-    assert found[0]["observed"] >= 20
+    assert found[0].observed >= 20
 
 
 def test_slips_vertical_scan():
     found = findings([shared_file("slips/port-scans/vertical/conn.log")],
                      only=["horizontal_scan", "vertical_scan"])
-    assert [(f["detector"], f["host"], f["peer"]) for f in found] == [
+    assert [(f.detector, f.host, f.peer) for f in found] == [
         ("vertical_scan", "192.168.1.9", "45.33.32.156")]
-    assert found[0]["observed"] >= 40
+    assert found[0].observed >= 40
 
 
 def test_proxy_clients_raise_no_scan():
@@ -67,5 +67,5 @@ def test_slips_test9_single_short_exchange_is_not_c2():
     """One 30 ms connection, 113 bytes out, unidentified, on tcp/80: still reported, but as
     suspicious (below every minimum of C2 evidence), no longer threat c2."""
     (f,) = findings([shared_file("slips/test9-mixed-zeek-dir")], only=["non_web_on_web_port"])
-    assert (f["host"], f["peer"], f["threat"]) == ("10.0.2.15", "54.239.168.175", "suspicious")
-    assert "weak evidence (113/1796 bytes" in f["summary"]
+    assert (f.host, f.peer, f.threat) == ("10.0.2.15", "54.239.168.175", "suspicious")
+    assert "weak evidence (113/1796 bytes" in f.summary

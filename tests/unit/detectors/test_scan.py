@@ -15,10 +15,10 @@ def sweep(host, n, port=445, start=1000.0, step=1.0, state="S0", proto="tcp", pr
 
 def test_horizontal_fires_at_exactly_threshold():
     found = detect("horizontal_scan", conn=sweep("10.0.0.5", 20))
-    assert [(f["host"], f["key"], f["observed"]) for f in found] == [("10.0.0.5", "tcp/445", 20.0)]
-    assert found[0]["threshold"] == 20
-    assert "10.0.0.5 tried 20 distinct hosts on tcp/445" in found[0]["summary"]
-    assert len(found[0]["uids"]) == 20 and found[0]["distinct_total"] == 20
+    assert [(f.host, f.key, f.observed) for f in found] == [("10.0.0.5", "tcp/445", 20.0)]
+    assert found[0].threshold == 20
+    assert "10.0.0.5 tried 20 distinct hosts on tcp/445" in found[0].summary
+    assert len(found[0].uids) == 20 and found[0].distinct_total == 20
 
 
 def test_horizontal_below_threshold_is_silent():
@@ -72,12 +72,12 @@ def test_backscatter_is_not_a_scan():
 def test_netbios_has_its_own_threshold():
     assert detect("horizontal_scan", conn=sweep("10.0.0.5", 30, port=137, proto="udp")) == []
     found = detect("horizontal_scan", conn=sweep("10.0.0.5", 64, port=137, proto="udp", step=0.5))
-    assert [f["key"] for f in found] == ["udp/137"] and found[0]["threshold"] == 64
+    assert [f.key for f in found] == ["udp/137"] and found[0].threshold == 64
 
 
 def test_ipv6_horizontal():
     rows = [conn(1000 + i, "fd00::5", f"2001:db8::{i + 1:x}", 22, conn_state="REJ") for i in range(21)]
-    assert [f["host"] for f in detect("horizontal_scan", conn=rows)] == ["fd00::5"]
+    assert [f.host for f in detect("horizontal_scan", conn=rows)] == ["fd00::5"]
 
 
 def vports(host, peer, n, start=1000.0, step=1.0, state="REJ"):
@@ -86,7 +86,7 @@ def vports(host, peer, n, start=1000.0, step=1.0, state="REJ"):
 
 def test_vertical_scan_and_boundary():
     found = detect("vertical_scan", conn=vports("192.168.1.9", "45.33.32.156", 20))
-    assert [(f["host"], f["peer"], f["observed"]) for f in found] == [("192.168.1.9", "45.33.32.156", 20.0)]
+    assert [(f.host, f.peer, f.observed) for f in found] == [("192.168.1.9", "45.33.32.156", 20.0)]
     assert detect("vertical_scan", conn=vports("192.168.1.9", "45.33.32.156", 19)) == []
 
 
@@ -108,11 +108,11 @@ def test_ftp_data_channels_are_not_a_vertical_scan():
 def test_ping_sweep_and_outbound_ping():
     rows = [conn(1000 + i, "10.0.0.5", f"10.0.1.{i}", 0, proto="icmp", orig_p=8, conn_state="OTH")
             for i in range(10)]
-    assert [f["observed"] for f in detect("ping_sweep", conn=rows)] == [10.0]
+    assert [f.observed for f in detect("ping_sweep", conn=rows)] == [10.0]
     assert detect("ping_sweep", conn=rows[:9]) == []
     assert detect("outbound_ping", conn=rows) == []
     out = [conn(1000, "10.0.0.5", "8.8.8.8", 0, proto="icmp", orig_p=8, conn_state="OTH")]
-    assert [f["host"] for f in detect("outbound_ping", conn=out)] == ["10.0.0.5"]
+    assert [f.host for f in detect("outbound_ping", conn=out)] == ["10.0.0.5"]
     # ICMP echo *replies* (type 0) are not pings sent
     replies = [dict(r, orig_p=0) for r in rows]
     assert detect("ping_sweep", conn=replies) == []
@@ -144,7 +144,7 @@ def test_horizontal_window_matches_oracle(events, threshold):
     found = detect("horizontal_scan", config=cfg, conn=rows)
     expected = oracle_max_distinct(events, 60.0)
     if expected >= threshold:
-        assert found and max(f["observed"] for f in found) == expected
+        assert found and max(f.observed for f in found) == expected
     else:
         assert found == []
 
@@ -158,7 +158,7 @@ def test_vertical_window_matches_oracle(events, threshold):
     cfg = {"detectors": {"vertical_scan": {"min_ports": threshold}}}
     found = detect("vertical_scan", config=cfg, conn=rows)
     expected = oracle_max_distinct(events, 60.0)
-    assert (max(f["observed"] for f in found) if found else 0) == (expected if expected >= threshold else 0)
+    assert (max(f.observed for f in found) if found else 0) == (expected if expected >= threshold else 0)
 
 
 @pytest.mark.slow
@@ -170,4 +170,4 @@ def test_ping_sweep_window_matches_oracle(events, threshold):
     cfg = {"detectors": {"ping_sweep": {"min_hosts": threshold}}}
     found = detect("ping_sweep", config=cfg, conn=rows)
     expected = oracle_max_distinct(events, 60.0)
-    assert (max(f["observed"] for f in found) if found else 0) == (expected if expected >= threshold else 0)
+    assert (max(f.observed for f in found) if found else 0) == (expected if expected >= threshold else 0)

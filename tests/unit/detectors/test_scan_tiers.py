@@ -40,12 +40,12 @@ def test_slow_vertical_scan_fires_in_the_long_tier(tmp_path):
     rows = [conn(t, "10.0.0.66", "10.0.9.9", p, conn_state="REJ") for t, p in zip(times, ports)]
     path = write(tmp_path, "conn.log", rows)
     (f,) = detect_files([path], only=SCANS)
-    assert (f["detector"], f["host"], f["peer"], f["observed"], f["threshold"]) == (
+    assert (f.detector, f.host, f.peer, f.observed, f.threshold) == (
         "vertical_scan", "10.0.0.66", "10.0.9.9", 500.0, 100.0)
-    details = json.loads(f["details"])
+    details = f.details
     assert details["window"] == DAY and details["episode_count"] == 1
-    assert f["distinct_total"] == 500 and f["evidence_total"] == 500
-    assert "tried 500 distinct ports of 10.0.9.9 within 24 h" in f["summary"]
+    assert f.distinct_total == 500 and f.evidence_total == 500
+    assert "tried 500 distinct ports of 10.0.9.9 within 24 h" in f.summary
     # the exact tier alone misses it: that is what the long tier is for
     assert detect_files([path], only=SCANS, config={"detectors": {"vertical_scan": {"long_window": 0}}}) == []
 
@@ -55,10 +55,10 @@ def test_slow_horizontal_scan_fires_in_the_long_tier(tmp_path):
     rows = [conn(T0 + k * 600 + j * 7, "10.0.0.5", f"10.1.{(3 * k + j) // 250}.{(3 * k + j) % 250 + 1}",
                  445, conn_state="S0") for k in range(72) for j in range(3)]
     (f,) = detect_files([write(tmp_path, "conn.log", rows)], only=SCANS)
-    assert (f["detector"], f["host"], f["key"], f["observed"]) == ("horizontal_scan", "10.0.0.5",
+    assert (f.detector, f.host, f.key, f.observed) == ("horizontal_scan", "10.0.0.5",
                                                                      "tcp/445", 216.0)
-    assert json.loads(f["details"])["window"] == DAY
-    assert "within 24 h" in f["summary"]
+    assert f.details["window"] == DAY
+    assert "within 24 h" in f.summary
 
 
 def test_slow_netbios_needs_the_scaled_threshold(tmp_path):
@@ -75,7 +75,7 @@ def test_internet_scanners_are_not_in_the_long_tier_by_default(tmp_path):
     assert detect_files([path], only=SCANS) == []
     cfg = {"detectors": {"vertical_scan": {"long_internal_only": False}}}
     (f,) = detect_files([path], only=SCANS, config=cfg)
-    assert f["host"] == "198.51.100.7" and f["observed"] == 300
+    assert f.host == "198.51.100.7" and f.observed == 300
 
 
 def bursts(starts, n_ports=25, scanner="203.0.113.50", target="10.0.2.10"):
@@ -88,14 +88,14 @@ def test_one_scanner_over_a_day_is_one_finding(tmp_path):
     starts = [T0 + k * 7200 for k in range(12)]
     path = write(tmp_path, "conn.log", bursts(starts))
     (f,) = detect_files([path], only=SCANS)
-    details = json.loads(f["details"])
+    details = f.details
     assert details["episode_count"] == 12 and len(details["episodes"]) == 12
-    assert details["window"] == 60 and f["observed"] == 25
+    assert details["window"] == 60 and f.observed == 25
     first = details["episodes"][0]
     assert first["first"] == "2024-03-09T16:00:00Z" and first["last"] == "2024-03-09T16:00:24Z"
     assert first["observed"] == 25 and first["window"] == 60
-    assert f["first_seen"].startswith("2024-03-09T16:00:00") and f["last_seen"].startswith("2024-03-10T14:00:24")
-    assert "(12 episodes)" in f["summary"]
+    assert f.first_seen.startswith("2024-03-09T16:00:00") and f.last_seen.startswith("2024-03-10T14:00:24")
+    assert "(12 episodes)" in f.summary
     # stored: one finding, and analysing again adds nothing
     db = str(tmp_path / "f.db")
     assert analyze([path], from_dict({}), db, only=SCANS).new == 1
@@ -110,7 +110,7 @@ def test_one_scanner_over_a_day_is_one_finding(tmp_path):
 def test_bursts_more_than_a_day_apart_are_separate(tmp_path):
     path = write(tmp_path, "conn.log", bursts([T0, T0 + 3600, T0 + 3600 + DAY + 600]))
     found = detect_files([path], only=SCANS)
-    assert [json.loads(f["details"])["episode_count"] for f in found] == [2, 1]
+    assert [f.details["episode_count"] for f in found] == [2, 1]
 
 
 def pings(host, targets, t=T0 + 1800):
@@ -138,9 +138,9 @@ def test_sweep_counts_only_unknown_targets_and_says_how_many_were_skipped(tmp_pa
     strangers = [f"10.9.0.{i}" for i in range(1, 16)]
     rows = tls("10.0.0.8", SERVERS) + pings("10.0.0.8", SERVERS + strangers)
     (f,) = detect_files([write(tmp_path, "conn.log", rows)], only=["ping_sweep"])
-    assert f["observed"] == 15 and sorted(f["values"]) == sorted(strangers)
-    assert json.loads(f["details"])["excluded_known_peers"] == 40
-    assert "40 pinged peer(s) it also talked to or resolved not counted" in f["summary"]
+    assert f.observed == 15 and sorted(f.values) == sorted(strangers)
+    assert f.details["excluded_known_peers"] == 40
+    assert "40 pinged peer(s) it also talked to or resolved not counted" in f.summary
 
 
 def test_known_peer_window_and_dns_answers(tmp_path):
@@ -160,7 +160,7 @@ def test_slow_ping_sweep_fires_in_the_long_tier(tmp_path):
     rows = [conn(T0 + i * 480, "10.0.0.9", a, 0, proto="icmp", orig_p=8, conn_state="OTH", history=None)
             for i, a in enumerate(targets)]
     (f,) = detect_files([write(tmp_path, "conn.log", rows)], only=SCANS)
-    assert (f["detector"], f["observed"], json.loads(f["details"])["window"]) == ("ping_sweep", 150.0, DAY)
+    assert (f.detector, f.observed, f.details["window"]) == ("ping_sweep", 150.0, DAY)
 
 
 @pytest.mark.parametrize("bad", [{"long_window": -1}, {"long_min_ports": 0}, {"rollup_gap": "1d"}])
@@ -183,7 +183,7 @@ def test_long_tier_counts_failed_attempts_to_unresolved_addresses_only(tmp_path)
     conn_log = write(tmp_path, "conn.log", rows)
     assert detect_files([conn_log, zeek_tsv(tmp_path / "dns.log", "dns", dns)], only=SCANS) == []
     (f,) = detect_files([conn_log], only=SCANS)
-    assert (f["detector"], f["key"], f["observed"]) == ("horizontal_scan", "tcp/25", 150.0)
+    assert (f.detector, f.key, f.observed) == ("horizontal_scan", "tcp/25", 150.0)
     # a day of established TLS to 150 never-resolved servers (DoH, hard-coded addresses): use
     rows = [conn(T0 + i * 500, "10.0.0.30", a, 443, service="ssl") for i, a in enumerate(mx)]
     assert detect_files([write(tmp_path, "tls.log", rows)], only=SCANS) == []

@@ -156,7 +156,7 @@ def test_findings_are_the_same_in_memory_and_in_the_scratch_file():
         try:
             assert eng.in_memory == (mode == "memory")
             eng.load("conn", table("conn", rows))
-            found[mode] = sorted((f["detector"], f["host"], f["key"] or "", f["observed"], tuple(f["uids"]))
+            found[mode] = sorted((f.detector, f.host, f.key or "", f.observed, tuple(f.uids))
                                  for f in eng.detect())
         finally:
             eng.close()

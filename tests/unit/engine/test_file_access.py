@@ -30,6 +30,6 @@ def test_engine_sql_cannot_reach_local_files(storage, sql):
             eng.con.execute(sql).fetchall()
         # what the run reads still works: its tables, and detection over them
         assert eng.count("conn") == 30
-        assert any(f["detector"] == "horizontal_scan" for f in eng.detect())
+        assert any(f.detector == "horizontal_scan" for f in eng.detect())
     finally:
         eng.close()

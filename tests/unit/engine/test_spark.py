@@ -23,6 +23,7 @@ from conftest import PCAPS, ROOT, SHARED
 
 from zeekwatch.app.analyze import analyze
 from zeekwatch.config import Config, load
+from zeekwatch.finding import Finding
 from zeekwatch.store.db import finding_id
 
 pyspark = pytest.importorskip("pyspark")
@@ -42,12 +43,12 @@ def with_engine(cfg: Config, kind: str) -> Config:
     return replace(cfg, engine=replace(cfg.engine, kind=kind, spark_master="local[2]"))
 
 
-def facts(findings: list[dict]) -> list[tuple]:
+def facts(findings: list[Finding]) -> list[tuple]:
     out = []
     for f in findings:
-        fid = finding_id(f["detector"], f["host"], f.get("peer"), f.get("key"), f["first_seen"])
-        out.append((fid, f["detector"], f["host"], f.get("peer") or "", f.get("key") or "",
-                    f["first_seen"], f["last_seen"], round(f["observed"] or 0, 6)))
+        fid = finding_id(f.detector, f.host, f.peer, f.key, f.first_seen)
+        out.append((fid, f.detector, f.host, f.peer or "", f.key or "",
+                    f.first_seen, f.last_seen, round(f.observed or 0, 6)))
     return sorted(out)
 
 
@@ -132,9 +133,9 @@ def test_every_case_gives_the_duckdb_findings(spark, tmp_path):
     bad = [r for r in table(spark_db, REJECTS) if r[0].endswith("bad.log.gz")]
     assert len(bad) >= 4 and all(line and reason and raw for _p, line, reason, raw in bad)
     assert table(spark_db, USAGE) == table(duck_db, USAGE) != []
-    suppressed = lambda r: sorted(f["id"] for f in r.findings if f.get("suppressed_reason"))  # noqa: E731
+    suppressed = lambda r: sorted(f.id for f in r.findings if f.suppressed_reason)  # noqa: E731
     assert suppressed(sprk) == suppressed(duck) != []
-    detectors = {f["detector"] for f in duck.findings}
+    detectors = {f.detector for f in duck.findings}
     assert detectors >= {"horizontal_scan", "vertical_scan", "c2_port", "beacon", "mass_mailer"}
     if SHARED.is_dir():
         assert "ids_alert" in detectors

@@ -19,6 +19,7 @@ from triage_helpers import config_of
 
 from zeekwatch.config import load as load_config
 from zeekwatch.engine.core import Engine
+from zeekwatch.finding import Finding
 from zeekwatch.readers import sniff
 from zeekwatch.readers.base import IngestLog
 from zeekwatch.store.db import Store
@@ -29,7 +30,7 @@ from zeekwatch.triage import suppress
 VOLATILE = {"created_at", "updated_at", "at", "released_at", "id_"}
 
 
-def _run(db: str, paths, config, oracle: bool) -> list[dict]:
+def _run(db: str, paths, config, oracle: bool) -> list[Finding]:
     """One analysis run of ``paths`` into ``db``, stored by today's code or by the oracle."""
     eng = Engine(config)
     store = Store(db)
@@ -70,9 +71,9 @@ def dump(db: str) -> dict:
         store.close()
 
 
-def marks(cands: list[dict]) -> list[tuple]:
-    return sorted((c["detector"], c["host"], c.get("peer") or "", c.get("key") or "",
-                   c["first_seen"], c.get("id"), c.get("stored")) for c in cands)
+def marks(cands: list[Finding]) -> list[tuple]:
+    return sorted((c.detector, c.host, c.peer or "", c.key or "", c.first_seen, c.id, c.stored)
+                  for c in cands)
 
 
 def check_runs(tmp_path: Path, runs: list[list[str]], config, between=None) -> dict:

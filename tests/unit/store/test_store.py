@@ -9,15 +9,16 @@ import sys
 import pytest
 
 from zeekwatch.errors import StoreError
+from zeekwatch.finding import Finding
 from zeekwatch.readers.base import IngestLog
 from zeekwatch.store.db import Store
 
 
 def cand(first, last, observed=25.0, host="10.0.0.5"):
-    return {"detector": "horizontal_scan", "threat": "worm", "host": host, "peer": None,
-            "key": "tcp/445", "first_seen": first, "last_seen": last, "observed": observed,
-            "threshold": 20.0, "summary": f"{host} tried {int(observed)}", "urgency": 6, "tier": 2,
-            "due_at": first, "values": ["203.0.113.1"], "uids": ["C1", "C2"]}
+    return Finding(detector="horizontal_scan", threat="worm", title="Horizontal scan", host=host,
+                   peer=None, key="tcp/445", first_seen=first, last_seen=last, observed=observed,
+                   threshold=20.0, summary=f"{host} tried {int(observed)}", urgency=6, tier=2,
+                   due_at=first, values=["203.0.113.1"], uids=["C1", "C2"])
 
 
 def test_rerun_adds_nothing_and_keeps_analyst_status(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from zeekwatch.config import from_dict
 from zeekwatch.errors import ConfigError, InputError
+from zeekwatch.finding import Finding
 from zeekwatch.triage.score import DEFAULT_MATRIX, Scorer, read_inventory, tier_for
 
 FIRST = "2024-05-01T10:00:00.000000Z"
@@ -15,9 +16,9 @@ FIRST = "2024-05-01T10:00:00.000000Z"
 
 def f(threat="worm", host="10.0.0.5", detector="horizontal_scan", first=FIRST, last=None,
       details=None, status="new", uids=None):
-    return {"threat": threat, "host": host, "detector": detector, "first_seen": first,
-            "last_seen": last or first, "details": json.dumps(details or {}), "status": status,
-            "uids": uids or []}
+    return Finding(threat=threat, host=host, detector=detector, title=detector, first_seen=first,
+                   last_seen=last or first, details=dict(details or {}), status=status,
+                   uids=list(uids or []))
 
 
 def scored(finding, scorer=None, others=()):
@@ -27,7 +28,9 @@ def scored(finding, scorer=None, others=()):
 
 
 def terms(finding):
-    return [(t["term"], t["value"]) for t in json.loads(finding["score_terms"])["terms"]]
+    """The score terms of a scored Finding, or of a stored row (JSON text)."""
+    st = finding.score_terms if isinstance(finding, Finding) else json.loads(finding["score_terms"])
+    return [(t["term"], t["value"]) for t in st["terms"]]
 
 
 # -- matrix, clamping, tiers, deadlines --------------------------------------------------------
@@ -51,7 +54,7 @@ def test_urgency_tier_and_due_at(base, deltas, urgency, tier, due):
     scorer = Scorer(from_dict({"scoring": {"matrix": {"t": [base] * 5}}}))
     finding = f(threat="t")
     scorer.score(finding, [(f"m{i}", d) for i, d in enumerate(deltas)])
-    assert (finding["urgency"], finding["tier"], finding["due_at"]) == (urgency, tier, due)
+    assert (finding.urgency, finding.tier, finding.due_at) == (urgency, tier, due)
     total = base + sum(deltas)
     clamp_terms = [v for t, v in terms(finding) if t == "clamped to 1..10"]
     assert clamp_terms == ([urgency - total] if total != urgency else [])
@@ -74,13 +77,13 @@ def test_tiers(urgency, number, name, hours, owner):
 def test_matrix_defaults(threat, cls, expected):
     scorer = Scorer(from_dict({"scoring": {"default_asset_class": cls}}))
     finding = scored(f(threat=threat), scorer)
-    assert finding["urgency"] == expected
-    assert json.loads(finding["score_terms"])["asset_class"] == cls
+    assert finding.urgency == expected
+    assert finding.score_terms["asset_class"] == cls
 
 
 def test_score_terms_explain_everything():
     finding = scored(f(threat="ids", detector="ids_alert", details={"severity": 1}))
-    st = json.loads(finding["score_terms"])
+    st = finding.score_terms
     assert st == {"asset_class": "client", "asset_source": "default", "direction": "outbound",
                   "threat": "ids",
                   "terms": [{"term": "matrix[ids][client]", "value": 5},
@@ -91,8 +94,8 @@ def test_score_terms_explain_everything():
 
 # -- modifiers ---------------------------------------------------------------------------------
 def other(detector, first=FIRST, last=None, host="10.0.0.5", status="new", uids=None):
-    return {"detector": detector, "host": host, "first_seen": first, "last_seen": last or first,
-            "status": status, "uids": uids or []}
+    return Finding(detector=detector, threat="worm", title=detector, host=host, first_seen=first,
+                   last_seen=last or first, status=status, uids=list(uids or []))
 
 
 MODIFIER_CASES = [
@@ -132,7 +135,7 @@ MODIFIER_CASES = [
 def test_modifiers(kw, others, expected):
     finding = scored(f(**kw), others=others)
     assert terms(finding)[1:] == expected
-    assert finding["urgency"] == terms(finding)[0][1] + sum(v for _, v in expected)
+    assert finding.urgency == terms(finding)[0][1] + sum(v for _, v in expected)
 
 
 def test_modifiers_combine_and_clamp():
@@ -142,7 +145,7 @@ def test_modifiers_combine_and_clamp():
     assert terms(finding) == [("matrix[c2][core_server]", 10),
                               ("corroborated by c2_port within 1 h", 1),
                               ("Suricata severity 1", 1), ("clamped to 1..10", -2)]
-    assert (finding["urgency"], finding["tier"]) == (10, 3)
+    assert (finding.urgency, finding.tier) == (10, 3)
 
 
 def test_modifier_values_window_and_weak_list_come_from_config():
@@ -190,8 +193,8 @@ def test_tier_hours_and_owners_from_config():
     scorer = Scorer(from_dict({"scoring": {"tier_hours": [48, 4, 1],
                                            "tier_owners": ["helpdesk", "SOC", "CISO"]}}))
     finding = scored(f(threat="c2"), scorer)
-    st = json.loads(finding["score_terms"])
-    assert (finding["tier"], finding["due_at"], st["owner"]) == (2, "2024-05-01T14:00:00.000000Z", "SOC")
+    st = finding.score_terms
+    assert (finding.tier, finding.due_at, st["owner"]) == (2, "2024-05-01T14:00:00.000000Z", "SOC")
 
 
 def test_default_matrix_is_complete():

@@ -10,6 +10,7 @@ from conftest import shared_file
 from helpers import conn
 from triage_helpers import T0, analyze_tables, engine_from, run_stages, sweep
 
+from zeekwatch.finding import Finding
 from zeekwatch.store.db import Store, now_iso
 from zeekwatch.store.triage import TriageError, TriageStore
 from zeekwatch.triage import suppress
@@ -142,11 +143,12 @@ def rule(**kw):
 
 
 def finding(**kw):
-    f = {"id": "F1", "detector": "horizontal_scan", "host": "10.0.0.5", "peer": None,
-         "key": "tcp/445", "first_seen": "2024-05-01T10:00:00.000000Z",
+    """A stored finding row (overridden by ``kw``) as the Finding that rules are matched with."""
+    f = {"id": "F1", "detector": "horizontal_scan", "threat": "recon", "host": "10.0.0.5",
+         "peer": None, "key": "tcp/445", "first_seen": "2024-05-01T10:00:00.000000Z",
          "last_seen": "2024-05-01T10:05:00.000000Z", "details": "{}", "distinct_values": "[]"}
     f.update(kw)
-    return f
+    return Finding.from_row(f)
 
 
 RULE_CASES = [
@@ -296,5 +298,5 @@ def test_domain_rule_matches_names_that_resolved_to_the_peer(tmp_path):
     _add(TriageStore(s), domain=".example.com")
     s.close()
     cands = analyze_tables(db, only=["vertical_scan"], conn=rows, dns=dns)
-    assert json.loads(cands[0]["details"])["peer_names"] == ["scanner.example.com"]
+    assert cands[0].details["peer_names"] == ["scanner.example.com"]
     assert stored(db)["10.0.0.1"]["status"] == "suppressed"

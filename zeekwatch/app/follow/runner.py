@@ -31,6 +31,7 @@ from zeekwatch.config import Config
 from zeekwatch.detectors import REGISTRY
 from zeekwatch.engine import community
 from zeekwatch.errors import ConfigError, InputError, StoreError
+from zeekwatch.finding import Finding
 from zeekwatch.readers import sniff
 from zeekwatch.readers.base import IngestLog
 from zeekwatch.store.db import Store
@@ -275,7 +276,7 @@ class Follower:
                 report.records[t] += table.num_rows
         new = {t: pa.concat_tables(cs) if len(cs) > 1 else cs[0] for t, cs in parts.items()}
         clock("parse")
-        candidates: list[dict] = []
+        candidates: list[Finding] = []
         if any(t.num_rows for t in new.values()):
             self.lookback.stage(new)
             clock("stage")
@@ -297,7 +298,7 @@ class Follower:
         if max_ts is not None and (s.max_ts is None or max_ts > s.max_ts):
             s.max_ts = max_ts
 
-    def _detect(self, ids: list[str], clock=None) -> list[dict]:
+    def _detect(self, ids: list[str], clock=None) -> list[Finding]:
         if not ids:
             return []
         engine = self.lookback.engine
@@ -311,7 +312,7 @@ class Follower:
                 clock("triage")
         return candidates
 
-    def _commit(self, candidates: list[dict], report: BatchReport) -> None:
+    def _commit(self, candidates: list[Finding], report: BatchReport) -> None:
         horizon = self.lookback.horizon
         for s in self.tailer.streams.values():
             s.expire(horizon)
@@ -334,13 +335,13 @@ class Follower:
         self.log.rejects.clear()
         if candidates:
             self.triage.settle(self.store, candidates)
-            self.incidents.build(self.store, [c.get("id") for c in candidates]
-                                 + [n["id"] for n in self.triage.neighbours])
+            self.incidents.build(self.store, [c.id for c in candidates]
+                                 + [n.id for n in self.triage.neighbours])
         self.result.new += new
         self.result.updated += updated
         report.candidates, report.new, report.updated = len(candidates), new, updated
-        report.changed = [dict(self.store.get(c["id"]), change=c["stored"]) for c in candidates
-                          if c.get("stored") in ("new", "updated") and c.get("id")]
+        report.changed = [dict(self.store.get(c.id), change=c.stored) for c in candidates
+                          if c.stored in ("new", "updated") and c.id]
         self.result.batches += 1
         report.lag = None if self.lookback.max_ts is None else time.time() - self.lookback.max_ts
         report.files = sum(1 for s in self.tailer.streams.values() if s.state != "done")

@@ -37,6 +37,7 @@ from zeekwatch.engine.spark import ctes, reader, session
 from zeekwatch.engine.spark.con import SparkCon
 from zeekwatch.engine.spark.dialect import SparkDialect
 from zeekwatch.errors import ConfigError, InputError, NotALogError
+from zeekwatch.finding import Finding
 from zeekwatch.nets import Nets
 from zeekwatch.readers.base import IngestLog, Reject, file_size
 
@@ -259,7 +260,7 @@ class SparkEngine(Learning):
         self._made.add(det.id)
 
     def detect(self, only: list[str] | None = None,
-               known_services: list[dict] | None = None) -> list[dict]:
+               known_services: list[dict] | None = None) -> list[Finding]:
         """Every enabled detector's candidates, episodes merged (as ``Engine.detect``)."""
         ctx = Context(self.nets, self.dialect, self.config)
         self._prepare(known_services or [])
@@ -277,7 +278,7 @@ class SparkEngine(Learning):
         # (on the driver) overlaps another's tasks; results are taken in declaration order
         with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
             results = list(pool.map(lambda t: self._rows(t[2]), todo))
-        out: list[dict] = []
+        out: list[Finding] = []
         for (det, params, _sql), rows in zip(todo, results):
             out.extend(_candidate(det, params, r)
                        for r in merge_episodes(rows, self.config.store.merge_gap))
