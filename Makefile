@@ -56,7 +56,7 @@ demo: install
 
 # the suite in parallel on every core (pytest-xdist); test-fast skips the tests marked slow
 test: install tshark chromium java
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=25
 
 test-fast: install
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup -m "not slow"
