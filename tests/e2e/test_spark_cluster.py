@@ -26,7 +26,7 @@ from zeekwatch.app.analyze import analyze
 from zeekwatch.config import load
 
 pyspark = pytest.importorskip("pyspark")
-pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark"), pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark-cluster"), pytest.mark.slow, pytest.mark.timeout(1500)]
 
 BIN = Path(sys.executable).parent
 CAPS = ["horizontal_scan.pcap", "irc_bot.pcap", "skype_stun.pcap"]
