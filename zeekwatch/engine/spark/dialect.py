@@ -105,7 +105,8 @@ class SparkDialect(Dialect):
     def regex_icase(self, expr: str, pattern: str) -> str:
         # Spark's string literals consume backslashes ('\b' is a backspace): double them so
         # the regex gets the pattern as written (\b, \d, \.)
-        return f"({expr} RLIKE {sql_text('(?i)' + pattern.replace(chr(92), chr(92) * 2))})"
+        literal = sql_text("(?i)" + pattern.replace("\\", "\\\\"))
+        return f"({expr} RLIKE {literal})"
 
     def translate(self, sql: str) -> str:
         """Type-name spellings DuckDB accepts and Spark writes otherwise."""
