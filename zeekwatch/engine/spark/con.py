@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from zeekwatch.engine.spark import ctes
+
 
 class SparkCursor:
     def __init__(self, rows, names: list[str]):
@@ -36,8 +38,7 @@ class SparkCon:
     def execute(self, sql: str, params=None) -> SparkCursor:
         if params:
             raise NotImplementedError("SparkCon.execute: inline values (rule tables) instead")
-        df = self.spark.sql(self.dialect.translate(sql))
-        return SparkCursor(df.collect(), df.columns)
+        return SparkCursor(*ctes.collect(self.spark, self.dialect.translate, sql))
 
     def register(self, name: str, data: pa.Table) -> None:
         """DuckDB's ``register`` (a small key table, e.g. evidence uids) as a temp view."""

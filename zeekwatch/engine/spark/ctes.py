@@ -4,7 +4,7 @@ Spark SQL inlines every CTE at each place it is used, so a detector query whose 
 on each other several times over (the tiered windows, the sweep episodes) becomes a plan of
 hundreds of shuffles: a 100-line query over 500 rows ran 103 jobs and 227 stages. DuckDB
 computes such CTEs once (``MATERIALIZED``). Here the top-level CTEs that are used more than
-once are computed first, each into a cached temporary view, and the query reads the views.
+once are computed first, each into a checkpointed temporary view, and the query reads the views.
 The SQL text of each CTE is unchanged; only where its rows come from.
 
 ``split`` is a small scanner for the one shape the detectors write (``WITH name AS
@@ -14,7 +14,11 @@ quotes and comments intact and returns None for anything else, which then runs a
 
 from __future__ import annotations
 
+import itertools
 import re
+from typing import Callable
+
+_QUERY_SEQ = itertools.count(1)  # names of the computed CTE views
 
 _NAME = re.compile(r"\s*(?:--[^\n]*\n\s*)*([A-Za-z_][A-Za-z0-9_]*)\s+AS\s+(?:NOT\s+)?(?:MATERIALIZED\s+)?\(",
                    re.I)
@@ -104,3 +108,40 @@ def statement(ctes: list[tuple[str, str]], final: str, prefix: str = "") -> str:
     if not ctes:
         return prefix + final
     return prefix + "WITH " + ",\n".join(f"{n} AS ({b})" for n, b in ctes) + "\n" + final
+
+
+def collect(spark, translate: Callable[[str], str], sql: str):
+    """``(rows, column names)`` of ``sql`` run on ``spark`` (spelled by ``translate``), its
+    shared CTEs computed once first. The detectors (``SparkEngine``) and the triage stage's
+    queries (``SparkCon``) both run through here."""
+    parts = split(sql)
+    made: list = []
+    try:
+        if parts is not None:
+            sql = _computed(spark, translate, *parts, made)
+        df = spark.sql(translate(sql))
+        return df.collect(), df.columns
+    finally:
+        for view, df in made:
+            spark.catalog.dropTempView(view)
+            df.unpersist()
+
+
+def _computed(spark, translate, prefix: str, defs: list[tuple[str, str]], final: str,
+              made: list) -> str:
+    """Each shared CTE computed into a view ``zw_q<n>_<name>`` (unique per query, so
+    queries run side by side); the statement that reads them. ``localCheckpoint`` keeps
+    the rows in the executors (memory, then disk) and cuts the plan there: a view over a
+    merely cached DataFrame still carries the whole plan before it, and analysing the
+    later CTEs grows with it until the driver runs out of memory."""
+    names, done = shared(defs, final), []
+    for name, body in defs:
+        if name in names:
+            view = f"zw_q{next(_QUERY_SEQ)}_{name}"
+            df = spark.sql(translate(statement(done, f"SELECT * FROM ({body}) zw_t")))
+            df = df.localCheckpoint(eager=True)
+            made.append((view, df))
+            df.createOrReplaceTempView(view)
+            body = f"SELECT * FROM {view}"
+        done.append((name, body))
+    return statement(done, final, prefix)

@@ -20,7 +20,6 @@ Data flow (nothing but aggregates and candidates reaches the driver):
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +41,6 @@ from zeekwatch.nets import Nets
 from zeekwatch.readers.base import IngestLog, Reject, file_size
 
 PARALLEL_QUERIES = 2  # detector queries submitted to Spark at once
-_QUERY_SEQ = itertools.count(1)  # names of the cached CTE views
 
 
 def spark_schema(arrow_schema: pa.Schema):
@@ -222,34 +220,8 @@ class SparkEngine(Learning):
 
     def _rows(self, sql: str) -> list[dict]:
         """The query's rows; its CTEs used more than once are computed once first (``ctes``)."""
-        parts = ctes.split(sql)
-        made: list = []
-        try:
-            if parts is not None:
-                sql = self._shared_ctes(*parts, made)
-            return [r.asDict(recursive=True) for r in self._sql(sql).collect()]
-        finally:
-            for view, df in made:
-                self.spark.catalog.dropTempView(view)
-                df.unpersist()
-
-    def _shared_ctes(self, prefix: str, defs: list[tuple[str, str]], final: str, made: list) -> str:
-        """Each shared CTE computed into a view ``zw_q<n>_<name>`` (unique per query, so
-        queries run side by side); the statement that reads them. ``localCheckpoint`` keeps
-        the rows in the executors (memory, then disk) and cuts the plan there: a view over a
-        merely cached DataFrame still carries the whole plan before it, and analysing the
-        later CTEs grows with it until the driver runs out of memory."""
-        shared, done = ctes.shared(defs, final), []
-        for name, body in defs:
-            if name in shared:
-                view = f"zw_q{next(_QUERY_SEQ)}_{name}"
-                df = self._sql(ctes.statement(done, f"SELECT * FROM ({body}) zw_t"))
-                df = df.localCheckpoint(eager=True)
-                made.append((view, df))
-                df.createOrReplaceTempView(view)
-                body = f"SELECT * FROM {view}"
-            done.append((name, body))
-        return ctes.statement(done, final, prefix)
+        rows, _names = ctes.collect(self.spark, self.dialect.translate, sql)
+        return [r.asDict(recursive=True) for r in rows]
 
     def _tables(self, det, params: dict, ctx: Context) -> None:
         make = det.extra.get("tables")
