@@ -1076,6 +1076,60 @@ register(Suite(
 ))
 
 
+# -- smallfiles: thousands of one-line files (scripts/bench_smallfiles.py) -------------------
+
+SMALL_FILE_MS = 5.0  # the bad-input issue's target: at most this many ms per one-line file
+
+
+def smallfiles_n() -> int:
+    return int(os.environ.get("ZEEKWATCH_BENCH_SMALL_FILES", "10000"))
+
+
+def smallfiles_dir(ctx: Ctx, fmt: str) -> Path:
+    import bench_smallfiles
+
+    return bench_smallfiles.make(ctx.tmp / "smallfiles", fmt, smallfiles_n())
+
+
+def smallfiles_prepare(ctx: Ctx) -> None:
+    import bench_smallfiles
+
+    for fmt in bench_smallfiles.FORMATS:
+        smallfiles_dir(ctx, fmt)
+
+
+def smallfiles_analyze(fmt: str) -> Callable[[Ctx], list[str]]:
+    def argv(ctx: Ctx) -> list[str]:
+        db = ctx.tmp / f"smallfiles-{fmt}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        return zeekwatch_cmd() + ["analyze", "-q", "--db", str(db), "--internal", "10.0.0.0/8",
+                                  str(smallfiles_dir(ctx, fmt))]
+    return argv
+
+
+def smallfiles_targets(ctx: Ctx, res: dict[str, Result]) -> list[Target]:
+    out, n = [], smallfiles_n()
+    for name, r in res.items():
+        if r.seconds:
+            ms = r.median / n * 1000
+            out.append(Target(f"{r.step.label}: <= {SMALL_FILE_MS:g} ms a file", ms <= SMALL_FILE_MS,
+                              f"{ms:.2f} ms a file ({r.median:.1f} s for {n:,} files, whole process, "
+                              f"peak {r.peak_mb:.0f} MB)"))
+    return out
+
+
+register(Suite(
+    name="smallfiles",
+    doc="zeekwatch analyze of a directory of one-line files (ZEEKWATCH_BENCH_SMALL_FILES, default "
+        "10,000) per format: Zeek TSV, Zeek JSON, Suricata EVE; milliseconds per file",
+    steps=[Step(fmt, f"{label} one-line files", cmd=smallfiles_analyze(fmt), rows=lambda ctx: smallfiles_n(),
+                input=f"smallfiles-{fmt}")
+           for fmt, label in (("tsv", "Zeek TSV"), ("json", "Zeek JSON"), ("eve", "Suricata EVE"))],
+    targets=smallfiles_targets, prepare=smallfiles_prepare, needs_data=False,
+))
+
+
 # -- running steps ------------------------------------------------------------------------------
 
 def run_child(suite: str, step: str, data: str, tmp: str, out: str) -> int:
