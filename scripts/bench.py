@@ -18,7 +18,8 @@ The follow suite writes a live conn.log itself (scripts/bench_follow.py; --follo
 The pcap suite writes its captures itself (scripts/make_pcaps.py write_bulk; --pcap-packets,
 --pcap-flows), cached under ``bench-data/pcap/``. The scale suite runs ``zeekwatch analyze`` on the
 dataset and on one 10x its size (--scale-conn-rows), generated beside it if absent and if the disk
-has room.
+has room. The smallfiles suite writes 10,000 one-line files per format (Zeek TSV, Zeek JSON, EVE;
+scripts/bench_smallfiles.py; ZEEKWATCH_BENCH_SMALL_FILES sets the count) and judges ms a file.
 
 Adding a suite: write its steps -- ``Step(name, label, py=func)`` for
 Python work timed inside a fresh interpreter (``func(ctx) -> {"rows": n, "seconds": s}``, imports
