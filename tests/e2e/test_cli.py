@@ -62,6 +62,10 @@ def test_analyze_end_to_end_is_idempotent(tmp_path):
     summary = json.loads(first.stdout)
     assert summary["records"] == {"conn": 35}
     assert summary["findings_new"] >= 1
+    assert list(summary["steps"]) == ["read", "detect", "triage", "store", "incidents", "learn"]
+    assert "horizontal_scan" in summary["detector_seconds"]
+    assert sum(summary["detector_seconds"].values()) <= summary["steps"]["detect"] + 0.01
+    assert sum(summary["steps"].values()) <= summary["seconds"] + 0.01
     con = sqlite3.connect(db)
     rows = con.execute("SELECT detector, host, key, status, urgency, tier FROM findings "
                        "WHERE detector = 'horizontal_scan'").fetchall()

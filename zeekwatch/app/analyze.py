@@ -8,6 +8,7 @@ prints or exits; progress is reported through a callback.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -34,6 +35,8 @@ class RunResult:
     updated: int = 0
     incidents: dict = field(default_factory=dict)  # counts and seconds of the incident step
     learned_networks: dict = field(default_factory=dict)  # networks.internal "auto", per sensor
+    steps: dict = field(default_factory=dict)  # wall seconds of each step (read, detect, ...)
+    detector_seconds: dict = field(default_factory=dict)  # wall seconds of each detector's query
 
 
 def table_bytes(path: str, kind: str) -> int:
@@ -81,21 +84,29 @@ def analyze(paths: list[str], config: Config, db_path: str,
     engine = SparkEngine(config) if spark else Engine(config, table_bytes=estimate)
     status = "failed"
     result = RunResult(run_id, log, 0.0)
+    step = _Steps(result.steps)
     try:
-        engine.ingest(todo, log, overrides)
+        with step("read"):
+            engine.ingest(todo, log, overrides)
         result.learned_networks = engine.learned_networks()
-        candidates = engine.detect(only=only, known_services=store.known_services())
-        triage.run(engine, store, candidates, run_id)  # app usage -> suppress -> score
-        community.attach(engine.con, candidates)  # evidence community ids (exports, enrich)
-        result.new, result.updated = store.upsert_findings(candidates, run_id,
-                                                           config.store.merge_gap)
-        triage.settle(store, candidates)
+        with step("detect"):
+            candidates = engine.detect(only=only, known_services=store.known_services())
+        result.detector_seconds = engine.detector_seconds
+        with step("triage"):
+            triage.run(engine, store, candidates, run_id)  # app usage -> suppress -> score
+            community.attach(engine.con, candidates)  # evidence community ids (exports, enrich)
+        with step("store"):
+            result.new, result.updated = store.upsert_findings(candidates, run_id,
+                                                               config.store.merge_gap)
+            triage.settle(store, candidates)
         t0, c0 = time.monotonic(), time.process_time()
-        result.incidents = incidents.build(store, [c.id for c in candidates]
-                                           + [n.id for n in triage.neighbours])
+        with step("incidents"):
+            result.incidents = incidents.build(store, [c.id for c in candidates]
+                                               + [n.id for n in triage.neighbours])
         result.incidents.update(seconds=time.monotonic() - t0, cpu_seconds=time.process_time() - c0)
         result.findings = candidates
-        store.learn_services(engine.learned_services(only=only))
+        with step("learn"):
+            store.learn_services(engine.learned_services(only=only))
         status = "ok"
     finally:
         result.seconds = time.monotonic() - started
@@ -103,3 +114,18 @@ def analyze(paths: list[str], config: Config, db_path: str,
         engine.close()
         store.close()
     return result
+
+
+class _Steps:
+    """``with steps("name"):`` adds the block's wall seconds to ``into["name"]``."""
+
+    def __init__(self, into: dict):
+        self.into = into
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.into[name] = self.into.get(name, 0.0) + time.monotonic() - t0

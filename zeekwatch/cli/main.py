@@ -158,6 +158,8 @@ def analyze(obj, paths, db, detectors, pcap_labels, as_json, quiet, engine_kind,
             "findings_new": result.new, "findings_updated": result.updated,
             "incidents": {k: round(v, 3) if isinstance(v, float) else v
                           for k, v in result.incidents.items()},
+            "steps": {k: round(v, 3) for k, v in result.steps.items()},
+            "detector_seconds": {k: round(v, 3) for k, v in sorted(result.detector_seconds.items())},
             **({"learned_networks": result.learned_networks} if cfg.networks.internal.count("auto") else {}),
         }))
     else:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 
 import duckdb
 import pyarrow as pa
@@ -261,6 +262,7 @@ class Engine(Learning):
         """
         ctx = Context(self.nets, Dialect(), self.config)
         self._prepare(known_services or [])
+        self.detector_seconds: dict[str, float] = {}  # wall seconds of each query (run summary)
         present = {t for t in schema.TABLES if self.count(t)}
         out: list[Finding] = []
         for det in REGISTRY.values():
@@ -269,10 +271,10 @@ class Engine(Learning):
             if not set(det.needs) & present:
                 continue
             params = self.config.params(det.id, det.params)
+            t0 = time.perf_counter()
             self._tables(det, params, ctx)
-            cur = self.con.execute(det.query(params, ctx))
-            names = [d[0] for d in cur.description]
-            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+            rows = self._rows(det.query(params, ctx))
+            self.detector_seconds[det.id] = time.perf_counter() - t0
             out.extend(_candidate(det, params, r) for r in merge_episodes(rows, self.config.store.merge_gap))
         return out
 

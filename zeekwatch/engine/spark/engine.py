@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
@@ -248,8 +249,15 @@ class SparkEngine(Learning):
             todo.append((det, params, det.query(params, ctx)))
         # the queries run side by side: each is a few small jobs, and one query's planning
         # (on the driver) overlaps another's tasks; results are taken in declaration order
+        self.detector_seconds: dict[str, float] = {}  # wall seconds of each query (side by side)
+
+        def rows(item) -> list[dict]:
+            t0 = time.perf_counter()
+            out = self._rows(item[2])
+            self.detector_seconds[item[0].id] = time.perf_counter() - t0
+            return out
         with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
-            results = list(pool.map(lambda t: self._rows(t[2]), todo))
+            results = list(pool.map(rows, todo))
         out: list[Finding] = []
         for (det, params, _sql), rows in zip(todo, results):
             out.extend(_candidate(det, params, r)
