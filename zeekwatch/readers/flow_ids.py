@@ -18,7 +18,7 @@ ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 
                144: 145, 145: 144}
 
 B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1}
+PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132}
 
 
 def ntop(addr: bytes) -> str:
