@@ -229,7 +229,9 @@ def _root(r: Record) -> Record:
 def write(db, m: Merger, columns: list[str]) -> None:
     """Step 3: the batch's inserts, updates, duplicates and evidence, a statement each."""
     conn = db.conn
-    rows = m.inserts()
+    # rows in primary-key order: SQLite appends to its B-trees instead of splitting pages all
+    # over them (the noisy bench's 390 k evidence rows: 3.7 s in finding order, 2.0 s sorted)
+    rows = sorted(m.inserts(), key=lambda r: r["id"])
     if rows:
         cols = ", ".join(f"[{c}]" for c in columns)
         conn.executemany(f"INSERT INTO findings ({cols}) VALUES ({', '.join('?' * len(columns))})",
@@ -254,6 +256,6 @@ def write(db, m: Merger, columns: list[str]) -> None:
         conn.executemany("INSERT OR IGNORE INTO evidence (finding_id, kind, value) "
                          "SELECT ?, kind, value FROM evidence WHERE finding_id = ?",
                          [(t.row["id"], d.row["id"]) for d, t in dups])
-    ev = m.evidence()
+    ev = sorted(m.evidence())
     if ev:
         conn.executemany("INSERT OR IGNORE INTO evidence (finding_id, kind, value) VALUES (?, ?, ?)", ev)
