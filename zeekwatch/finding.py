@@ -149,7 +149,7 @@ class Finding:
     def mapping(self) -> dict:
         """Every field by name, and ``distinct_values`` (detector ``summary`` functions read
         a mapping; ``details`` is the dict)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {name: getattr(self, name) for name in _NAMES}
         out["distinct_values"] = self.distinct_values
         return out
 
@@ -177,3 +177,6 @@ class Finding:
             f.details = _loads(row.get("details"), {}) or {}
             f.score_terms = _loads(row.get("score_terms"), None)
         return f
+
+
+_NAMES = tuple(f.name for f in fields(Finding))  # ``dataclasses.fields`` costs ~20 us a call

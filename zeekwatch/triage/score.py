@@ -288,9 +288,10 @@ class Scorer:
         dets = set()
         for g in others:
             if (g.host != f.host or g.detector == f.detector or g.detector in self.weak
-                    or g.status in NO_CORROBORATION or _same_evidence(f, g)):
+                    or g.detector in dets or g.status in NO_CORROBORATION):
                 continue
-            if _time(g.first_seen) <= f1 + w and _time(g.last_seen) >= f0 - w:
+            if (_time(g.first_seen) <= f1 + w and _time(g.last_seen) >= f0 - w
+                    and not _same_evidence(f, g)):
                 dets.add(g.detector)
         return dets
 
