@@ -14,11 +14,15 @@ counted.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 from zeekwatch.app.enrich.annotate import FIELDS, PREFIX, Annotator, Citation
 from zeekwatch.app.enrich.render import AddressCodes, Plan, binary, escape, render
+from zeekwatch.readers.readahead import read_ahead
 from zeekwatch.readers.zeek.header import Header, infer_conn_header
 
 BLOCK = 8 << 20  # bytes of decompressed input per step (memory stays a few times this)
@@ -26,6 +30,64 @@ MAX_LINE = 64 << 20  # a "line" longer than this is passed through in pieces, no
 NAMES = ("ts", "uid", "id.orig_h", "id.resp_h", "community_id")
 AHEAD = 3  # data runs rendering or rendered but not yet written
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="zw-enrich")
+
+
+def _line_blocks(fin) -> Iterator[tuple[bytearray | bytes, int, bool]]:
+    """``fin`` as (buffer, end, whole): ``buffer[:end]`` is whole lines (the last piece of the
+    input may lack its newline), or, not ``whole``, a piece of a line longer than
+    ``MAX_LINE``. Each buffer is new (the blocks render while the next is read into its own),
+    filled by ``readinto`` behind the carried part of the previous block's last line."""
+    carry = b""
+    while True:
+        buf = bytearray(len(carry) + BLOCK)
+        buf[:len(carry)] = carry
+        got = fin.readinto(memoryview(buf)[len(carry):])
+        if not got:
+            if carry:
+                yield carry, len(carry), True
+            return
+        size = len(carry) + got
+        cut = buf.rfind(b"\n", 0, size) + 1
+        if cut == 0:
+            carry = bytes(buf[:size])
+            if size > MAX_LINE:
+                yield carry, size, False
+                carry = b""
+            continue
+        yield buf, cut, True
+        carry = bytes(buf[cut:size])
+
+
+class WriteBehind:
+    """Writes to ``out`` in a worker thread, in order, at most ``DEPTH`` pieces behind. An
+    error of the worker is raised at the next ``write`` or at ``close``."""
+
+    DEPTH = 4
+
+    def __init__(self, out):
+        self.out, self.error = out, None
+        self._queue: queue.Queue = queue.Queue(self.DEPTH)
+        self._thread = threading.Thread(target=self._work, name="zw-enrich-write", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (piece := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.out.write(piece)
+                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                    self.error = exc
+
+    def write(self, piece) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(piece)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 class Counts:
@@ -50,25 +112,23 @@ class TsvEnricher:
 
     # -- input ----------------------------------------------------------------------------
     def run(self, fin) -> None:
-        carry = b""
-        while True:
-            data = fin.read(BLOCK)
-            if not data:
-                if carry:
-                    self._block(carry, len(carry))
-                self.flush()
-                return
-            buf = carry + data if carry else data
-            cut = buf.rfind(b"\n") + 1
-            if cut == 0:
-                if len(buf) > MAX_LINE:  # no newline for 64 MB: not a record; pass it on
-                    self._emit(buf)
+        """All of ``fin`` to ``self.out``: read (and decompressed) a block ahead in one thread,
+        rendered in the pool, written (and compressed: isal releases the GIL) behind in
+        another, so that on two cores none of them waits for the others."""
+        out, blocks = self.out, read_ahead(_line_blocks(fin), depth=2)
+        self.out = behind = WriteBehind(out)
+        try:
+            for blk, end, whole in blocks:
+                if whole:
+                    self._block(blk, end)
+                else:  # no newline for 64 MB: not a record; pass it on
+                    self._emit(blk)
                     self.counts.rejects += 1
-                    buf = b""
-                carry = buf
-                continue
-            self._block(buf, cut)
-            carry = buf[cut:]
+            self.flush()
+        finally:
+            blocks.close()
+            self.out = out
+            behind.close()
 
     def _block(self, blk: bytes, end: int) -> None:
         """The lines of ``blk[:end]`` (whole lines), header lines and data runs in order."""
