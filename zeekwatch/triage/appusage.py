@@ -42,7 +42,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import duckdb
 import pyarrow as pa
 
 from zeekwatch.detectors.base import Dialect
@@ -180,6 +179,8 @@ def domain_matches(pattern: str, name: str) -> bool:
 # -- rules from config ---------------------------------------------------------------------------
 def _regex(text, where: str) -> str:
     """A pattern the engine accepts (DuckDB uses RE2: no look-around, no backreferences)."""
+    import duckdb  # here: the commands that only import this module start ~0.1 s sooner
+
     try:
         duckdb.connect().execute("SELECT regexp_matches('', ?)", [str(text)]).fetchall()
     except duckdb.Error as exc:

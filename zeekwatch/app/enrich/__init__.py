@@ -3,7 +3,8 @@ format (Zeek TSV with its header block, Zeek JSON, EVE JSON) with the ``zw.*`` f
 
 - ``annotate``: what is added (address side and asset class, app usage, the findings citing
   the record), looked up in an index built once from the store and the config;
-- ``tsv``: Zeek TSV, block by block with Arrow kernels;
+- ``tsv``: Zeek TSV, block by block (read ahead, rendered in a pool, written behind in threads);
+- ``render``: a block of Zeek TSV data lines with their ``zw.*`` columns, with Arrow kernels;
 - ``jsonlog``: Zeek JSON and EVE (lines or a JSON array), record by record;
 - ``run``: the command's runner (analyse, then enrich every file; gzip in, gzip out).
 """
