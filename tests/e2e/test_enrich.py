@@ -270,3 +270,22 @@ def test_refuses_a_file_that_is_not_a_log(tmp_path):
                         str(tmp_path / "f.db")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 3 and "not a Zeek log" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_corrupt_deflate_block_is_an_input_error_and_leaves_no_part_file(tmp_path):
+    """A gzip log whose second member holds an invalid deflate block (reserved block type):
+    exit 3 naming the file, no output and no ``.part`` left behind (it was exit 1, "internal
+    error", with python-isal's IsalError uncaught)."""
+    header = "#separator \\x09\n#path\tconn\n#fields\tts\tuid\tid.orig_h\tid.resp_h\n"
+    rows = "".join(f"{1700000000 + i}.5\tC{i:017x}\t10.0.0.{i % 250}\t192.0.2.{i % 250}\n"
+                   for i in range(2000))
+    bad = bytearray(gzip.compress(rows.encode()))
+    bad[10] |= 0b110  # the first deflate block's type bits: 11, reserved
+    src = tmp_path / "conn.log.gz"
+    src.write_bytes(gzip.compress((header + rows).encode()) + bytes(bad))
+    out = tmp_path / "o"
+    r = subprocess.run([str(EXE), "enrich", str(src), "-o", str(out), "--db", str(tmp_path / "f.db")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 3, r.stderr
+    assert str(src) in r.stderr and "cannot enrich" in r.stderr
+    assert not out.exists() or list(out.iterdir()) == []

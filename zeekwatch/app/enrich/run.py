@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from isal import igzip
+from isal import igzip, isal_zlib
 
 from zeekwatch.app.enrich.annotate import Annotator
 from zeekwatch.app.enrich.jsonlog import JsonEnricher
@@ -95,7 +95,7 @@ def enrich_file(ann: Annotator, src: str, dst: str, kind: str) -> FileResult:
                 TsvEnricher(ann, fout, counts).run(fin)
             else:
                 JsonEnricher(ann, fout, counts, kind).run(fin)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, isal_zlib.error) as exc:  # isal: a corrupt deflate block
         if os.path.exists(dst + ".part"):
             os.unlink(dst + ".part")
         raise InputError(src, f"cannot enrich: {getattr(exc, 'strerror', None) or exc}") from None
