@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from zeekwatch.app.enrich import run, tsv
-from zeekwatch.app.enrich.annotate import Citation
+from zeekwatch.app.enrich.annotate import Annotator, Citation
 from zeekwatch.app.enrich.render import escape
 
 USAGE = {"10.0.0.7": "p2p:bittorrent"}  # host -> label, in use from ts 100 to 200
@@ -37,6 +37,8 @@ class StubAnnotator:
 
     def app(self, host, ts):
         return USAGE.get(host) if ts is not None and 100 <= ts <= 200 else None
+
+    citation = Annotator.citation  # the findings of every cited key (uid, community id) together
 
 
 def header(fields, sep="\t", unset="-"):
@@ -89,7 +91,7 @@ def _added(row: dict, ann, unset: str) -> list[str]:
     except ValueError:
         ts = None
     label = ann.app(row["id.orig_h"], ts) if row.get("id.orig_h") in ann.usage else None
-    cite = ann.cited.get(row.get("uid")) or ann.cited.get(row.get("community_id"))
+    cite = ann.citation(row.get("uid"), row.get("community_id"))
     if cite is None:
         cited = [unset] * 6
     else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -110,6 +111,7 @@ class Plan:
     cited_keys: pa.Array
     cited_text: pa.Array
     unset_cited: bytes
+    merged_text: Callable[[list[str]], bytes]  # the text of several keys' citations together
     usage_hosts: pa.Array
     codes: AddressCodes
 
@@ -190,19 +192,32 @@ def _app(plan: Plan, ann: Annotator, rows: "Rows", orig) -> pa.Array | pa.Scalar
 
 
 def _cited(plan: Plan, uid, cid):
+    """The citation text of each line, by uid or community id; a line whose uid and community
+    id are cited by different findings shows them all (as the JSON enrichers do)."""
     fallback = scalar(plan.unset_cited)
     if not len(plan.cited_keys) or (uid is None and cid is None):
         return fallback, 0
-    idx = None
-    for col in (uid, cid):
-        if col is None:
-            continue
-        hit = pc.index_in(col, value_set=plan.cited_keys)
-        idx = hit if idx is None else pc.coalesce(idx, hit)
+    found = [pc.index_in(col, value_set=plan.cited_keys) for col in (uid, cid) if col is not None]
+    idx = found[0] if len(found) == 1 else pc.coalesce(*found)
     hits = pc.sum(pc.is_valid(idx)).as_py() or 0
     if not hits:
         return fallback, 0
-    return pc.fill_null(pc.take(plan.cited_text, idx), fallback), hits
+    text = pc.fill_null(pc.take(plan.cited_text, idx), fallback)
+    if len(found) == 2:
+        text = _both(plan, text, *found)
+    return text, hits
+
+
+def _both(plan: Plan, text: pa.Array, by_uid: pa.Array, by_cid: pa.Array) -> pa.Array:
+    # both cited, by different keys (no Python scalars: pyarrow would import pandas for one)
+    both = pc.and_kleene(pc.and_(pc.is_valid(by_uid), pc.is_valid(by_cid)), pc.not_equal(by_uid, by_cid))
+    rows = pc.indices_nonzero(both)
+    if not len(rows):
+        return text
+    u = pc.take(plan.cited_keys, pc.take(by_uid, rows)).to_pylist()
+    c = pc.take(plan.cited_keys, pc.take(by_cid, rows)).to_pylist()
+    merged = [plan.merged_text([a.decode(), b.decode()]) for a, b in zip(u, c)]
+    return pc.replace_with_mask(text, both, binary(merged))
 
 
 class Rows:

@@ -190,6 +190,7 @@ class TsvEnricher:
             unset=h.unset_field, cited_keys=binary([k.encode() for k in keys]),
             cited_text=binary([_cited_bytes(self.ann.cited[k], h, sep) for k in keys]),
             unset_cited=sep.join([h.unset_field] * 6).encode(),
+            merged_text=lambda ks: _cited_bytes(self.ann.citation(*ks), h, sep),
             usage_hosts=binary([x.encode() for x in self.ann.usage]), codes=self.codes)
         self.cols = self.plan.cols
 
