@@ -105,11 +105,11 @@ def analyze(paths: list[str], config: Config, db_path: str,
             result.new, result.updated = store.upsert_findings(candidates, run_id,
                                                                config.store.merge_gap)
             triage.settle(store, candidates)
-        t0, c0 = time.monotonic(), time.process_time()
+        c0 = time.process_time()
         with step("incidents"):
             result.incidents = incidents.build(store, [c.id for c in candidates]
                                                + [n.id for n in triage.neighbours])
-        result.incidents.update(seconds=time.monotonic() - t0, cpu_seconds=time.process_time() - c0)
+        result.incidents.update(seconds=result.steps["incidents"], cpu_seconds=time.process_time() - c0)
         result.findings = candidates
         with step("learn"):
             store.learn_services(engine.learned_services(only=only))

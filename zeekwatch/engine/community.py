@@ -24,8 +24,6 @@ from zeekwatch.finding import Finding
 from zeekwatch.readers.flow_ids import community_id
 
 _CID = communityid.CommunityID()
-PROTOS = {"tcp": communityid.PROTO_TCP, "udp": communityid.PROTO_UDP,
-          "icmp": communityid.PROTO_ICMP, "sctp": communityid.PROTO_SCTP}
 PORTED = {"tcp", "udp", "sctp"}  # computed here; ICMP by the package
 
 
@@ -48,21 +46,15 @@ def compute(proto: str | None, orig_h: str | None, orig_p, resp_h: str | None, r
     or not an IP flow (an unknown protocol, an unparsable address)."""
     if not (proto and orig_h and resp_h):
         return None
-    if proto.lower() in PORTED:
-        return _ported(proto.lower(), orig_h, orig_p, resp_h, resp_p)
+    proto = proto.lower()
+    if proto in PORTED:
+        return _ported(proto, orig_h, orig_p, resp_h, resp_p)
+    if proto != "icmp" or orig_p is None or resp_p is None:
+        return None
     try:
         v6 = ipaddress.ip_address(orig_h).version == 6
-        number = PROTOS.get(proto.lower())
-        if number is None:
-            return None
-        if number == communityid.PROTO_ICMP:
-            if orig_p is None or resp_p is None:
-                return None
-            make = communityid.FlowTuple.make_icmp6 if v6 else communityid.FlowTuple.make_icmp
-            return _CID.calc(make(orig_h, resp_h, int(orig_p), int(resp_p)))
-        if orig_p is None or resp_p is None:
-            return None
-        return _CID.calc(communityid.FlowTuple(number, orig_h, resp_h, int(orig_p), int(resp_p)))
+        make = communityid.FlowTuple.make_icmp6 if v6 else communityid.FlowTuple.make_icmp
+        return _CID.calc(make(orig_h, resp_h, int(orig_p), int(resp_p)))
     except (ValueError, communityid.Error):
         return None
 

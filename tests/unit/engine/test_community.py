@@ -70,7 +70,8 @@ def test_compute_refuses_what_is_not_an_ip_flow():
 def _reference(proto, oh, op, rh, rp):
     import communityid
 
-    number = community.PROTOS[proto]
+    number = {"tcp": communityid.PROTO_TCP, "udp": communityid.PROTO_UDP,
+              "sctp": communityid.PROTO_SCTP}[proto]
     try:
         return communityid.CommunityID().calc(communityid.FlowTuple(number, oh, rh, op, rp))
     except communityid.Error:

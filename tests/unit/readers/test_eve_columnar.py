@@ -36,7 +36,7 @@ def read(path, mode: str, monkeypatch) -> tuple[dict, IngestLog]:
     the size rule is lifted), "blocks" (no DuckDB), "events" (event by event only)."""
     with monkeypatch.context() as m:
         if mode == "duckdb":
-            m.setattr(eve, "SMALL_FILE", 0)
+            m.setattr(jsonlines, "SMALL_FILE", 0)
         else:
             m.setattr(columnar, "duckdb_batches", _no_duckdb)
         if mode == "events":
@@ -165,12 +165,12 @@ def test_a_small_file_skips_duckdb_and_a_large_one_uses_it(tmp_path, monkeypatch
     monkeypatch.setattr(columnar, "duckdb_batches", counted)
     small = tmp_path / "small.json"
     small.write_text("".join(json.dumps(e) + "\n" for e in variety()))
-    assert small.stat().st_size < eve.SMALL_FILE
+    assert small.stat().st_size < jsonlines.SMALL_FILE
     rows = sum(len(c) for t, c in eve.read(str(small), IngestLog()) if t == "conn")
     assert calls == [] and rows == len(read(small, "events", monkeypatch)[0]["conn"]) > 0
     big = tmp_path / "big.json"
     with big.open("w") as f:
-        while f.tell() < eve.SMALL_FILE:
+        while f.tell() < jsonlines.SMALL_FILE:
             f.write(json.dumps(ev("flow", f.tell() % 997, flow={"pkts_toserver": 1, "pkts_toclient": 1,
                                                               "state": "closed"})) + "\n")
     log = IngestLog()

@@ -45,6 +45,7 @@ from zeekwatch.readers.eve.flow import CONN_COLUMNS, Common, conn_row
 from zeekwatch.readers.eve.values import as_int, as_str, as_str_list, mailbox
 from zeekwatch.readers.jsonlines import (
     MAX_LINE,
+    blocks_only,
     TsStats,
     iter_blocks,
     parse_lines,
@@ -56,8 +57,6 @@ from zeekwatch.readers.jsonlines import (
 
 CHUNK_EVENTS = 50_000
 MAX_ARRAY = MAX_LINE  # bytes of a JSON-array file parsed whole (memory: about 10x that)
-GLOB_CHARS = set("*?[")  # DuckDB would expand these in a file name: such files take the robust path
-SMALL_FILE = 1 << 20  # smaller files skip DuckDB: its connection and plan cost ~25 ms, their parse ~1 ms
 ICMP_PROTOS = {"icmp", "ipv6-icmp", "icmpv6", "icmp6"}
 USED = ("alert", "flow", "dns", "http", "tls", "smtp")
 
@@ -245,7 +244,7 @@ def _blocks(path: str, log: IngestLog, builder: _Builder) -> Iterator[Chunk]:
     """DuckDB over the whole file; where it stops, blocks of lines (``_robust``). Small files
     (and names DuckDB would expand as a glob) take the blocks of lines from the start."""
     cols = columnar.Columns(path, builder.ts, builder.unused)
-    if set(path) & GLOB_CHARS or file_size(path) < SMALL_FILE:
+    if blocks_only(path):
         yield from _robust(path, log, builder, cols, 0)
         return
     delivered = 0

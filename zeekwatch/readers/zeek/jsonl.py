@@ -55,6 +55,7 @@ from zeekwatch.readers.base import (
 )
 from zeekwatch.readers.jsonlines import (
     Block,
+    blocks_only,
     TsStats,
     iter_blocks,
     parse_lines,
@@ -91,8 +92,6 @@ CONN_HINTS = ("duration", "history", "orig_pkts", "orig_bytes")
 _DUCK_TYPES = {S: "VARCHAR", I32: "INTEGER", I64: "BIGINT", F64: "DOUBLE", B: "BOOLEAN", SL: "VARCHAR[]"}
 RELATIVE_BEFORE = 946684800  # 2000-01-01: earlier epoch times are offsets from a capture start
 BATCH_ROWS = 122_880
-SMALL_FILE = 1 << 20  # smaller files skip DuckDB (a connection costs more than their parse)
-GLOB_CHARS = set("*?[")  # DuckDB would expand these in a file name: such files take the robust path
 READ_OPTIONS = pj.ReadOptions(use_threads=True, block_size=1 << 20)  # 1 MB: blocks in parallel
 SMALL_READ_OPTIONS = pj.ReadOptions(use_threads=False)  # threads cost ~3 ms to start
 
@@ -210,7 +209,7 @@ def read(path: str, log: IngestLog) -> Iterator[Chunk]:
     path = str(path)
     norm = _Normalizer(path, log)
     ts_type = _ts_type(path)
-    if set(path) & GLOB_CHARS or file_size(path) < SMALL_FILE:
+    if blocks_only(path):
         yield from _robust(path, log, norm, ts_type, skip=0)
     else:
         yield from _fast(path, log, norm, ts_type)
