@@ -176,3 +176,79 @@ def test_a_small_file_skips_duckdb_and_a_large_one_uses_it(tmp_path, monkeypatch
     log = IngestLog()
     rows = sum(len(c) for t, c in eve.read(str(big), log) if t == "conn")
     assert calls == [str(big)] and rows == big.read_text().count("\n")
+
+
+def dns_variety() -> list:
+    """DNS in every layout and every way a transaction can go: answered, unanswered,
+    answered without its request, answered record by record (v1), asked again under the
+    same id, without a flow id (matched by endpoints, either direction), odd values."""
+    q = lambda i, **d: ev("dns", i, "UDP", dns={"type": "query", "id": i, "rrname": f"q{i}.example",  # noqa: E731
+                                              "rrtype": "A", **d})
+    a = lambda i, **d: ev("dns", i, "UDP", dns={"version": 2, "type": "answer", "id": i, "rcode": "NOERROR",  # noqa: E731
+                                              "rrname": f"q{i}.example", "rrtype": "A", **d})
+    out = [q(1), a(1, answers=[{"rdata": "192.0.2.1"}, {"rrname": "x"}, {"rdata": "c.example"}]),
+           q(2), a(2, answers=[], grouped={"CNAME": ["c2.example"], "A": ["192.0.2.2", None], "MX": None}),
+           q(3),  # never answered
+           a(4, answers=[{"rdata": "192.0.2.4"}]),  # answered without its request
+           q(5), *[a(5, answers=None, rdata=f"192.0.2.{k}") for k in range(3)],  # v1, record by record
+           a(5, rcode="SERVFAIL"),
+           q(6), q(6, rrname="again.example"), a(6, answers=[{"rdata": "192.0.2.6"}]),  # asked again
+           ev("dns", 7, "UDP", dns={"version": 3, "type": "request", "id": 7,
+                                    "queries": [{"rrname": "v3.example", "rrtype": "AAAA"}, None,
+                                                {"rrname": "v3b.example", "rrtype": "A"}]}),
+           ev("dns", 7, "UDP", dns={"version": 3, "type": "response", "id": 7, "rcode": "NOERROR",
+                                    "queries": [], "answers": [{"rdata": "2001:db8::7"}]}),
+           ev("dns", 8, "UDP", src_ip="192.0.2.80", src_port=53, dest_ip="10.0.0.8",  # v3: responder first
+              dns={"version": 3, "type": "response", "id": 8, "rcode": "NXDOMAIN",
+                   "queries": [{"rrname": "orphan3.example", "rrtype": "A"}]}),
+           ev("dns", 9, "UDP", dns={"type": "query", "id": "9", "rrname": 12345, "rrtype": "TXT"}),
+           ev("dns", 10, "UDP", dns=None), ev("dns", 11, "UDP", dns={"type": "other", "id": 11}),
+           ev("dns", 12, "UDP", dns={"type": "query"})]
+    for e in out:  # the server's port, as on the wire
+        e["dest_port"] = 53 if e["dest_ip"] == "192.0.2.80" else 40008
+    no_flow = {k: v for k, v in q(13).items() if k != "flow_id"} | {"dest_port": 53}
+    back = {k: v for k, v in a(13).items() if k != "flow_id"}
+    back.update(src_ip=no_flow["dest_ip"], src_port=53, dest_ip=no_flow["src_ip"], dest_port=no_flow["src_port"])
+    orphan = a(14)
+    orphan.update(src_ip=orphan["dest_ip"], src_port=53, dest_ip=orphan["src_ip"], dest_port=40014)
+    return out + [no_flow, back, orphan]
+
+
+def test_dns_in_columns_gives_the_event_by_event_rows(tmp_path, monkeypatch):
+    got = same(write(tmp_path / "eve.json", dns_variety() * 2), monkeypatch)
+    rows = {(r["query"], r["rcode_name"], tuple(r["answers"] or ())) for r in got["dns"]}
+    assert ("q1.example", "NOERROR", ("192.0.2.1", "c.example")) in rows
+    assert ("q2.example", "NOERROR", ("c2.example", "192.0.2.2")) in rows
+    assert ("q3.example", None, ()) in rows  # the second copy's orphan answer joins the first's:
+    assert ("q4.example", "NOERROR", ("192.0.2.4", "192.0.2.4")) in rows
+    assert ("q5.example", "SERVFAIL", ("192.0.2.0", "192.0.2.1", "192.0.2.2")) in rows
+    assert {("q6.example", None, ()), ("again.example", "NOERROR", ("192.0.2.6",))} <= rows
+    assert {("v3.example", "NOERROR", ("2001:db8::7",)), ("v3b.example", "NOERROR", ("2001:db8::7",))} <= rows
+    assert ("12345", None, ()) in rows
+    assert ("q13.example", "NOERROR", ()) in rows and ("q13.example", None, ()) not in rows
+    orphans = [r for r in got["dns"] if r["query"] in ("q14.example", "orphan3.example")]
+    assert len(orphans) == 2 and all(r["orig_h"].startswith("10.0.0.") for r in orphans)
+
+
+@pytest.mark.parametrize("odd", [{"rrname": True}, {"rrtype": 1.5}, {"rrname": {"x": 1}},
+                                 {"answers": [{"rdata": 5}]}, {"id": 7.0}, {"grouped": {"A": [7]}},
+                                 {"rcode": ["NOERROR"]}, {"queries": ["q"]}, {"grouped": {"A": "1.2.3.4"}}])
+def test_dns_values_of_other_types_read_as_event_by_event(tmp_path, monkeypatch, odd):
+    lines = dns_variety()
+    body = dict(lines[1]["dns"], answers=None)
+    lines.insert(2, dict(lines[1], dns={**body, **odd}))
+    same(write(tmp_path / "eve.json", lines), monkeypatch)
+
+
+def test_dns_read_by_duckdb_is_merged_in_columns_across_batches(tmp_path, monkeypatch):
+    from zeekwatch.readers.eve import dns
+
+    calls = []
+    real = dns.event_values
+    monkeypatch.setattr(dns, "event_values", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(columnar, "BATCH_ROWS", 7)  # requests and responses in different batches
+    path = write(tmp_path / "eve.json", dns_variety() * 3)
+    fast, _ = read(path, "duckdb", monkeypatch)
+    assert calls == []
+    slow, _ = read(path, "events", monkeypatch)
+    assert calls and fast["dns"] == slow["dns"]

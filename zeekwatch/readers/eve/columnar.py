@@ -11,8 +11,9 @@ Two ways in, one conversion (``Columns``):
 Flow, alert, http, tls and smtp events become rows with Arrow compute, giving the rows the
 per-event code gives (``reader``, ``flow``): the same proto, port, service and uid rules; each
 flow's ``conn_state`` is decided by ``flow.conn_state`` itself, once per distinct combination of
-its inputs. DNS events keep their per-event merge (``dns.DnsMerger``: a request and its
-response become one row, across blocks): only they become Python objects.
+its inputs. DNS events read by DuckDB are reduced by column too (``dns_columns.extract``), and
+merged into one row per query by ``dns.DnsMerge``; those of pyarrow.json blocks are merged
+too but reduced event by event.
 
 What this path cannot take whole — a line that is not a JSON object, an event without
 ``event_type``, a value of an unexpected type (a port as text, a flow_id beyond 64 bits), a
@@ -33,6 +34,7 @@ import pyarrow.json as pj
 
 from zeekwatch import schema
 from zeekwatch.readers.eve import flow as flowmod
+from zeekwatch.readers.eve.dns_columns import DUCKDB_TYPE, Fallback, extract
 from zeekwatch.readers.eve.values import Common
 from zeekwatch.readers.jsonlines import Block, TsStats, parse_ts
 
@@ -74,11 +76,11 @@ def _duck_type(t: pa.DataType) -> str:
 
 def duckdb_batches(path: str, gzip: bool):
     """The file's events as Arrow tables of ``SCHEMA``'s fields (numbers as text; ``dns`` as
-    its JSON text), streamed; DuckDB raises at the first line it cannot read."""
+    ``dns_columns.DUCKDB_TYPE``), streamed; DuckDB raises at the first line it cannot read."""
     import duckdb
 
     cols = {f.name: _duck_type(f.type) for f in SCHEMA}
-    cols["dns"] = "JSON"
+    cols["dns"] = DUCKDB_TYPE
     spec = ", ".join(f"'{k}': '{v}'" for k, v in cols.items())
     con = duckdb.connect(":memory:", config={"threads": 1})
     try:
@@ -134,10 +136,6 @@ def check_ts_range(col) -> None:
                              pc.greater_equal(seconds, schema.TS_MAX_SECONDS)))
     if pc.any(bad).as_py():
         raise Fallback("timestamp out of range")
-
-
-class Fallback(Exception):
-    """This block needs the per-event path."""
 
 
 def parse_block(block: Block) -> tuple[pa.Table, list[bytes]]:
@@ -332,16 +330,11 @@ def _conn_state(proto, state, tcp: pa.StructArray, pkts_ts, pkts_tc) -> pa.Array
     return _per_value(key, decide)
 
 
-def dns_parsed(raw: pa.Table, rows: pa.Array):
-    """(index, ``dns`` object, ``Common``) of the DNS events of a DuckDB batch (numbers made
-    strict, ``dns`` as JSON text): the fields every event has are converted by column (as
-    ``Columns._common``), only the ``dns`` object is parsed per event."""
+def dns_table(raw: pa.Table, rows: pa.Array, before: int) -> pa.Table:
+    """The DNS events of a DuckDB batch (numbers made strict) as rows of ``dns.EVENTS``;
+    ``before``: the events read before the batch."""
     part = raw.take(rows)
-    c = Columns._common(part)
-    names = ("ts", "uid", "flow_id", "src_ip", "src_port", "dest_ip", "dest_port", "proto", "community_id")
-    lists = [c[n].to_pylist() for n in names]
-    for i, d, *values in zip(rows.to_pylist(), part.column("dns").to_pylist(), *lists):
-        yield i, (None if d is None else orjson.loads(d)), Common(*values)
+    return extract(part.column("dns"), Columns._common(part), before + 1 + rows.to_numpy())
 
 
 def dns_events(lines: list[bytes], rows: pa.Array):

@@ -40,7 +40,7 @@ from zeekwatch import schema
 from zeekwatch.errors import InputError
 from zeekwatch.readers.base import Chunk, IngestLog, file_size, head, is_gzip, open_binary
 from zeekwatch.readers.eve import columnar
-from zeekwatch.readers.eve.dns import DNS_COLUMNS, DnsMerger
+from zeekwatch.readers.eve.dns import ROWS as DNS_COLUMNS, DnsMerge
 from zeekwatch.readers.eve.flow import CONN_COLUMNS, Common, conn_row
 from zeekwatch.readers.eve.values import as_int, as_str, as_str_list, mailbox
 from zeekwatch.readers.jsonlines import (
@@ -150,7 +150,7 @@ class _Builder:
         self.path = path
         self.log = log
         self.rows: dict[str, list] = {t: [] for t in schema.TABLES}
-        self.dns = DnsMerger()
+        self.dns = DnsMerge()
         self.pending = 0
         self.unused: Counter = Counter()
         self.ts = TsStats()
@@ -159,7 +159,7 @@ class _Builder:
         kind = e.get("event_type")
         self.pending += 1
         if kind == "dns":
-            self.dns.add(e, _common(e))
+            self.dns.add(e.get("dns"), _common(e))
             return
         self.dns.events += 1  # the pending window counts every event read
         target = ROWS.get(kind)
@@ -173,12 +173,21 @@ class _Builder:
             self.rows[target[0]].append(row)
 
     def flush(self, final: bool = False) -> Iterator[Chunk]:
-        self.rows["dns"].extend(self.dns.take(final))
+        dns = self.dns.take(final)
         self.pending = 0
         for table, rows in self.rows.items():
             if rows:
                 yield table, self._table(table, rows)
                 self.rows[table] = []
+        if dns is not None:
+            yield "dns", self._dns(dns)
+
+    def _dns(self, rows: pa.Table) -> pa.Table:
+        sch = schema.TABLES["dns"]
+        cols = {name: rows.column(name).cast(sch.field(name).type) for name in DNS_COLUMNS if name != "ts"}
+        cols["ts"] = parse_ts(rows.column("ts").combine_chunks(), self.ts)
+        cols["source"] = schema.source_column(self.path, len(rows))
+        return schema.conform("dns", pa.table(cols))
 
     def _table(self, table: str, rows: list) -> pa.Table:
         sch = schema.TABLES[table]
@@ -265,10 +274,12 @@ def _blocks(path: str, log: IngestLog, builder: _Builder) -> Iterator[Chunk]:
             try:
                 good = columnar.strict_numbers(good)
                 tables, dns_rows = cols.tables(good)
+                dns = columnar.dns_table(good, dns_rows, builder.dns.events)
             except columnar.Fallback:
                 stop = True
             else:
-                yield from _emit(builder, tables, columnar.dns_parsed(good, dns_rows), len(good))
+                builder.dns.add_table(dns)
+                yield from _emit(builder, tables, (), len(good))
                 delivered += len(good)
                 stop = bool(nulls)
         if stop:
@@ -294,16 +305,12 @@ def _robust(path, log, builder, cols, skip: int) -> Iterator[Chunk]:
 
 
 def _emit(builder, tables: dict, dns, n: int) -> Iterator[Chunk]:
-    """A converted block: its DNS events through the merge (``(index, event)`` or
-    ``(index, dns object, Common)``), then its tables."""
+    """A converted block of ``n`` events: its DNS events (``(index, event)``) through the
+    merge, then its tables."""
     base = builder.dns.events
-    for i, *item in dns:
+    for i, event in dns:
         builder.dns.events = base + i  # the events before it in the file
-        if len(item) == 1:
-            builder.add(item[0])
-        else:
-            builder.pending += 1
-            builder.dns.add({"dns": item[0]}, item[1])
+        builder.add(event)
     builder.dns.events = base + n
     yield from builder.flush()
     yield from tables.items()
