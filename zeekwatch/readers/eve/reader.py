@@ -40,6 +40,7 @@ from zeekwatch import schema
 from zeekwatch.errors import InputError
 from zeekwatch.readers.base import Chunk, IngestLog, file_size, head, is_gzip, open_binary
 from zeekwatch.readers.eve import columnar
+from zeekwatch.readers.readahead import read_ahead
 from zeekwatch.readers.eve.dns import ROWS as DNS_COLUMNS, DnsMerge
 from zeekwatch.readers.eve.flow import CONN_COLUMNS, Common, conn_row
 from zeekwatch.readers.eve.values import as_int, as_str, as_str_list, mailbox
@@ -257,7 +258,8 @@ def _blocks(path: str, log: IngestLog, builder: _Builder) -> Iterator[Chunk]:
         yield from _robust(path, log, builder, cols, 0)
         return
     delivered = 0
-    batches = columnar.duckdb_batches(path, is_gzip(path))
+    # DuckDB parses the next batch (without the GIL) while this one is converted
+    batches = read_ahead(columnar.duckdb_batches(path, is_gzip(path)), depth=2)
     while True:
         try:
             raw = next(batches, None)
