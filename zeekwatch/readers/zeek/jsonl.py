@@ -53,6 +53,7 @@ from zeekwatch.readers.base import (
     is_gzip,
     open_binary,
 )
+from zeekwatch.readers.readahead import read_ahead
 from zeekwatch.readers.jsonlines import (
     Block,
     blocks_only,
@@ -218,7 +219,7 @@ def read(path: str, log: IngestLog) -> Iterator[Chunk]:
 
 def _fast(path: str, log: IngestLog, norm: _Normalizer, ts_type) -> Iterator[Chunk]:
     """DuckDB; at the first line it cannot read, the robust path resumes after the rows delivered."""
-    batches = _duckdb_batches(path, ts_type)
+    batches = read_ahead(_duckdb_batches(path, ts_type), depth=2)  # parsed while the last is used
     delivered = 0
     while True:
         try:
