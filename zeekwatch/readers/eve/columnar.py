@@ -120,11 +120,25 @@ def _ints(arr: pa.Array) -> pa.Array:
         raise Fallback(str(exc)) from None
 
 
+def _all_iso_in_range(text: pa.Array) -> bool:
+    """The common case, cheaply: every timestamp starts "YYYY-" with 1970 <= YYYY < 2200."""
+    if text.null_count or not pc.all(pc.equal(pc.utf8_slice_codeunits(text, 4, 5), "-")).as_py():
+        return False
+    try:
+        year = pc.cast(pc.utf8_slice_codeunits(text, 0, 4), pa.int32())
+    except pa.ArrowInvalid:
+        return False
+    low, high = pc.min_max(year).values()
+    return low.as_py() >= 1970 and high.as_py() < 2200
+
+
 def check_ts_range(col) -> None:
     """Raise ``Fallback`` when a ``timestamp`` lies outside 1970..2199 (``schema.TS_MAX_SECONDS``):
     the per-event path then rejects that line with its number (``jsonlines.ts_problem``), as
     it does for every other bad value."""
     text = pc.cast(col, pa.string())
+    if _all_iso_in_range(text):
+        return
     iso = pc.fill_null(pc.match_substring_regex(text, r"^\s*\d{4}-"), False)
     year = pc.cast(pc.if_else(iso, pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(text), 0, 4), "1970"),
                    pa.int32())

@@ -110,13 +110,21 @@ def _text(arr: pa.Array) -> pa.Array:
     return pc.fill_null(pc.cast(arr, pa.string()), "None")
 
 
-def _flow_key(c: dict) -> pa.Array:
-    a = pc.binary_join_element_wise(_text(c["src_ip"]), _text(c["src_port"]), _FIELD_SEP)
-    b = pc.binary_join_element_wise(_text(c["dest_ip"]), _text(c["dest_port"]), _FIELD_SEP)
+def _key(c: dict, dns_id: pa.Array) -> pa.Array:
+    """``dns.flow_key`` and the id: the endpoints are joined only for events without a flow id."""
+    key = pc.binary_join_element_wise("f", c["uid"], _KEY_SEP, dns_id, "")
+    missing = np.flatnonzero(pc.is_null(c["uid"]).to_numpy(zero_copy_only=False))
+    if not len(missing):
+        return key
+    e = {k: c[k].take(pa.array(missing)) for k in ("src_ip", "src_port", "dest_ip", "dest_port")}
+    a = pc.binary_join_element_wise(_text(e["src_ip"]), _text(e["src_port"]), _FIELD_SEP)
+    b = pc.binary_join_element_wise(_text(e["dest_ip"]), _text(e["dest_port"]), _FIELD_SEP)
     first = pc.less_equal(a, b)
-    pair = pc.binary_join_element_wise(pc.if_else(first, a, b), pc.if_else(first, b, a), _FIELD_SEP)
-    return pc.if_else(pc.is_valid(c["uid"]), pc.binary_join_element_wise("f", c["uid"], ""),
-                      pc.binary_join_element_wise("e", pair, ""))
+    ends = pc.binary_join_element_wise("e", pc.if_else(first, a, b), _FIELD_SEP, pc.if_else(first, b, a),
+                                       _KEY_SEP, dns_id.take(pa.array(missing)), "")
+    where = np.full(len(key), -1)
+    where[missing] = np.arange(len(missing))
+    return pc.if_else(pc.is_null(c["uid"]), ends.take(pa.array(where, mask=where < 0)), key)
 
 
 def extract(dns: pa.Array, c: dict[str, pa.Array], numbers: np.ndarray) -> pa.Table:
@@ -138,7 +146,7 @@ def extract(dns: pa.Array, c: dict[str, pa.Array], numbers: np.ndarray) -> pa.Ta
     from_server = pc.and_(pc.is_in(pc.cast(c["src_port"], pa.int64()), value_set=ports),
                           pc.invert(pc.is_in(pc.cast(c["dest_port"], pa.int64()), value_set=ports)))
     swap = pc.and_(response, pc.or_(v3, pc.fill_null(from_server, False)))
-    key = pc.binary_join_element_wise(_flow_key(c), _int_text(pc.struct_field(d, "id")), _KEY_SEP)
+    key = _key(c, _int_text(pc.struct_field(d, "id")))
     none = pa.nulls(len(d), pa.string())
     return pa.table({
         "e": pa.array(numbers[sel.to_numpy(zero_copy_only=False)], pa.int64()), "kind": kind, "key": key,
