@@ -237,7 +237,8 @@ def test_dns_values_of_other_types_read_as_event_by_event(tmp_path, monkeypatch,
     lines = dns_variety()
     body = dict(lines[1]["dns"], answers=None)
     lines.insert(2, dict(lines[1], dns={**body, **odd}))
-    same(write(tmp_path / "eve.json", lines), monkeypatch)
+    lines += [ev("stats", 90), dict(ev("alert", 91, alert={"signature_id": 1}), timestamp="2024-05-01T10:00:00")]
+    same(write(tmp_path / "eve.json", lines), monkeypatch)  # notes too: counted once
 
 
 def test_dns_read_by_duckdb_is_merged_in_columns_across_batches(tmp_path, monkeypatch):

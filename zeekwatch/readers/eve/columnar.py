@@ -344,9 +344,10 @@ def _conn_state(proto, state, tcp: pa.StructArray, pkts_ts, pkts_tc) -> pa.Array
     return _per_value(key, decide)
 
 
-def dns_table(raw: pa.Table, rows: pa.Array, before: int) -> pa.Table:
+def dns_table(raw: pa.Table, before: int) -> pa.Table:
     """The DNS events of a DuckDB batch (numbers made strict) as rows of ``dns.EVENTS``;
     ``before``: the events read before the batch."""
+    rows = pc.indices_nonzero(pc.fill_null(pc.equal(raw.column("event_type"), "dns"), False))
     part = raw.take(rows)
     return extract(part.column("dns"), Columns._common(part), before + 1 + rows.to_numpy())
 

@@ -275,8 +275,8 @@ def _blocks(path: str, log: IngestLog, builder: _Builder) -> Iterator[Chunk]:
             good = raw.slice(0, nulls[0]) if nulls else raw
             try:
                 good = columnar.strict_numbers(good)
-                tables, dns_rows = cols.tables(good)
-                dns = columnar.dns_table(good, dns_rows, builder.dns.events)
+                dns = columnar.dns_table(good, builder.dns.events)
+                tables, _ = cols.tables(good)  # last: it counts the notes of a block that succeeds
             except columnar.Fallback:
                 stop = True
             else:
