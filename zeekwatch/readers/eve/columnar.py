@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -58,8 +59,6 @@ OPTIONS = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ign
 READ = pj.ReadOptions(use_threads=False, block_size=16 << 20)
 APP_TABLES = {"alert": "alert", "flow": "conn", "http": "http", "tls": "tls", "smtp": "smtp"}
 ICMP = ("icmp", "ipv6-icmp", "icmpv6", "icmp6")
-_SEP = "\x1f"
-_NULL = "\x1e"
 
 
 INT_FIELDS = {n for n, t in zip(SCHEMA.names, SCHEMA.types) if t == I64}
@@ -320,28 +319,36 @@ def _per_value(arr: pa.Array, fn) -> pa.Array:
     return mapped.take(enc.indices)
 
 
-def _truth(n: pa.Array) -> pa.Array:
-    """Whether a packet count is truthy in Python (not NULL, not 0), as text."""
-    return pc.if_else(pc.fill_null(pc.not_equal(n, 0), False), "1", "0")
+def _truthy(n: pa.Array) -> pa.Array:
+    """Whether a packet count is truthy in Python (not NULL, not 0)."""
+    return pc.fill_null(pc.not_equal(n, 0), False)
 
 
 def _conn_state(proto, state, tcp: pa.StructArray, pkts_ts, pkts_tc) -> pa.Array:
-    """``flow.conn_state`` per distinct combination of its inputs (a few dozen per file)."""
-    parts = [proto, state, tcp.field("tcp_flags_ts"), tcp.field("tcp_flags_tc")]
-    parts = [pc.fill_null(p, _NULL) for p in parts]
-    parts.append(pc.if_else(pc.is_valid(tcp), "1", "0"))
-    parts += [_truth(pkts_ts), _truth(pkts_tc)]
-    key = pc.binary_join_element_wise(*parts, _SEP)
-
-    def decide(k: str) -> str | None:
-        p, st, fts, ftc, has_tcp, a, b = [None if x == _NULL else x for x in k.split(_SEP)]
-        tcp_obj = {"tcp_flags_ts": fts, "tcp_flags_tc": ftc} if has_tcp == "1" else None
-        return flowmod.conn_state(p, {"state": st}, tcp_obj, a == "1", b == "1")
-
-    for p in parts[:4]:
-        if pc.any(pc.fill_null(pc.match_substring(p, _SEP), False)).as_py():
-            raise Fallback("a separator inside a value")
-    return _per_value(key, decide)
+    """``flow.conn_state`` per distinct combination of its inputs (a few dozen per file): each
+    input dictionary-encoded, the codes combined into one integer per row."""
+    parts = [proto, state, tcp.field("tcp_flags_ts"), tcp.field("tcp_flags_tc"), pc.is_valid(tcp),
+             _truthy(pkts_ts), _truthy(pkts_tc)]
+    key = np.zeros(len(proto), dtype=np.int64)
+    values, size = [], 1
+    for part in parts:
+        enc = pc.dictionary_encode(part, null_encoding="encode")
+        values.append(enc.dictionary.to_pylist())
+        size *= len(values[-1])
+        if size >= 1 << 62:
+            raise Fallback("too many distinct flow states")
+        key = key * len(values[-1]) + enc.indices.to_numpy(zero_copy_only=False)
+    combos, inverse = np.unique(key, return_inverse=True)
+    decided = []
+    for combo in combos.tolist():
+        picked = []
+        for vals in reversed(values):
+            combo, code = divmod(combo, len(vals))
+            picked.append(vals[code])
+        b, a, has_tcp, ftc, fts, st, p = picked
+        tcp_obj = {"tcp_flags_ts": fts, "tcp_flags_tc": ftc} if has_tcp else None
+        decided.append(flowmod.conn_state(p, {"state": st}, tcp_obj, a, b))
+    return pa.array(decided, S).take(pa.array(inverse.astype(np.int64)))
 
 
 def dns_table(raw: pa.Table, before: int) -> pa.Table:
