@@ -207,17 +207,34 @@ class Merger:
                 if r.stored and r.folded_into is not None]
 
     def evidence(self) -> list[tuple[str, str, str]]:
-        out = []
+        """(finding id, kind, value) of every record's evidence, sorted: ids in order, each
+        id's rows sorted on their own (the order of one sort of all the rows, for less)."""
+        by_id: dict[str, list] = {}
         for recs in self.records.values():
             for r in recs:
-                if r.folded_into is None:
-                    out += [(r.row["id"], k, v) for k, v in r.evidence]
+                if r.folded_into is None and r.evidence:
+                    by_id.setdefault(r.row["id"], []).extend(r.evidence)
+        out = []
+        for fid in sorted(by_id):
+            out += [(fid, k, v) for k, v in sorted(by_id[fid])]
         return out
 
 
 def _value(v):
     """As sqlite-utils stores a value: lists and dicts as JSON text."""
     return json.dumps(v, default=repr) if isinstance(v, (list, dict, tuple)) else v
+
+
+_PLAIN = {str, int, float, type(None)}
+
+
+def _values(row: dict, columns: list[str]) -> tuple:
+    """``row``'s values in ``columns`` order, as ``_value`` stores each (plain values, the
+    usual case, tested at once)."""
+    values = tuple(map(row.get, columns))
+    if set(map(type, values)) <= _PLAIN:
+        return values
+    return tuple(map(_value, values))
 
 
 def _root(r: Record) -> Record:
@@ -235,7 +252,7 @@ def write(db, m: Merger, columns: list[str]) -> None:
     if rows:
         cols = ", ".join(f"[{c}]" for c in columns)
         conn.executemany(f"INSERT INTO findings ({cols}) VALUES ({', '.join('?' * len(columns))})",
-                         [tuple(_value(r.get(c)) for c in columns) for r in rows])
+                         [_values(r, columns) for r in rows])
     by_cols: dict[tuple, list] = {}
     for fid, change in m.updates():
         names = tuple(sorted(change))
@@ -256,6 +273,6 @@ def write(db, m: Merger, columns: list[str]) -> None:
         conn.executemany("INSERT OR IGNORE INTO evidence (finding_id, kind, value) "
                          "SELECT ?, kind, value FROM evidence WHERE finding_id = ?",
                          [(t.row["id"], d.row["id"]) for d, t in dups])
-    ev = sorted(m.evidence())
+    ev = m.evidence()
     if ev:
         conn.executemany("INSERT OR IGNORE INTO evidence (finding_id, kind, value) VALUES (?, ?, ?)", ev)
