@@ -18,6 +18,7 @@ import ipaddress
 import socket
 
 import communityid
+import duckdb
 import pyarrow as pa
 
 from zeekwatch.finding import Finding
@@ -69,7 +70,15 @@ FROM alert WHERE CAST(flow_id AS VARCHAR) IN (SELECT u FROM zw_evidence_uids)
 
 
 def attach(con, candidates: list[Finding]) -> None:
-    """Set ``community_ids`` (sorted, distinct) on every candidate from its evidence ``uids``."""
+    """Set ``community_ids`` (sorted, distinct) on every candidate from its evidence ``uids``.
+    On DuckDB set-wise (``_attach_duckdb``); elsewhere (Spark) row by row in Python."""
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        _attach_duckdb(con, candidates)
+    else:
+        _attach_rows(con, candidates)
+
+
+def _attach_rows(con, candidates: list[Finding]) -> None:
     uids = sorted({str(u) for c in candidates for u in c.uids})
     found: dict[str, set[str]] = {}
     if uids:
@@ -90,3 +99,93 @@ def attach(con, candidates: list[Finding]) -> None:
                 ids.add(u)
             ids |= found.get(u, set())
         c.community_ids = sorted(ids)
+
+
+# -- DuckDB: the same, set-wise -----------------------------------------------------------------
+# The evidence records: ``cid`` the sensor's id (NULL when it wrote none); ``todo`` when it has
+# to be computed from a complete tuple (``compute``'s first test).
+_EVIDENCE = """
+CREATE OR REPLACE TEMP TABLE zw_ev AS
+SELECT *, (cid IS NULL OR cid = '') AND coalesce(proto <> '' AND orig_h <> '' AND resp_h <> '',
+                                                 false) AS todo
+FROM (SELECT uid, community_id AS cid, orig_h, orig_p, resp_h, resp_p, proto FROM conn
+      WHERE uid IN (SELECT u FROM zw_cand_uids)
+      UNION ALL
+      SELECT CAST(flow_id AS VARCHAR), community_id, orig_h, orig_p, resp_h, resp_p, proto
+      FROM alert WHERE CAST(flow_id AS VARCHAR) IN (SELECT u FROM zw_cand_uids)) x
+"""
+
+# Community ID v1 (seed 0) of a TCP/UDP/SCTP tuple, as ``flow_ids.community_id``: the smaller
+# (address, port) side first, then the packed seed, addresses, protocol number and ports.
+_PORTED_SQL = """
+SELECT e.uid, '1:' || to_base64(unhex(sha1(CASE
+    WHEN o.p > r.p OR (o.p = r.p AND e.orig_p > e.resp_p)
+    THEN unhex('0000') || r.p || o.p || unhex(printf('%02x00%04x%04x', e.n, e.resp_p, e.orig_p))
+    ELSE unhex('0000') || o.p || r.p || unhex(printf('%02x00%04x%04x', e.n, e.orig_p, e.resp_p))
+    END))) AS cid
+FROM (SELECT *, CASE lower(proto) WHEN 'tcp' THEN 6 WHEN 'udp' THEN 17 ELSE 132 END AS n
+      FROM zw_ev WHERE todo AND lower(proto) IN ('tcp', 'udp', 'sctp')
+      AND orig_p BETWEEN 0 AND 65535 AND resp_p BETWEEN 0 AND 65535) e
+JOIN zw_packed o ON o.a = e.orig_h JOIN zw_packed r ON r.a = e.resp_h
+WHERE octet_length(o.p) = octet_length(r.p)
+"""
+
+_PER_CANDIDATE = """
+WITH found AS (SELECT uid, cid FROM zw_ev WHERE cid IS NOT NULL AND cid <> ''
+               UNION ALL SELECT uid, cid FROM zw_ported
+               UNION ALL SELECT uid, cid FROM zw_other_cids)
+SELECT i, list_sort(list_distinct(list(cid))) FROM (
+    SELECT c.i, f.cid FROM zw_cand_uids c JOIN found f ON f.uid = c.u
+    UNION ALL SELECT i, u FROM zw_cand_uids WHERE starts_with(u, '1:')) x
+GROUP BY i
+"""
+
+
+def _attach_duckdb(con, candidates: list[Finding]) -> None:
+    """``attach`` in a few queries: the evidence records looked up once, the TCP/UDP/SCTP ids
+    hashed by DuckDB (addresses packed once per distinct address, by ``_packed``), the rest
+    (ICMP) by ``compute``; each candidate's ids gathered and sorted by one GROUP BY."""
+    owner, uids = [], []
+    for i, c in enumerate(candidates):
+        owner += [i] * len(c.uids)
+        uids += c.uids
+        c.community_ids = []
+    if not uids:
+        return
+    con.register("zw_cand_uids", pa.table({"i": pa.array(owner, pa.int32()),
+                                           "u": pa.array(list(map(str, uids)), pa.string())}))
+    try:
+        con.execute(_EVIDENCE)
+        con.register("zw_packed", _packed_table(con))
+        con.register("zw_other_cids", _other_cids(con))
+        con.execute("CREATE OR REPLACE TEMP TABLE zw_ported AS " + _PORTED_SQL)
+        for i, ids in con.execute(_PER_CANDIDATE).fetchall():
+            candidates[i].community_ids = ids
+    finally:
+        for name in ("zw_cand_uids", "zw_packed", "zw_other_cids"):
+            con.unregister(name)
+        con.execute("DROP TABLE IF EXISTS zw_ev; DROP TABLE IF EXISTS zw_ported")
+
+
+def _packed_table(con) -> pa.Table:
+    """Each address of a TCP/UDP/SCTP record to hash, packed (NULL when it is not one)."""
+    rows = con.execute("SELECT DISTINCT a FROM (SELECT orig_h AS a FROM zw_ev WHERE todo "
+                       "UNION ALL SELECT resp_h FROM zw_ev WHERE todo)").fetchall()
+    addrs = [r[0] for r in rows]
+    packed = []
+    for a in addrs:
+        try:
+            packed.append(_packed(a))
+        except (OSError, ValueError, TypeError):
+            packed.append(None)
+    return pa.table({"a": pa.array(addrs, pa.string()), "p": pa.array(packed, pa.binary())})
+
+
+def _other_cids(con) -> pa.Table:
+    """Ids of the records ``compute`` hashes in Python: ICMP (the package's type pairings)."""
+    rows = con.execute("SELECT uid, proto, orig_h, orig_p, resp_h, resp_p FROM zw_ev WHERE todo "
+                       "AND lower(proto) NOT IN ('tcp', 'udp', 'sctp')").fetchall()
+    out = [(uid, compute(*t)) for uid, *t in rows]
+    out = [(u, c) for u, c in out if c]
+    return pa.table({"uid": pa.array([u for u, _ in out], pa.string()),
+                     "cid": pa.array([c for _, c in out], pa.string())})
