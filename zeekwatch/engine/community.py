@@ -116,18 +116,25 @@ FROM (SELECT uid, community_id AS cid, orig_h, orig_p, resp_h, resp_p, proto FRO
 """
 
 # Community ID v1 (seed 0) of a TCP/UDP/SCTP tuple, as ``flow_ids.community_id``: the smaller
-# (address, port) side first, then the packed seed, addresses, protocol number and ports.
-_PORTED_SQL = """
-SELECT e.uid, '1:' || to_base64(unhex(sha1(CASE
-    WHEN o.p > r.p OR (o.p = r.p AND e.orig_p > e.resp_p)
-    THEN unhex('0000') || r.p || o.p || unhex(printf('%02x00%04x%04x', e.n, e.resp_p, e.orig_p))
-    ELSE unhex('0000') || o.p || r.p || unhex(printf('%02x00%04x%04x', e.n, e.orig_p, e.resp_p))
-    END))) AS cid
+# (address, port) side first, then the packed seed, addresses, protocol number and ports. In two
+# statements: the join only on the addresses (a condition across both packed columns let the
+# optimizer join the two address tables first, a cross product), then the hash.
+_PORTED_JOIN = """
+CREATE OR REPLACE TEMP TABLE zw_ported_in AS
+SELECT e.uid, e.orig_p, e.resp_p, e.n, o.p AS op, r.p AS rp
 FROM (SELECT *, CASE lower(proto) WHEN 'tcp' THEN 6 WHEN 'udp' THEN 17 ELSE 132 END AS n
       FROM zw_ev WHERE todo AND lower(proto) IN ('tcp', 'udp', 'sctp')
       AND orig_p BETWEEN 0 AND 65535 AND resp_p BETWEEN 0 AND 65535) e
 JOIN zw_packed o ON o.a = e.orig_h JOIN zw_packed r ON r.a = e.resp_h
-WHERE octet_length(o.p) = octet_length(r.p)
+"""
+_PORTED_SQL = """
+CREATE OR REPLACE TEMP TABLE zw_ported AS
+SELECT uid, '1:' || to_base64(unhex(sha1(CASE
+    WHEN op > rp OR (op = rp AND orig_p > resp_p)
+    THEN unhex('0000') || rp || op || unhex(printf('%02x00%04x%04x', n, resp_p, orig_p))
+    ELSE unhex('0000') || op || rp || unhex(printf('%02x00%04x%04x', n, orig_p, resp_p))
+    END))) AS cid
+FROM zw_ported_in WHERE octet_length(op) = octet_length(rp)
 """
 
 _PER_CANDIDATE = """
@@ -158,13 +165,15 @@ def _attach_duckdb(con, candidates: list[Finding]) -> None:
         con.execute(_EVIDENCE)
         con.register("zw_packed", _packed_table(con))
         con.register("zw_other_cids", _other_cids(con))
-        con.execute("CREATE OR REPLACE TEMP TABLE zw_ported AS " + _PORTED_SQL)
+        con.execute(_PORTED_JOIN)
+        con.execute(_PORTED_SQL)
         for i, ids in con.execute(_PER_CANDIDATE).fetchall():
             candidates[i].community_ids = ids
     finally:
         for name in ("zw_cand_uids", "zw_packed", "zw_other_cids"):
             con.unregister(name)
-        con.execute("DROP TABLE IF EXISTS zw_ev; DROP TABLE IF EXISTS zw_ported")
+        for name in ("zw_ev", "zw_ported_in", "zw_ported"):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def _packed_table(con) -> pa.Table:
@@ -185,7 +194,9 @@ def _other_cids(con) -> pa.Table:
     """Ids of the records ``compute`` hashes in Python: ICMP (the package's type pairings)."""
     rows = con.execute("SELECT uid, proto, orig_h, orig_p, resp_h, resp_p FROM zw_ev WHERE todo "
                        "AND lower(proto) NOT IN ('tcp', 'udp', 'sctp')").fetchall()
-    out = [(uid, compute(*t)) for uid, *t in rows]
+    ids = {tuple(t): None for _, *t in rows}  # each distinct tuple once (repeated pings)
+    ids = {t: compute(*t) for t in ids}
+    out = [(uid, ids[tuple(t)]) for uid, *t in rows]
     out = [(u, c) for u, c in out if c]
     return pa.table({"uid": pa.array([u for u, _ in out], pa.string()),
                      "cid": pa.array([c for _, c in out], pa.string())})
