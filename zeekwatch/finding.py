@@ -48,9 +48,13 @@ def _key(k: Any) -> str:
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(k).__name__}")
 
 
+_DETAILS = json.JSONEncoder(default=str, sort_keys=True)  # json.dumps makes one a call
+
+
 def dump_details(details: dict) -> str:
-    """The ``details`` column: sorted keys, anything not JSON as its text."""
-    return json.dumps(details, default=str, sort_keys=True)
+    """The ``details`` column: sorted keys, anything not JSON as its text (what
+    ``json.dumps(details, default=str, sort_keys=True)`` writes)."""
+    return _DETAILS.encode(details)
 
 
 def _loads(text: str | None, empty: Any) -> Any:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from zeekwatch.finding import Finding
 from zeekwatch.timefmt import iso, now_iso, parse_iso
@@ -59,7 +60,7 @@ def evidence_of(cand: Finding, limit: int) -> list[tuple[str, str]]:
     out = []
     for kind, values in (("uid", cand.uids), ("value", cand.values),
                          ("community_id", cand.community_ids)):
-        out += [(kind, str(v)) for v in values[:limit]]
+        out += zip(repeat(kind), map(str, values[:limit]))
     return out
 
 
@@ -116,8 +117,9 @@ class Merger:
         for key, rows in stored.items():
             self.records[key] = [Record(dict(r), True) for r in rows]
 
-    def add(self, cand: Finding) -> None:
-        recs = self.records.setdefault(entity(cand), [])
+    def add(self, cand: Finding, key: tuple | None = None) -> None:
+        """Merge ``cand`` (its ``entity``: ``key`` when the caller has it already)."""
+        recs = self.records.setdefault(entity(cand) if key is None else key, [])
         hits = []
         if recs:  # most candidates of a busy run are of entities seen for the first time
             lo = iso(parse_iso(cand.first_seen) - self.gap)
@@ -150,7 +152,7 @@ class Merger:
 
     def _insert(self, cand: Finding, row: dict) -> Record:
         """A new record of ``cand`` (``row``: its columns, ``Finding.row``)."""
-        row = {k: row.get(k) for k in self.columns}
+        row = {**dict.fromkeys(self.columns), **row}  # every column (the row's, the rest None)
         row["id"] = self.make_id(cand.detector, cand.host, cand.peer, cand.key, cand.first_seen)
         now = self.now
         row.update({"first_run": self.run_id, "last_run": self.run_id, "created_at": now,
