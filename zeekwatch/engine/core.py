@@ -413,6 +413,9 @@ def merge_episodes(rows: list[dict], gap: float) -> list[dict]:
 
 
 
+_NOT_DETAILS = frozenset(CANDIDATE_COLUMNS) | {"threat"}  # a query's columns that are no details
+
+
 def _candidate(det, params: dict, r: dict) -> Finding:
     """A query row as a finding candidate: contract columns, explanation, evidence.
 
@@ -420,7 +423,7 @@ def _candidate(det, params: dict, r: dict) -> Finding:
     (ids_alert types each alert group by its category). The detector's ``summary`` reads the
     finding's fields and the query's other columns as they came (``details``, which the
     finding keeps as JSON values)."""
-    details = {k: v for k, v in r.items() if k not in CANDIDATE_COLUMNS and k != "threat"}
+    details = {k: v for k, v in r.items() if k not in _NOT_DETAILS}
     peer, key = r.get("peer"), r.get("key")
     f = Finding(
         detector=det.id, threat=r.get("threat") or det.threat, title=det.title, host=r["host"],
