@@ -171,3 +171,23 @@ def test_attach_set_wise_known_ids():
     assert duck[0] == sorted(["1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
                               community.compute("icmp", "192.168.0.89", 8, "192.168.0.1", 0)])
     assert duck[1] == ["1:sensor=", "1:x="] and duck[2] == [] and duck[3] == []
+
+
+icmp_addresses = st.one_of(addresses, st.sampled_from(["fe80::1%eth0", "1.2.3", "", "x"]))
+icmp_numbers = st.one_of(st.integers(0, 300), st.sampled_from([0, 8, 9, 10, 13, 14, 128, 129,
+                                                              139, 140, 144, 145, 65535,
+                                                              65536, -1]))
+
+
+@settings(max_examples=600, deadline=None)
+@given(icmp_addresses, icmp_numbers, icmp_addresses, icmp_numbers)
+def test_icmp_equals_the_package(oh, mtype, rh, mcode):
+    """ICMP ids computed with the package's type pairings but without the package's tuple
+    objects are the package's: v4 and v6, paired and one-way types, equal addresses, mixed
+    families, out-of-range numbers and unparsable addresses."""
+    assert community.compute("icmp", oh, mtype, rh, mcode) == \
+        community.package_icmp(oh, mtype, rh, mcode)
+    assert community.compute("icmp", oh, mtype, oh, mcode) == \
+        community.package_icmp(oh, mtype, oh, mcode)
+    assert community.compute("ICMP", rh, mcode, oh, mtype) == \
+        community.package_icmp(rh, mcode, oh, mtype)
