@@ -29,6 +29,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import Callable
 
 from zeekwatch.finding import Finding
 from zeekwatch.timefmt import iso, now_iso, parse_iso
@@ -126,9 +127,8 @@ class Merger:
             hi = iso(parse_iso(cand.last_seen) + self.gap)
             hits = [r for r in recs if r.folded_into is None
                     and r.row["first_seen"] <= hi and r.row["last_seen"] >= lo]
-        row = cand.row()
         if not hits:
-            recs.append(self._insert(cand, row))
+            recs.append(self._insert(cand, cand.row()))
             if len(recs) > 1:
                 recs.sort(key=lambda r: r.row["first_seen"])  # stable: equal times keep their order
             self.new += 1
@@ -136,7 +136,9 @@ class Merger:
             return
         # the earliest (records are kept in first_seen order); a stored one before a new one
         target = next((r for r in hits if r.stored), hits[0])
-        changed = self._extend(target, row, cand.first_seen, cand.last_seen)
+        # (the candidate's row is made only when its explanation replaces the record's: a
+        # re-run's candidates, all "same", need none)
+        changed = self._extend(target, cand.observed, cand.row, cand.first_seen, cand.last_seen)
         for other in hits:
             if other is not target:
                 changed |= self._fold(target, other)
@@ -160,14 +162,17 @@ class Merger:
         cand.id = row["id"]
         return Record(row, False, evidence=evidence_of(cand, self.limit), cands=[cand])
 
-    def _extend(self, rec: Record, src: dict, first: str, last: str) -> bool:
-        """Widen ``rec`` by ``src`` (a candidate's row or a folded record's); whether it changed."""
+    def _extend(self, rec: Record, observed, source: Callable[[], dict], first: str,
+                last: str) -> bool:
+        """Widen ``rec`` by a candidate or a folded record (``observed``, and ``source()``
+        its columns: a candidate's row or the record's); whether it changed."""
         change = {}
         if first < rec.row["first_seen"]:
             change["first_seen"] = first
         if last > rec.row["last_seen"]:
             change["last_seen"] = last
-        if (src.get("observed") or 0) > (rec.row.get("observed") or 0):
+        if (observed or 0) > (rec.row.get("observed") or 0):
+            src = source()
             change.update({k: src[k] for k in EXPLAIN if k in src})
         if not change:
             return False
@@ -183,7 +188,8 @@ class Merger:
             return False  # an analyst's status: that fragment stays as it is
         if other.stored and other.row["id"] in self.touched:
             return False
-        changed = self._extend(target, other.row, other.row["first_seen"], other.row["last_seen"])
+        changed = self._extend(target, other.row.get("observed"), lambda: other.row,
+                               other.row["first_seen"], other.row["last_seen"])
         other.folded_into = target
         target.evidence += other.evidence
         for c in other.cands:
