@@ -16,6 +16,7 @@ Findings, so triage has one type to read.
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -28,11 +29,16 @@ def jsonable(value: Any) -> Any:
     their ``str``), without the text in between."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
+    # (values and keys of the plain types are taken as they are without a call: most are)
     if isinstance(value, dict):
-        return {_key(k): jsonable(v) for k, v in value.items()}
+        return {k if k.__class__ is str else _key(k): v if v.__class__ in _PLAIN else jsonable(v)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [v if v.__class__ in _PLAIN else jsonable(v) for v in value]
     return str(value)
+
+
+_PLAIN = {str, bool, int, float, type(None)}  # what ``jsonable`` returns as it is
 
 
 def _key(k: Any) -> str:
@@ -48,9 +54,13 @@ def _key(k: Any) -> str:
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(k).__name__}")
 
 
+_DETAILS = json.JSONEncoder(default=str, sort_keys=True)  # json.dumps makes one a call
+
+
 def dump_details(details: dict) -> str:
-    """The ``details`` column: sorted keys, anything not JSON as its text."""
-    return json.dumps(details, default=str, sort_keys=True)
+    """The ``details`` column: sorted keys, anything not JSON as its text (what
+    ``json.dumps(details, default=str, sort_keys=True)`` writes)."""
+    return _DETAILS.encode(details)
 
 
 def _loads(text: str | None, empty: Any) -> Any:
@@ -149,7 +159,7 @@ class Finding:
     def mapping(self) -> dict:
         """Every field by name, and ``distinct_values`` (detector ``summary`` functions read
         a mapping; ``details`` is the dict)."""
-        out = {name: getattr(self, name) for name in _NAMES}
+        out = dict(zip(_NAMES, _FIELDS(self)))
         out["distinct_values"] = self.distinct_values
         return out
 
@@ -180,3 +190,4 @@ class Finding:
 
 
 _NAMES = tuple(f.name for f in fields(Finding))  # ``dataclasses.fields`` costs ~20 us a call
+_FIELDS = operator.attrgetter(*_NAMES)  # every field's value, in ``_NAMES`` order

@@ -17,8 +17,8 @@ def iso(ts) -> str | None:
     """ISO-8601 UTC text for a datetime (aware or naive-UTC) or epoch seconds."""
     if ts is None:
         return None
-    if isinstance(ts, (int, float)):
-        ts = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    if isinstance(ts, (int, float)):  # UTC already
+        return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=dt.timezone.utc)
     return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

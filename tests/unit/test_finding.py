@@ -146,3 +146,39 @@ def test_jsonable_refuses_keys_json_refuses():
         json.dumps({(1, 2): "x"})
     with pytest.raises(TypeError, match="keys must be"):
         jsonable({(1, 2): "x"})
+
+
+def test_a_run_pauses_the_garbage_collector_and_restores_it(tmp_path, monkeypatch):
+    """``analyze`` runs its steps with Python's cyclic collector paused (a noisy run's
+    millions of live objects were walked again by every full collection) and leaves the
+    collector as it found it, on success and on failure."""
+    import gc
+
+    from zeekwatch.store.db import Store
+
+    seen = []
+    upsert = Store.upsert_findings
+
+    def spy(self, *args, **kwargs):
+        seen.append(gc.isenabled())
+        return upsert(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "upsert_findings", spy)
+    log = shared_file("slips/port-scans/horizontal/conn.log")
+    assert gc.isenabled()
+    analyze([log], Config(), str(tmp_path / "a.db"))
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        analyze([log], Config(), str(tmp_path / "b.db"))
+        assert not gc.isenabled()  # a caller's choice stays
+    finally:
+        gc.enable()
+
+    def fail(self, *args, **kwargs):
+        raise RuntimeError("store down")
+
+    monkeypatch.setattr(Store, "upsert_findings", fail)
+    with pytest.raises(RuntimeError):
+        analyze([log], Config(), str(tmp_path / "c.db"))
+    assert gc.isenabled()

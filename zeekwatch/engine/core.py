@@ -390,6 +390,10 @@ def _claim(scratch: str) -> None:
             continue  # not ours to judge: no pid file, or another user's process
 
 
+def _entity_of(r: dict) -> tuple:
+    return r["host"], r.get("peer"), r.get("key")
+
+
 def merge_episodes(rows: list[dict], gap: float) -> list[dict]:
     """Join episodes of one entity (host, peer, key) that lie within ``gap`` seconds."""
     rows = sorted(rows, key=lambda r: (r["host"] or "", r.get("peer") or "", r.get("key") or "",
@@ -397,7 +401,7 @@ def merge_episodes(rows: list[dict], gap: float) -> list[dict]:
     merged: list[dict] = []
     for r in rows:
         prev = merged[-1] if merged else None
-        same = prev is not None and all(prev.get(k) == r.get(k) for k in ("host", "peer", "key"))
+        same = prev is not None and _entity_of(prev) == _entity_of(r)
         if same and r["t_first"] <= prev["t_last"] + gap:
             prev["t_last"] = max(prev["t_last"], r["t_last"])
             prev["observed"] = max(prev["observed"], r["observed"])
@@ -413,6 +417,9 @@ def merge_episodes(rows: list[dict], gap: float) -> list[dict]:
 
 
 
+_NOT_DETAILS = frozenset(CANDIDATE_COLUMNS) | {"threat"}  # a query's columns that are no details
+
+
 def _candidate(det, params: dict, r: dict) -> Finding:
     """A query row as a finding candidate: contract columns, explanation, evidence.
 
@@ -420,7 +427,7 @@ def _candidate(det, params: dict, r: dict) -> Finding:
     (ids_alert types each alert group by its category). The detector's ``summary`` reads the
     finding's fields and the query's other columns as they came (``details``, which the
     finding keeps as JSON values)."""
-    details = {k: v for k, v in r.items() if k not in CANDIDATE_COLUMNS and k != "threat"}
+    details = {k: v for k, v in r.items() if k not in _NOT_DETAILS}
     peer, key = r.get("peer"), r.get("key")
     f = Finding(
         detector=det.id, threat=r.get("threat") or det.threat, title=det.title, host=r["host"],

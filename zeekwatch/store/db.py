@@ -258,13 +258,14 @@ class Store:
             return 0, 0
         columns = list(FINDINGS_COLUMNS)
         with self.db.atomic():
-            stored = upsert.stored_fragments(self.db, {upsert.entity(c) for c in candidates})
+            keys = [upsert.entity(c) for c in candidates]
+            stored = upsert.stored_fragments(self.db, set(keys))
             several = [r["id"] for rows in stored.values() if len(rows) > 1 for r in rows]
             merger = upsert.Merger(gap, run_id, columns, finding_id, EVIDENCE_LIMIT,
                                    upsert.touched_by_others(self.db, several))
             merger.load(stored)
-            for cand in candidates:
-                merger.add(cand)
+            for cand, key in zip(candidates, keys):
+                merger.add(cand, key)
             upsert.write(self.db, merger, columns)
         return merger.new, merger.updated
 

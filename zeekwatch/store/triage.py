@@ -285,10 +285,10 @@ class TriageStore:
         uids (``uids``): one connection firing two detectors is one piece of evidence, so
         scoring needs them to judge corroboration."""
         uids: dict[str, list[str]] = {}
-        for e in self.db.query("SELECT e.finding_id, e.value FROM evidence e JOIN findings f "
-                               f"ON f.id = e.finding_id WHERE ({where or 'TRUE'}) AND e.kind = 'uid'",
-                               params):
-            uids.setdefault(e["finding_id"], []).append(e["value"])
+        for fid, value in self.db.execute(
+                "SELECT e.finding_id, e.value FROM evidence e JOIN findings f "
+                f"ON f.id = e.finding_id WHERE ({where or 'TRUE'}) AND e.kind = 'uid'", params):
+            uids.setdefault(fid, []).append(value)
         for r in rows:
             r["uids"] = uids.get(r["id"], [])
         return rows

@@ -28,6 +28,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Callable
 
 from zeekwatch.finding import Finding
 from zeekwatch.timefmt import iso, now_iso, parse_iso
@@ -59,7 +61,7 @@ def evidence_of(cand: Finding, limit: int) -> list[tuple[str, str]]:
     out = []
     for kind, values in (("uid", cand.uids), ("value", cand.values),
                          ("community_id", cand.community_ids)):
-        out += [(kind, str(v)) for v in values[:limit]]
+        out += zip(repeat(kind), map(str, values[:limit]))
     return out
 
 
@@ -116,17 +118,17 @@ class Merger:
         for key, rows in stored.items():
             self.records[key] = [Record(dict(r), True) for r in rows]
 
-    def add(self, cand: Finding) -> None:
-        recs = self.records.setdefault(entity(cand), [])
+    def add(self, cand: Finding, key: tuple | None = None) -> None:
+        """Merge ``cand`` (its ``entity``: ``key`` when the caller has it already)."""
+        recs = self.records.setdefault(entity(cand) if key is None else key, [])
         hits = []
         if recs:  # most candidates of a busy run are of entities seen for the first time
             lo = iso(parse_iso(cand.first_seen) - self.gap)
             hi = iso(parse_iso(cand.last_seen) + self.gap)
             hits = [r for r in recs if r.folded_into is None
                     and r.row["first_seen"] <= hi and r.row["last_seen"] >= lo]
-        row = cand.row()
         if not hits:
-            recs.append(self._insert(cand, row))
+            recs.append(self._insert(cand, cand.row()))
             if len(recs) > 1:
                 recs.sort(key=lambda r: r.row["first_seen"])  # stable: equal times keep their order
             self.new += 1
@@ -134,7 +136,9 @@ class Merger:
             return
         # the earliest (records are kept in first_seen order); a stored one before a new one
         target = next((r for r in hits if r.stored), hits[0])
-        changed = self._extend(target, row, cand.first_seen, cand.last_seen)
+        # (the candidate's row is made only when its explanation replaces the record's: a
+        # re-run's candidates, all "same", need none)
+        changed = self._extend(target, cand.observed, cand.row, cand.first_seen, cand.last_seen)
         for other in hits:
             if other is not target:
                 changed |= self._fold(target, other)
@@ -150,7 +154,7 @@ class Merger:
 
     def _insert(self, cand: Finding, row: dict) -> Record:
         """A new record of ``cand`` (``row``: its columns, ``Finding.row``)."""
-        row = {k: row.get(k) for k in self.columns}
+        row = {**dict.fromkeys(self.columns), **row}  # every column (the row's, the rest None)
         row["id"] = self.make_id(cand.detector, cand.host, cand.peer, cand.key, cand.first_seen)
         now = self.now
         row.update({"first_run": self.run_id, "last_run": self.run_id, "created_at": now,
@@ -158,14 +162,17 @@ class Merger:
         cand.id = row["id"]
         return Record(row, False, evidence=evidence_of(cand, self.limit), cands=[cand])
 
-    def _extend(self, rec: Record, src: dict, first: str, last: str) -> bool:
-        """Widen ``rec`` by ``src`` (a candidate's row or a folded record's); whether it changed."""
+    def _extend(self, rec: Record, observed, source: Callable[[], dict], first: str,
+                last: str) -> bool:
+        """Widen ``rec`` by a candidate or a folded record (``observed``, and ``source()``
+        its columns: a candidate's row or the record's); whether it changed."""
         change = {}
         if first < rec.row["first_seen"]:
             change["first_seen"] = first
         if last > rec.row["last_seen"]:
             change["last_seen"] = last
-        if (src.get("observed") or 0) > (rec.row.get("observed") or 0):
+        if (observed or 0) > (rec.row.get("observed") or 0):
+            src = source()
             change.update({k: src[k] for k in EXPLAIN if k in src})
         if not change:
             return False
@@ -181,7 +188,8 @@ class Merger:
             return False  # an analyst's status: that fragment stays as it is
         if other.stored and other.row["id"] in self.touched:
             return False
-        changed = self._extend(target, other.row, other.row["first_seen"], other.row["last_seen"])
+        changed = self._extend(target, other.row.get("observed"), lambda: other.row,
+                               other.row["first_seen"], other.row["last_seen"])
         other.folded_into = target
         target.evidence += other.evidence
         for c in other.cands:
@@ -207,17 +215,34 @@ class Merger:
                 if r.stored and r.folded_into is not None]
 
     def evidence(self) -> list[tuple[str, str, str]]:
-        out = []
+        """(finding id, kind, value) of every record's evidence, sorted: ids in order, each
+        id's rows sorted on their own (the order of one sort of all the rows, for less)."""
+        by_id: dict[str, list] = {}
         for recs in self.records.values():
             for r in recs:
-                if r.folded_into is None:
-                    out += [(r.row["id"], k, v) for k, v in r.evidence]
+                if r.folded_into is None and r.evidence:
+                    by_id.setdefault(r.row["id"], []).extend(r.evidence)
+        out = []
+        for fid in sorted(by_id):
+            out += [(fid, k, v) for k, v in sorted(by_id[fid])]
         return out
 
 
 def _value(v):
     """As sqlite-utils stores a value: lists and dicts as JSON text."""
     return json.dumps(v, default=repr) if isinstance(v, (list, dict, tuple)) else v
+
+
+_PLAIN = {str, int, float, type(None)}
+
+
+def _values(row: dict, columns: list[str]) -> tuple:
+    """``row``'s values in ``columns`` order, as ``_value`` stores each (plain values, the
+    usual case, tested at once)."""
+    values = tuple(map(row.get, columns))
+    if set(map(type, values)) <= _PLAIN:
+        return values
+    return tuple(map(_value, values))
 
 
 def _root(r: Record) -> Record:
@@ -235,7 +260,7 @@ def write(db, m: Merger, columns: list[str]) -> None:
     if rows:
         cols = ", ".join(f"[{c}]" for c in columns)
         conn.executemany(f"INSERT INTO findings ({cols}) VALUES ({', '.join('?' * len(columns))})",
-                         [tuple(_value(r.get(c)) for c in columns) for r in rows])
+                         [_values(r, columns) for r in rows])
     by_cols: dict[tuple, list] = {}
     for fid, change in m.updates():
         names = tuple(sorted(change))
@@ -256,6 +281,6 @@ def write(db, m: Merger, columns: list[str]) -> None:
         conn.executemany("INSERT OR IGNORE INTO evidence (finding_id, kind, value) "
                          "SELECT ?, kind, value FROM evidence WHERE finding_id = ?",
                          [(t.row["id"], d.row["id"]) for d, t in dups])
-    ev = sorted(m.evidence())
+    ev = m.evidence()
     if ev:
         conn.executemany("INSERT OR IGNORE INTO evidence (finding_id, kind, value) VALUES (?, ?, ?)", ev)

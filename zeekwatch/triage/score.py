@@ -36,7 +36,7 @@ from typing import Iterable
 from zeekwatch.config import Config, internal_networks
 from zeekwatch.errors import ConfigError
 from zeekwatch.finding import Finding
-from zeekwatch.nets import NetClass
+from zeekwatch.nets import NetClass, parse_address
 from zeekwatch.timefmt import iso, parse_iso
 
 # a finding's times are compared with every other finding of its host: parsed once each
@@ -191,10 +191,13 @@ class Scorer:
 
     def asset_class(self, host: str) -> tuple[str, str]:
         """(class, where it came from) for ``host``."""
-        try:
-            ip = ipaddress.ip_address(host)
-        except (TypeError, ValueError):
-            ip = None
+        if isinstance(host, str):
+            ip = parse_address(host)
+        else:
+            try:
+                ip = ipaddress.ip_address(host)
+            except (TypeError, ValueError):
+                ip = None
         if ip is not None:
             for net, row in self.inventory:
                 if ip.version == net.version and ip in net:
@@ -328,7 +331,9 @@ class Scorer:
         (stored findings)."""
         pool: dict[str, list[Finding]] = {}
         for g in list(findings) + list(others):
-            pool.setdefault(g.host, []).append(g)
+            # only what may corroborate (``_corroborating`` skips the rest whatever ``f`` is)
+            if g.detector not in self.weak and g.status not in NO_CORROBORATION:
+                pool.setdefault(g.host, []).append(g)
         for f in findings:
             self.score(f, self.modifiers(f, pool.get(f.host, [])))
 

@@ -18,6 +18,7 @@ import datetime as dt
 import ipaddress
 import json
 import re
+from collections import Counter
 
 import pyarrow as pa
 
@@ -90,8 +91,10 @@ class TriageStage:
                 g = Finding.from_row(self.neighbour_rows[n.id])
                 self.scorer.score(g, self.scorer.modifiers(g, by_host.get(g.host, [])))
                 scores[g.id] = g.scores()
+        takers = Counter(f.id for f in candidates)
         for f in candidates:
-            if f.id is not None:
+            # a finding inserted from this one candidate holds its scores already
+            if f.id is not None and not (f.stored == "new" and takers[f.id] == 1):
                 scores[f.id] = f.scores()  # a finding that took several candidates: the last one's
         with store.db.atomic():
             ts.update_scores(scores)

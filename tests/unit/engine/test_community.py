@@ -105,3 +105,89 @@ def test_fast_path_refuses_bad_values():
     assert community.compute("TCP", "10.0.0.1%eth0", 1, "10.0.0.2", 2) is None
     assert community.compute("TCP", "128.232.110.120", "34855", "66.35.250.204", "80") == \
         "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+
+
+# -- attach: DuckDB set-wise path == the row-by-row path ---------------------------------------
+def _attach_both(conn_rows, alert_rows, uid_lists):
+    import duckdb
+    import pyarrow as pa
+
+    from zeekwatch import schema
+    from zeekwatch.finding import Finding
+
+    con = duckdb.connect()
+    for name, rows in (("conn", conn_rows), ("alert", alert_rows)):
+        sch = schema.TABLES[name]
+        con.register(name, pa.Table.from_pylist(
+            [{k: r.get(k) for k in sch.names} for r in rows], schema=sch))
+    out = []
+    for attach in (community._attach_rows, community._attach_duckdb):
+        cands = [Finding(detector="d", threat="t", title="", host="h", first_seen="x",
+                         last_seen="x", uids=list(u)) for u in uid_lists]
+        attach(con, cands)
+        out.append([c.community_ids for c in cands])
+    return out
+
+
+flow_addresses = st.one_of(addresses, st.sampled_from(["", "not-an-ip", "10.0.0.1%eth0",
+                                                       "1.2.3"]), st.none())
+flow_rows = st.fixed_dictionaries({
+    "proto": st.one_of(st.sampled_from(["tcp", "udp", "sctp", "icmp", "TCP", "Udp", "gre", ""]),
+                       st.none()),
+    "orig_h": flow_addresses, "resp_h": flow_addresses,
+    "orig_p": st.one_of(ports, st.sampled_from([70000, -1, 8, 0, 128]), st.none()),
+    "resp_p": st.one_of(ports, st.sampled_from([70000, -1, 0, 129]), st.none()),
+    "community_id": st.sampled_from([None, None, None, "", "1:given="]),
+})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(flow_rows, max_size=12), st.lists(flow_rows, max_size=4),
+       st.lists(st.lists(st.sampled_from([f"C{i}" for i in range(14)] + ["7", "8", "1:abc=",
+                                                                         "missing"]),
+                         max_size=6), max_size=5))
+def test_attach_set_wise_equals_row_by_row(conn_rows, alert_rows, uid_lists):
+    """The DuckDB path (TCP/UDP/SCTP hashed in SQL, candidates' ids gathered by a GROUP BY)
+    gives every candidate the ids the row-by-row path gives: sensor ids, computed ones,
+    ICMP through the package, refused tuples, ids_alert's community-id uids, unknown uids."""
+    for i, r in enumerate(conn_rows):
+        r["uid"] = f"C{i}"
+        r["ts"] = None
+    for i, r in enumerate(alert_rows):
+        r["flow_id"] = 7 + i
+    rows, duck = _attach_both(conn_rows, alert_rows, uid_lists)
+    assert rows == duck
+
+
+def test_attach_set_wise_known_ids():
+    conn = [{"uid": "C1", "proto": "tcp", "orig_h": "128.232.110.120", "orig_p": 34855,
+             "resp_h": "66.35.250.204", "resp_p": 80},
+            {"uid": "C2", "proto": "icmp", "orig_h": "192.168.0.89", "orig_p": 8,
+             "resp_h": "192.168.0.1", "resp_p": 0, "community_id": None},
+            {"uid": "C3", "proto": "udp", "orig_h": "10.0.0.1", "orig_p": 1,
+             "resp_h": "10.0.0.2", "resp_p": 2, "community_id": "1:sensor="}]
+    rows, duck = _attach_both(conn, [], [["C1", "C2"], ["C3", "1:x="], [], ["nope"]])
+    assert duck == rows
+    assert duck[0] == sorted(["1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+                              community.compute("icmp", "192.168.0.89", 8, "192.168.0.1", 0)])
+    assert duck[1] == ["1:sensor=", "1:x="] and duck[2] == [] and duck[3] == []
+
+
+icmp_addresses = st.one_of(addresses, st.sampled_from(["fe80::1%eth0", "1.2.3", "", "x"]))
+icmp_numbers = st.one_of(st.integers(0, 300), st.sampled_from([0, 8, 9, 10, 13, 14, 128, 129,
+                                                              139, 140, 144, 145, 65535,
+                                                              65536, -1]))
+
+
+@settings(max_examples=600, deadline=None)
+@given(icmp_addresses, icmp_numbers, icmp_addresses, icmp_numbers)
+def test_icmp_equals_the_package(oh, mtype, rh, mcode):
+    """ICMP ids computed with the package's type pairings but without the package's tuple
+    objects are the package's: v4 and v6, paired and one-way types, equal addresses, mixed
+    families, out-of-range numbers and unparsable addresses."""
+    assert community.compute("icmp", oh, mtype, rh, mcode) == \
+        community.package_icmp(oh, mtype, rh, mcode)
+    assert community.compute("icmp", oh, mtype, oh, mcode) == \
+        community.package_icmp(oh, mtype, oh, mcode)
+    assert community.compute("ICMP", rh, mcode, oh, mtype) == \
+        community.package_icmp(rh, mcode, oh, mtype)
