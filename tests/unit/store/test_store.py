@@ -35,6 +35,26 @@ def test_rerun_adds_nothing_and_keeps_analyst_status(tmp_path):
     assert s.db["evidence"].count == 3
 
 
+@pytest.mark.parametrize("made_before", [False, True], ids=["new", "rowid-evidence-of-before"])
+def test_evidence_is_kept_once_in_either_table_layout(tmp_path, made_before):
+    """New databases keep evidence WITHOUT ROWID (the primary key is the table: half the
+    bytes); a database made before keeps its rowid table, and both behave alike."""
+    db = str(tmp_path / "f.db")
+    if made_before:
+        with sqlite3.connect(db) as c:
+            c.execute('CREATE TABLE "evidence" ("finding_id" TEXT, "kind" TEXT, "value" TEXT, '
+                      'PRIMARY KEY ("finding_id", "kind", "value"))')
+    s = Store(db)
+    for _ in range(2):
+        run = s.start_run(["x"], "analyze", "t")
+        s.upsert_findings([cand("2024-01-01T00:00:00.000000Z", "2024-01-01T00:01:00.000000Z")], run, 300)
+    assert sorted(s.evidence(s.findings()[0]["id"]), key=lambda r: (r["kind"], r["value"])) == [
+        {"kind": "uid", "value": "C1"}, {"kind": "uid", "value": "C2"},
+        {"kind": "value", "value": "203.0.113.1"}]
+    sql = s.db.execute("SELECT sql FROM sqlite_master WHERE name = 'evidence'").fetchone()[0]
+    assert sql.rstrip().endswith("WITHOUT ROWID") is not made_before
+
+
 def test_episode_within_merge_gap_extends_the_finding(tmp_path):
     s = Store(str(tmp_path / "f.db"))
     run = s.start_run([], "analyze", "t")
