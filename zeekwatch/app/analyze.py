@@ -91,31 +91,9 @@ def analyze(paths: list[str], config: Config, db_path: str,
     engine = SparkEngine(config) if spark else Engine(config, table_bytes=estimate)
     status = "failed"
     result = RunResult(run_id, log, 0.0)
-    step = _Steps(result.steps)
     with gc_paused():
         try:
-            with step("read"):
-                engine.ingest(todo, log, overrides)
-            result.learned_networks = engine.learned_networks()
-            with step("detect"):
-                candidates = engine.detect(only=only, known_services=store.known_services())
-            result.detector_seconds = engine.detector_seconds
-            with step("triage"):
-                triage.run(engine, store, candidates, run_id)  # app usage -> suppress -> score
-                community.attach(engine.con, candidates)  # evidence community ids (exports, enrich)
-            with step("store"):
-                result.new, result.updated = store.upsert_findings(candidates, run_id,
-                                                                   config.store.merge_gap)
-                triage.settle(store, candidates)
-            c0 = time.process_time()
-            with step("incidents"):
-                result.incidents = incidents.build(store, [c.id for c in candidates]
-                                                   + [n.id for n in triage.neighbours])
-            result.incidents.update(seconds=result.steps["incidents"],
-                                    cpu_seconds=time.process_time() - c0)
-            result.findings = candidates
-            with step("learn"):
-                store.learn_services(engine.learned_services(only=only))
+            _run(result, _Parts(engine, store, triage, incidents), todo, overrides, only, config)
             status = "ok"
         finally:
             result.seconds = time.monotonic() - started
@@ -123,6 +101,41 @@ def analyze(paths: list[str], config: Config, db_path: str,
             engine.close()
             store.close()
     return result
+
+
+@dataclass
+class _Parts:
+    engine: object  # Engine or SparkEngine
+    store: Store
+    triage: TriageStage
+    incidents: Incidents
+
+
+def _run(result: RunResult, p: _Parts, todo, overrides: dict, only, config: Config) -> None:
+    """The steps of a run, each timed into ``result.steps``: read, detect, triage (app usage,
+    suppression, scoring, evidence community ids), store, incidents, learn."""
+    step = _Steps(result.steps)
+    with step("read"):
+        p.engine.ingest(todo, result.log, overrides)
+    result.learned_networks = p.engine.learned_networks()
+    with step("detect"):
+        candidates = p.engine.detect(only=only, known_services=p.store.known_services())
+    result.detector_seconds = p.engine.detector_seconds
+    with step("triage"):
+        p.triage.run(p.engine, p.store, candidates, result.run_id)  # app usage -> suppress -> score
+        community.attach(p.engine.con, candidates)  # evidence community ids (exports, enrich)
+    with step("store"):
+        result.new, result.updated = p.store.upsert_findings(candidates, result.run_id,
+                                                             config.store.merge_gap)
+        p.triage.settle(p.store, candidates)
+    c0 = time.process_time()
+    with step("incidents"):
+        result.incidents = p.incidents.build(p.store, [c.id for c in candidates]
+                                             + [n.id for n in p.triage.neighbours])
+    result.incidents.update(seconds=result.steps["incidents"], cpu_seconds=time.process_time() - c0)
+    result.findings = candidates
+    with step("learn"):
+        p.store.learn_services(p.engine.learned_services(only=only))
 
 
 class _Steps:
