@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.timezone.utc).strftime(_FORMAT)
 
 
 def iso(ts) -> str | None:
@@ -18,10 +20,10 @@ def iso(ts) -> str | None:
     if ts is None:
         return None
     if isinstance(ts, (int, float)):  # UTC already
-        return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime(_FORMAT)
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=dt.timezone.utc)
-    return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return ts.astimezone(dt.timezone.utc).strftime(_FORMAT)
 
 
 def parse_iso(text: str) -> dt.datetime:

@@ -36,7 +36,6 @@ import pyarrow.json as pj
 from zeekwatch import schema
 from zeekwatch.readers.eve import flow as flowmod
 from zeekwatch.readers.eve.dns_columns import DUCKDB_TYPE, Fallback, extract
-from zeekwatch.readers.eve.values import Common
 from zeekwatch.readers.jsonlines import Block, TsStats, parse_ts
 
 S, I64 = pa.string(), pa.int64()
@@ -175,15 +174,15 @@ class Columns:
         self.ts = stats
         self.unused = unused
 
-    def tables(self, raw: pa.Table) -> tuple[dict[str, pa.Table], pa.Array]:
-        """({table: rows}, indexes of the dns events) for one parsed block. Counts and notes
+    def tables(self, raw: pa.Table) -> dict[str, pa.Table]:
+        """{table: rows} of one parsed block (DNS events aside: ``dns_rows``). Counts and notes
         change only when the whole block succeeded (else the per-event path counts it)."""
         unused, stats = Counter(), TsStats()
-        out, dns_rows = self._tables(raw, unused, stats)
+        out = self._tables(raw, unused, stats)
         self.unused.update(unused)
         self.ts.no_zone += stats.no_zone
         self.ts.bad += stats.bad
-        return out, dns_rows
+        return out
 
     def _tables(self, raw: pa.Table, unused: Counter, stats: TsStats):
         self._unused, self._stats = unused, stats
@@ -207,8 +206,7 @@ class Columns:
                     part = part.filter(has)
             if len(part):
                 out[table] = self._normalize(table, name, part)
-        dns_rows = pc.indices_nonzero(pc.equal(kind, "dns"))
-        return out, dns_rows
+        return out
 
     def _normalize(self, table: str, kind: str, e: pa.Table) -> pa.Table:
         c = self._common(e)
@@ -354,9 +352,14 @@ def _conn_state(proto, state, tcp: pa.StructArray, pkts_ts, pkts_tc) -> pa.Array
 def dns_table(raw: pa.Table, before: int) -> pa.Table:
     """The DNS events of a DuckDB batch (numbers made strict) as rows of ``dns.EVENTS``;
     ``before``: the events read before the batch."""
-    rows = pc.indices_nonzero(pc.fill_null(pc.equal(raw.column("event_type"), "dns"), False))
+    rows = dns_rows(raw)
     part = raw.take(rows)
     return extract(part.column("dns"), Columns._common(part), before + 1 + rows.to_numpy())
+
+
+def dns_rows(raw: pa.Table) -> pa.Array:
+    """Indexes of the DNS events of a parsed block."""
+    return pc.indices_nonzero(pc.fill_null(pc.equal(raw.column("event_type"), "dns"), False))
 
 
 def dns_events(lines: list[bytes], rows: pa.Array):

@@ -40,7 +40,6 @@ from zeekwatch import schema
 from zeekwatch.errors import InputError
 from zeekwatch.readers.base import Chunk, IngestLog, file_size, head, is_gzip, open_binary
 from zeekwatch.readers.eve import columnar
-from zeekwatch.readers.readahead import read_ahead
 from zeekwatch.readers.eve.dns import ROWS as DNS_COLUMNS, DnsMerge
 from zeekwatch.readers.eve.flow import CONN_COLUMNS, Common, conn_row
 from zeekwatch.readers.eve.values import as_int, as_str, as_str_list, mailbox
@@ -55,6 +54,7 @@ from zeekwatch.readers.jsonlines import (
     ts_notes,
     ts_problem,
 )
+from zeekwatch.readers.readahead import read_ahead
 
 CHUNK_EVENTS = 50_000
 MAX_ARRAY = MAX_LINE  # bytes of a JSON-array file parsed whole (memory: about 10x that)
@@ -276,7 +276,7 @@ def _blocks(path: str, log: IngestLog, builder: _Builder) -> Iterator[Chunk]:
             try:
                 good = columnar.strict_numbers(good)
                 dns = columnar.dns_table(good, builder.dns.events)
-                tables, _ = cols.tables(good)  # last: it counts the notes of a block that succeeds
+                tables = cols.tables(good)  # last: it counts the notes of a block that succeeds
             except columnar.Fallback:
                 stop = True
             else:
@@ -299,11 +299,12 @@ def _robust(path, log, builder, cols, skip: int) -> Iterator[Chunk]:
                 continue
             try:
                 raw, lines = columnar.parse_block(block)
-                tables, dns_rows = cols.tables(raw)
+                tables = cols.tables(raw)
             except columnar.Fallback:
                 yield from _per_event(builder, _block_events(block, path, log))
                 continue
-            yield from _emit(builder, tables, columnar.dns_events(lines, dns_rows), len(lines))
+            dns = columnar.dns_events(lines, columnar.dns_rows(raw))
+            yield from _emit(builder, tables, dns, len(lines))
 
 
 def _emit(builder, tables: dict, dns, n: int) -> Iterator[Chunk]:

@@ -53,7 +53,6 @@ from zeekwatch.readers.base import (
     is_gzip,
     open_binary,
 )
-from zeekwatch.readers.readahead import read_ahead
 from zeekwatch.readers.jsonlines import (
     Block,
     blocks_only,
@@ -65,6 +64,7 @@ from zeekwatch.readers.jsonlines import (
     ts_notes,
     ts_problem,
 )
+from zeekwatch.readers.readahead import read_ahead
 
 S, I32, I64, F64, B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 SL = pa.list_(pa.string())
