@@ -69,6 +69,17 @@ def evidence_of(cand: Finding, limit: int) -> list[tuple[str, str]]:
     return out
 
 
+def shift(text: str, delta: dt.timedelta) -> str:
+    """``iso(parse_iso(text) + delta)``: the store's own texts (``...T12:00:00.000000Z``) by
+    ``isoformat``, 5 times faster than ``strftime`` (a re-run's 20 k candidates, each of an
+    entity with a stored finding: 0.4 s of its ~0.7 s upsert); any other text as before."""
+    if len(text) == 27 and text[-1] == "Z":
+        t = dt.datetime.fromisoformat(text[:-1]) + delta
+        if t.tzinfo is None and t.year >= 1000:  # (strftime writes years < 1000 unpadded)
+            return t.isoformat(timespec="microseconds") + "Z"
+    return iso(parse_iso(text) + delta)
+
+
 def stored_fragments(db, keys: set[tuple]) -> dict[tuple, list[dict]]:
     """Every stored finding of the entities ``keys``, earliest first (one query)."""
     conn = db.conn
@@ -127,8 +138,8 @@ class Merger:
         recs = self.records.setdefault(entity(cand) if key is None else key, [])
         hits = []
         if recs:  # most candidates of a busy run are of entities seen for the first time
-            lo = iso(parse_iso(cand.first_seen) - self.gap)
-            hi = iso(parse_iso(cand.last_seen) + self.gap)
+            lo = shift(cand.first_seen, -self.gap)
+            hi = shift(cand.last_seen, self.gap)
             hits = [r for r in recs if r.folded_into is None
                     and r.row["first_seen"] <= hi and r.row["last_seen"] >= lo]
         if not hits:

@@ -5,6 +5,7 @@ the row-by-row way does: same rows (findings' rowids too), same schema, same ind
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import sqlite3
 
@@ -13,6 +14,7 @@ import pytest
 from zeekwatch.finding import Finding
 from zeekwatch.store import upsert
 from zeekwatch.store.db import Store
+from zeekwatch.timefmt import iso, parse_iso
 
 DAY = "2024-03-12T"
 ODD = ["a\"quote", "back\\slash", "x\u00e9\u2603", "nul\x00byte", "'); DROP TABLE findings; --", ""]
@@ -114,3 +116,14 @@ def test_indexes_after_a_failure_are_as_before(tmp_path):
     assert con.execute("SELECT name, sql FROM sqlite_master ORDER BY rowid").fetchall() == before
     assert con.execute("SELECT count(*) FROM findings").fetchone() == (0,)
     store.close()
+
+
+@pytest.mark.parametrize("text", ["2024-03-12T11:10:00.040000Z", "2024-12-31T23:55:00.000000Z",
+                                  "1970-01-01T00:00:00.000000Z", "0999-01-01T00:05:00.000000Z",
+                                  "2024-03-12T11:10:00Z", "2024-03-12 11:10:00.040000Z",
+                                  "2024-03-12T11:10:00.04+01:00"])
+def test_shift_writes_what_iso_writes(text):
+    """The merge window's bounds: the fast path for the store's own texts, the rest as before."""
+    gap = dt.timedelta(seconds=600)
+    for delta in (gap, -gap, dt.timedelta(0)):
+        assert upsert.shift(text, delta) == iso(parse_iso(text) + delta)
