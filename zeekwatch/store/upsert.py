@@ -30,7 +30,7 @@ import contextlib
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Callable
 
 from zeekwatch.finding import Finding
@@ -229,17 +229,22 @@ class Merger:
         return [(r, _root(r)) for recs in self.records.values() for r in recs
                 if r.stored and r.folded_into is not None]
 
-    def evidence(self) -> list[tuple[str, str, str]]:
-        """(finding id, kind, value) of every record's evidence, sorted: ids in order, each
-        id's rows sorted on their own (the order of one sort of all the rows, for less)."""
+    def evidence(self) -> list[str]:
+        """(finding id, kind, value) of every record's evidence, one after the other in one
+        flat list (``insert_rows``' values): ids in order, each id's rows sorted on their own
+        (the order of one sort of all the rows, for less). Each id's part is made by slices,
+        not a tuple a row (the noisy run's 392 k rows: 0.34 -> 0.16 s)."""
         by_id: dict[str, list] = {}
         for recs in self.records.values():
             for r in recs:
                 if r.folded_into is None and r.evidence:
                     by_id.setdefault(r.row["id"], []).extend(r.evidence)
-        out = []
+        out: list[str] = []
         for fid in sorted(by_id):
-            out += [(fid, k, v) for k, v in sorted(by_id[fid])]
+            rows = sorted(by_id[fid])
+            part = [fid] * (3 * len(rows))
+            part[1::3], part[2::3] = zip(*rows)  # the kinds and the values between the ids
+            out += part
         return out
 
 
@@ -266,21 +271,21 @@ def _root(r: Record) -> Record:
     return r
 
 
-def insert_rows(conn, head: str, rows: list[tuple], width: int) -> None:
-    """``head`` ("INSERT INTO t (a, b)") of ``rows`` (tuples of ``width`` values, in order),
-    ``ROWS_PER_INSERT`` rows a statement: each row of an ``executemany`` costs a step and a
-    reset of its statement, as much as SQLite's insert itself (the noisy run's 392 k evidence
-    rows: 0.73 s of CPU one a statement, 0.45 s a hundred). The same rows in the same order,
-    so the same table (OR IGNORE and conflicts act row by row)."""
+def insert_rows(conn, head: str, values: list, width: int) -> None:
+    """``head`` ("INSERT INTO t (a, b)") of the rows in ``values`` (flat: ``width`` values a
+    row, in order), ``ROWS_PER_INSERT`` rows a statement: each row of an ``executemany``
+    costs a step and a reset of its statement, as much as SQLite's insert itself (the noisy
+    run's 392 k evidence rows: 0.73 s of CPU one a statement, 0.45 s a hundred). The same
+    rows in the same order, so the same table (OR IGNORE and conflicts act row by row)."""
     one = "(" + ", ".join("?" * width) + ")"
-    full = len(rows) - len(rows) % ROWS_PER_INSERT
+    step = ROWS_PER_INSERT * width
+    full = len(values) - len(values) % step
     if full:
-        flat = list(chain.from_iterable(rows[:full]))
-        step = ROWS_PER_INSERT * width
         conn.executemany(f"{head} VALUES {', '.join([one] * ROWS_PER_INSERT)}",
-                         (flat[i:i + step] for i in range(0, len(flat), step)))
-    if full < len(rows):
-        conn.executemany(f"{head} VALUES {one}", rows[full:])
+                         (values[i:i + step] for i in range(0, full, step)))
+    if full < len(values):
+        conn.executemany(f"{head} VALUES {one}",
+                         (values[i:i + width] for i in range(full, len(values), width)))
 
 
 @contextlib.contextmanager
