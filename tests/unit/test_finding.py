@@ -19,7 +19,7 @@ from conftest import shared_file
 
 from zeekwatch.app.analyze import analyze
 from zeekwatch.config import Config
-from zeekwatch.finding import SCORE_COLUMNS, Finding, dump_details, jsonable
+from zeekwatch.finding import SCORE_COLUMNS, Finding, dump_details, dump_texts, jsonable
 from zeekwatch.store.db import FINDINGS_COLUMNS
 
 BOOKKEEPING = {"first_run", "last_run", "created_at", "updated_at"}
@@ -122,6 +122,24 @@ def test_detail_values_are_serialized_as_before_when_written():
                 details=jsonable(raw))
     assert f.row()["details"] == json.dumps(raw, default=str, sort_keys=True)
     assert f.row()["details"] == dump_details(f.details)
+
+
+TEXTS = [[], ["203.0.113.1"], ["a\"b", "back\\slash", "x\u00e9\u2603", "tab\tnew\nline\x00", ""],
+         ["mixed", 7, None, 1.5], ["\U0001f600 beyond the BMP"]]
+
+
+@pytest.mark.parametrize("values", TEXTS)
+def test_texts_and_score_terms_are_written_as_json_dumps_writes_them(values):
+    """The store's own encoders (``dump_texts`` of str lists, one shared encoder without the
+    cycle check) write what ``json.dumps`` writes, byte for byte."""
+    assert dump_texts(values) == json.dumps(values)
+    terms = {"terms": [{"term": "matrix[c2][server]", "value": 4}], "names": values,
+             "ratio": 0.1, "tier": "act now", "\u00e9": None}
+    f = Finding(detector="d", threat="c2", title="t", host="10.0.0.5", values=values,
+                first_seen="2024-05-01T10:00:00.000000Z", last_seen="2024-05-01T10:00:00.000000Z",
+                score_terms=terms)
+    assert f.row()["score_terms"] == f.scores()["score_terms"] == json.dumps(terms)
+    assert f.row()["distinct_values"] == f.distinct_values == json.dumps(values)
 
 
 CASES = [
