@@ -66,6 +66,8 @@ FROM marked"""
 # the finding columns that scoring and `incidents show` read
 MEMBER_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
                   "urgency", "status", "summary", "suppressed_reason", "distinct_total")
+# what scoring alone reads (the texts `incidents show` prints are 40 k strings in a noisy run)
+SCORING_COLUMNS = tuple(c for c in MEMBER_COLUMNS if c not in ("summary", "suppressed_reason"))
 # what scoring reads of a finding's score_terms, decoded by SQLite: the direction, target and
 # answer of inbound findings; the terms themselves only when a per-finding corroboration term
 # is among them (scoring takes it out: the finding's own urgency)
@@ -204,17 +206,34 @@ class IncidentStore:
     def members(self, ids: Iterable[str]) -> list[dict]:
         """The findings of incidents ``ids`` with their incident id, in time order."""
         self._temp_ids(ids)
-        cols = ", ".join(f"f.{c}" for c in MEMBER_COLUMNS)
-        return list(self.db.query(
-            f"SELECT m.incident_id, {cols}, {SCORE_FIELDS} FROM temp.zi_ids t JOIN incident_findings m "
-            "ON m.incident_id = t.id JOIN findings f ON f.id = m.finding_id "
-            "ORDER BY m.incident_id, f.first_seen, f.id"))
+        return list(self.db.query(self._members_sql(MEMBER_COLUMNS)))
+
+    def scoring_members(self, ids: Iterable[str]) -> dict[str, list[dict]]:
+        """What scoring reads of the findings of incidents ``ids`` (``SCORING_COLUMNS`` and
+        ``SCORE_FIELDS``), by incident id, each list in time order. Read with the plain
+        cursor, each row made a dict once (not through sqlite_utils' row generator)."""
+        self._temp_ids(ids)
+        cur = self.db.conn.execute(self._members_sql(SCORING_COLUMNS))
+        names = [d[0] for d in cur.description]
+        out: dict[str, list[dict]] = {}
+        for row in cur:
+            out.setdefault(row[0], []).append(dict(zip(names, row)))
+        return out
+
+    @staticmethod
+    def _members_sql(columns: tuple[str, ...]) -> str:
+        cols = ", ".join(f"f.{c}" for c in columns)
+        return (f"SELECT m.incident_id, {cols}, {SCORE_FIELDS} FROM temp.zi_ids t "
+                "JOIN incident_findings m ON m.incident_id = t.id JOIN findings f "
+                "ON f.id = m.finding_id ORDER BY m.incident_id, f.first_seen, f.id")
 
     def uids(self, finding_ids: Iterable[str]) -> list[tuple[str, str]]:
-        """(finding id, evidence uid) of findings ``finding_ids``."""
+        """(finding id, evidence uid) of findings ``finding_ids``. CROSS JOIN: each finding's
+        uids are looked up by the evidence key; SQLite left to itself scans all the
+        evidence (390 k rows in a noisy run) for the few findings asked."""
         self._temp_ids(finding_ids)
         return self.db.execute(
-            "SELECT e.finding_id, e.value FROM temp.zi_ids t JOIN evidence e "
+            "SELECT e.finding_id, e.value FROM temp.zi_ids t CROSS JOIN evidence e "
             "ON e.finding_id = t.id AND e.kind = 'uid'").fetchall()
 
     def rows(self, ids: Iterable[str]) -> dict[str, dict]:

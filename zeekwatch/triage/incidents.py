@@ -143,12 +143,11 @@ class Incidents:
         ids = set(ids)
         if not ids:
             return {}
-        members: dict[str, list[dict]] = defaultdict(list)
-        for m in ist.members(ids):
-            members[m["incident_id"]].append(m)
+        members = ist.scoring_members(ids)
         # evidence uids matter only where several families meet (independence)
+        family = self.settings.family
         need = [f["id"] for ms in members.values()
-                if len({self.settings.family(f["detector"]) for f in ms}) > 1 for f in ms]
+                if len({family(d) for d in {f["detector"] for f in ms}}) > 1 for f in ms]
         uids: dict[str, set[str]] = defaultdict(set)
         for fid, uid in ist.uids(need) if need else ():
             uids[fid].add(uid)

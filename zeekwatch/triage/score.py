@@ -188,9 +188,22 @@ class Scorer:
         """Asset inventory rows (address or CIDR, class, name, owner); most specific first."""
         inv = [(ipaddress.ip_network(r["address"], strict=False), r) for r in rows]
         self.inventory = sorted(inv, key=lambda x: -x[0].prefixlen)
+        self._classes: dict = {}  # host -> asset_class(host): 20 k findings, 1 k hosts
 
     def asset_class(self, host: str) -> tuple[str, str]:
         """(class, where it came from) for ``host``."""
+        try:
+            return self._classes[host]
+        except (KeyError, TypeError):
+            pass
+        out = self._asset_class(host)
+        try:
+            self._classes[host] = out
+        except TypeError:  # an unhashable value: answered, not remembered
+            pass
+        return out
+
+    def _asset_class(self, host) -> tuple[str, str]:
         if isinstance(host, str):
             ip = parse_address(host)
         else:
@@ -286,17 +299,9 @@ class Scorer:
         return [(n, d) for n, d in out if d]
 
     def _corroborating(self, f: Finding, others: Iterable[Finding]) -> set[str]:
-        f0, f1 = _time(f.first_seen), _time(f.last_seen)
-        w = dt.timedelta(seconds=self.window)
-        dets = set()
-        for g in others:
-            if (g.host != f.host or g.detector == f.detector or g.detector in self.weak
-                    or g.detector in dets or g.status in NO_CORROBORATION):
-                continue
-            if (_time(g.first_seen) <= f1 + w and _time(g.last_seen) >= f0 - w
-                    and not _same_evidence(f, g)):
-                dets.add(g.detector)
-        return dets
+        if not isinstance(others, Corroborators):
+            others = Corroborators(others, self.weak)
+        return others.detectors(f, self.window)
 
     # -- score ------------------------------------------------------------------------------
     def score(self, f: Finding, modifiers: Iterable[tuple[str, int]] | None = None) -> None:
@@ -329,20 +334,41 @@ class Scorer:
     def score_all(self, findings: list[Finding], others: Iterable[Finding] = ()) -> None:
         """Score every finding; each may be corroborated by the others and by ``others``
         (stored findings)."""
-        pool: dict[str, list[Finding]] = {}
-        for g in list(findings) + list(others):
-            # only what may corroborate (``_corroborating`` skips the rest whatever ``f`` is)
-            if g.detector not in self.weak and g.status not in NO_CORROBORATION:
-                pool.setdefault(g.host, []).append(g)
+        pool = Corroborators(list(findings) + list(others), self.weak)
         for f in findings:
-            self.score(f, self.modifiers(f, pool.get(f.host, [])))
+            self.score(f, self.modifiers(f, pool))
 
 
-def _same_evidence(f: Finding, g: Finding) -> bool:
-    """Whether two findings cite a common connection (evidence uid): then they are one piece
-    of evidence seen by two detectors, and neither corroborates the other."""
-    a, b = f.uids, g.uids
-    return bool(a and b and not set(a).isdisjoint(b))
+class Corroborators:
+    """The findings that may corroborate others, by host and detector, sorted out once for
+    all the findings scored against them (not once per finding: a noisy run scores 20 k
+    findings against the ~20 of their host). Weak detectors, suppressed and false-positive
+    findings never corroborate, whatever the finding scored, so they are left out here."""
+
+    def __init__(self, findings: Iterable[Finding], weak):
+        self.hosts: dict[str, dict[str, list[tuple]]] = {}
+        for g in findings:
+            if g.detector in weak or g.status in NO_CORROBORATION:
+                continue
+            self.hosts.setdefault(g.host, {}).setdefault(g.detector, []).append(
+                (g.first_seen, g.last_seen, g.uids))
+
+    def detectors(self, f: Finding, window: float) -> set[str]:
+        """The other detectors with a finding on ``f``'s host within ``window`` seconds of it,
+        on other connections (one such finding per detector is enough)."""
+        f0, f1 = _time(f.first_seen), _time(f.last_seen)
+        w = dt.timedelta(seconds=window)
+        dets: set[str] = set()
+        own = f.uids and set(f.uids)
+        for det, found in self.hosts.get(f.host, {}).items():
+            if det == f.detector:
+                continue
+            for g0, g1, uids in found:
+                if (_time(g0) <= f1 + w and _time(g1) >= f0 - w
+                        and not (own and uids and not own.isdisjoint(uids))):
+                    dets.add(det)
+                    break
+        return dets
 
 
 # -- asset inventory CSV ----------------------------------------------------------------------
