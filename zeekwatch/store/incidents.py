@@ -62,6 +62,39 @@ SELECT host, s, incident_id, finding_id,
                       coalesce(finding_id, '') ROWS UNBOUNDED PRECEDING) AS isl
 FROM marked"""
 
+# the same rows in the same order, for ``islands`` to number in Python: one sort instead of
+# the two window passes (0.16 s of SQLite for a noisy run's 20 k findings; this, 0.05 s)
+ISLAND_ROWS = """
+SELECT host, s, e, incident_id, finding_id, julianday(s), julianday(e) FROM (
+  SELECT i.host, i.first_seen AS s, i.last_seen AS e, i.id AS incident_id, NULL AS finding_id
+  FROM incidents i
+  WHERE i.status IN ({open}) AND i.host IN (SELECT host FROM temp.zi_pending)
+  UNION ALL
+  SELECT host, first_seen, last_seen, NULL, finding_id FROM temp.zi_pending)
+ORDER BY host, s, coalesce(incident_id, ''), coalesce(finding_id, '')"""
+
+
+def islands(rows, window: float) -> list[tuple] | None:
+    """``ISLANDS`` computed over ``ISLAND_ROWS``: (host, s, incident_id, finding_id, isl).
+    A row starts an island when no earlier row of its host has an end (the greatest end
+    text, as SQL's max) or it starts more than ``window`` s after it (julian days, the same
+    double arithmetic as SQLite's). None when a time is not text (a value SQLite would
+    order by its own type rules): then the SQL computes them."""
+    out, host, prev, prev_j, isl = [], None, None, None, 0
+    for h, s, e, iid, fid, js, je in rows:
+        if h != host:
+            host, prev, prev_j, isl = h, None, None, 0
+        if prev is None:
+            isl += 1
+        elif js is not None and prev_j is not None and (js - prev_j) * 86400.0 > window:
+            isl += 1
+        out.append((h, s, iid, fid, isl))
+        if not isinstance(h, str) or not (e is None or isinstance(e, str)):
+            return None
+        if e is not None and (prev is None or e > prev):
+            prev, prev_j = e, je
+    return out
+
 
 # the finding columns that scoring and `incidents show` read
 MEMBER_COLUMNS = ("id", "detector", "threat", "host", "peer", "key", "first_seen", "last_seen",
@@ -132,9 +165,7 @@ class IncidentStore:
                 "(SELECT 1 FROM incident_findings m WHERE m.finding_id = f.id)")
             if not db.execute("SELECT count(*) FROM temp.zi_pending").fetchone()[0]:
                 return set()
-            db.execute("DROP TABLE IF EXISTS temp.zi_island")
-            db.execute("CREATE TEMP TABLE zi_island AS " + ISLANDS.format(open=open_list),
-                       {"w": float(window)})
+            self._islands(open_list, float(window))
             # each island joins its earliest open incident, or gets a new one
             db.execute("DROP TABLE IF EXISTS temp.zi_target")
             # (times are fixed-width ISO text: the earliest incident is the minimum of time||id)
@@ -156,6 +187,18 @@ class IncidentStore:
                 db.execute(f"DROP TABLE IF EXISTS temp.{t}")
         return touched
 
+    def _islands(self, open_list: str, window: float) -> None:
+        """temp.zi_island: each pending finding's and each open incident's island."""
+        db = self.db
+        db.execute("DROP TABLE IF EXISTS temp.zi_island")
+        rows = islands(db.execute(ISLAND_ROWS.format(open=open_list)), window)
+        if rows is None:
+            db.execute("CREATE TEMP TABLE zi_island AS " + ISLANDS.format(open=open_list),
+                       {"w": window})
+            return
+        db.execute("CREATE TEMP TABLE zi_island (host, s, incident_id, finding_id, isl)")
+        db.conn.executemany("INSERT INTO temp.zi_island VALUES (?, ?, ?, ?, ?)", rows)
+
     def _new_incidents(self) -> None:
         """Ids for the islands without an open incident: stable (host, first time), so the
         same input gives the same ids in analyze and follow."""
@@ -176,12 +219,15 @@ class IncidentStore:
                 n += 1
                 iid = incident_id(host, s, n)
             taken.add(iid)
-            new_rows.append({"id": iid, "host": host, "first_seen": s, "last_seen": s,
-                             "status": "new", "created_at": now, "updated_at": now})
+            new_rows.append((iid, host, s, s, "new", now, now))
             updates.append((iid, host, isl))
-        self.db["incidents"].insert_all(new_rows, batch_size=500)
+        self.db.conn.executemany(
+            "INSERT INTO incidents (id, host, first_seen, last_seen, status, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", new_rows)
+        # by key: without the index each of a noisy run's 1 k updates scanned the whole table
+        self.db.execute("CREATE INDEX temp.zi_target_key ON zi_target (host, isl)")
         self.db.conn.executemany("UPDATE temp.zi_target SET incident_id = ? WHERE host = ? AND isl = ?",
-                            updates)
+                                 updates)
 
     # -- reading --------------------------------------------------------------------------------
     def incidents_of_findings(self, finding_ids: Iterable[str]) -> set[str]:

@@ -25,6 +25,7 @@ threat type of the highest finding and the tier (``triage.playbooks``).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from collections import Counter, defaultdict
@@ -102,16 +103,22 @@ _CLAMPED = re.compile(r'"clamped to 1\.\.10", "value": (-?\d+)')
 def own_urgency(f: dict) -> int:
     """A finding's urgency without its per-finding corroboration term (``corroborated``:
     its score_terms when it has one, see ``store.incidents.SCORE_FIELDS``): the unclamped
-    total is urgency minus the clamp term, less the corroboration term, clamped again. The
-    terms are read with a pattern (json.dumps' layout, score.py) — 20 k findings cost 0.5 s
-    to parse as JSON — and as JSON when the pattern does not match."""
+    total is urgency minus the clamp term, less the corroboration term, clamped again."""
     text = f.get("corroborated")
     if not text:
         return int(f["urgency"] or 1)
+    return _own(f["urgency"], text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _own(urgency, text: str) -> int:
+    """``own_urgency`` of a corroborated finding, worked out once per distinct score_terms
+    (a noisy run's 20 k findings hold some 20). The terms are read with a pattern
+    (json.dumps' layout, score.py), and as JSON when the pattern does not match."""
     corr = _CORROBORATED.findall(text)
     if len(corr) == 1:
         clamped = _CLAMPED.findall(text)
-        total = int(f["urgency"]) - sum(int(c) for c in clamped)
+        total = int(urgency) - sum(int(c) for c in clamped)
         return clamp(total - int(corr[0]))
     terms = json.loads(text).get("terms") or []
     return clamp(sum(int(t["value"]) for t in terms
