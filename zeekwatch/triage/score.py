@@ -180,6 +180,7 @@ class Scorer:
         # the configured networks ("auto": their listed part; what a run learns from the
         # logs' local_orig/local_resp is the engine's, not the scorer's)
         self.internal = NetClass.from_cidrs("internal", internal_networks(config.networks)[0])
+        self._internal: dict = {}
         self.inventory: list[tuple[ipaddress._BaseNetwork, dict]] = []
         self.load_inventory(inventory)
 
@@ -232,18 +233,28 @@ class Scorer:
         destination of the alerts of a non-infection category), ``external`` (no internal
         side at all: the host itself, never classed ``client``)."""
         host, peer = f.host, f.peer
-        if self.internal.contains(host):
+        if self._inside(host):
             if (f.detector == "ids_alert" and f.details.get("host_role") == "dst"
-                    and not (peer and self.internal.contains(peer))
+                    and not (peer and self._inside(peer))
                     and f.threat not in INFECTED_THREATS):
                 return "inbound", host
             return "outbound", host
-        if peer and self.internal.contains(peer):
+        if peer and self._inside(peer):
             return "inbound", peer
         for v in f.values:
             if self.internal.contains(str(v)):
                 return "inbound", str(v)
         return "external", host
+
+    def _inside(self, addr) -> bool:
+        """``internal.contains``, remembered per address (a host's findings ask it again)."""
+        try:
+            return self._internal[addr]
+        except KeyError:
+            inside = self._internal[addr] = self.internal.contains(addr)
+            return inside
+        except TypeError:
+            return self.internal.contains(addr)
 
     def _answered(self, f: Finding) -> str | None:
         d = f.details
@@ -358,14 +369,20 @@ class Corroborators:
         on other connections (one such finding per detector is enough)."""
         f0, f1 = _time(f.first_seen), _time(f.last_seen)
         w = dt.timedelta(seconds=window)
+        hi = lo = None  # f1 + w and f0 - w, each worked out once where it was before
         dets: set[str] = set()
         own = f.uids and set(f.uids)
         for det, found in self.hosts.get(f.host, {}).items():
             if det == f.detector:
                 continue
             for g0, g1, uids in found:
-                if (_time(g0) <= f1 + w and _time(g1) >= f0 - w
-                        and not (own and uids and not own.isdisjoint(uids))):
+                if hi is None:
+                    hi = f1 + w
+                if _time(g0) > hi:
+                    continue
+                if lo is None:
+                    lo = f0 - w
+                if _time(g1) >= lo and not (own and uids and not own.isdisjoint(uids)):
                     dets.add(det)
                     break
         return dets

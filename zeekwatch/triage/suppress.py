@@ -113,7 +113,7 @@ def usage_text(u: dict) -> str:
 def explain_by_app(f: Finding, usages: list[dict], settings: Settings) -> str | None:
     """The reason an app explains finding ``f``, or None."""
     cats = settings.app_detectors.get(f.detector)
-    if not cats:
+    if not cats or not usages:  # most hosts of a noisy run used no app: no times to read
         return None
     f0, f1 = _span(f.first_seen, f.last_seen)
     slack = dt.timedelta(seconds=settings.slack)
