@@ -147,12 +147,19 @@ def test_scoring_members_and_uids_equal_the_general_reads(tmp_path):
         fid = f"F{i:04d}"
         terms = {"terms": [{"term": "matrix[c2][client]", "value": 7}]}
         if i % 3:
-            terms.update(direction="inbound", target=f.host, answered="1 connection")
+            terms.update(direction=rnd.choice(["inbound", "external", None]),
+                         target=rnd.choice([f.host, None, 7, True]),
+                         answered=rnd.choice(["1 connection", None, False, ["a", 1]]))
+        if i % 4 == 1:
+            terms["terms"].append({"term": "corroborated by c2_port within 1 h", "value": 1})
+        elif i % 4 == 2:  # the words, not the term: no per-finding corroboration
+            terms["terms"].append({"term": "not corroborated by c2_port", "value": 0})
+        text = json.dumps(terms) if i % 10 else rnd.choice([None, ""])
         store.db.execute(
             "INSERT INTO findings (id, detector, host, status, first_seen, last_seen, urgency, "
             "score_terms, details, distinct_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [fid, f.detector, f.host, f.status, f.first_seen, f.last_seen, 7, json.dumps(terms),
-             "{}", json.dumps(["203.0.113.9"])])
+            [fid, f.detector, f.host, f.status, f.first_seen, f.last_seen, 7, text,
+             rnd.choice(["{}", '{"time_unknown": true}', None]), json.dumps(["203.0.113.9"])])
         store.db.conn.executemany("INSERT OR IGNORE INTO evidence VALUES (?, 'uid', ?)",
                                   [(fid, u) for u in f.uids])
     ist.assign(3600)
@@ -165,6 +172,13 @@ def test_scoring_members_and_uids_equal_the_general_reads(tmp_path):
     assert [m for ms in lean.values() for m in ms] == \
         [{k: v for k, v in m.items() if k not in drop} for m in general]
     assert drop <= set(MEMBER_COLUMNS)
+    assert {m["direction"] for ms in lean.values() for m in ms} > {"outbound", "inbound"}
+    assert any(m["corroborated"] for ms in lean.values() for m in ms)
+    # a score_terms value that is no text: SQLite decodes every row, as before
+    store.db.execute("UPDATE findings SET score_terms = ? WHERE id = 'F0003'",
+                     [b'{"target": "10.0.0.1"}'])
+    assert [m for ms in ist.scoring_members(ids).values() for m in ms] == \
+        [{k: v for k, v in m.items() if k not in drop} for m in ist.members(ids)]
     fids = [m["id"] for m in general[::2]]
     per_row = sorted(r for fid in fids for r in store.db.execute(
         "SELECT finding_id, value FROM evidence WHERE finding_id = ? AND kind = 'uid'", [fid]))
