@@ -38,6 +38,7 @@ from zeekwatch.finding import Finding
 from zeekwatch.store.db import OPEN_STATUSES, Store, iso, parse_iso
 from zeekwatch.store.incidents import IncidentStore, dumps
 from zeekwatch.triage import playbooks
+from zeekwatch.timefmt import parse_iso_cached
 from zeekwatch.triage.appusage import temp_table
 from zeekwatch.triage.score import NO_CORROBORATION, Scorer, clamp, tier_for
 
@@ -310,8 +311,9 @@ def mark_answered(con, candidates: list[Finding]) -> None:
         return
     ts = pa.timestamp("us", tz="UTC")
     temp_table(con, "zi_inbound", {"host": pa.string(), "peer": pa.string(), "lo": ts, "hi": ts},
-               [(f.host, f.peer, parse_iso(f.first_seen),
-                 parse_iso(f.last_seen) + dt.timedelta(seconds=ANSWER_WINDOW)) for f in todo])
+               [(f.host, f.peer, parse_iso_cached(f.first_seen),
+                 parse_iso_cached(f.last_seen) + dt.timedelta(seconds=ANSWER_WINDOW))
+                for f in todo])
     rows = con.execute(
         "SELECT t.host, t.peer, t.lo, count(*) FROM zi_inbound t JOIN cx c "
         "ON c.orig_h = t.host AND c.resp_h = t.peer AND c.ts BETWEEN t.lo AND t.hi "

@@ -28,7 +28,6 @@ explain the number.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
@@ -37,10 +36,8 @@ from zeekwatch.config import Config, internal_networks
 from zeekwatch.errors import ConfigError
 from zeekwatch.finding import Finding
 from zeekwatch.nets import NetClass, parse_address
-from zeekwatch.timefmt import iso, parse_iso
-
-# a finding's times are compared with every other finding of its host: parsed once each
-_time = functools.lru_cache(maxsize=1 << 16)(parse_iso)
+from zeekwatch.timefmt import iso
+from zeekwatch.timefmt import parse_iso_cached as _time
 
 ASSET_CLASSES = ("client", "vip_client", "server", "confidential_server", "core_server")
 ASSET_ALIASES = {
@@ -333,7 +330,7 @@ class Scorer:
         f.urgency = urgency
         f.tier = tier.number
         # without times (masked timestamps) the deadline runs from now
-        start = parse_iso(f.first_seen)
+        start = _time(f.first_seen)
         if f.details.get("time_unknown") is True:  # masked input timestamps
             start = dt.datetime.now(dt.timezone.utc)
         f.due_at = iso(start + dt.timedelta(hours=tier.hours))

@@ -26,6 +26,7 @@ from zeekwatch.config import Config
 from zeekwatch.finding import Finding, jsonable
 from zeekwatch.store.db import STATUSES, Store, iso, now_iso, parse_iso
 from zeekwatch.store.triage import TriageError, TriageStore
+from zeekwatch.timefmt import parse_iso_cached
 from zeekwatch.triage import appusage, incidents, suppress
 from zeekwatch.triage.score import Corroborators, Scorer
 
@@ -70,8 +71,8 @@ class TriageStage:
         if not candidates:
             return []
         w = dt.timedelta(seconds=self.scorer.window)
-        lo = iso(min(parse_iso(f.first_seen) for f in candidates) - w)
-        hi = iso(max(parse_iso(f.last_seen) for f in candidates) + w)
+        lo = iso(min(parse_iso_cached(f.first_seen) for f in candidates) - w)
+        hi = iso(max(parse_iso_cached(f.last_seen) for f in candidates) + w)
         rows = ts.nearby_findings({f.host for f in candidates}, lo, hi)
         self.neighbour_rows = {r["id"]: r for r in rows}
         return [Finding.from_row(r, explain=False) for r in rows]
