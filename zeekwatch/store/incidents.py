@@ -1,9 +1,10 @@
 """The store's incident tables: incidents, which findings belong to them, their audit trail.
 
 An incident is one internal host (the entity) over a span of time: the findings about it
-whose times lie within ``incidents.window`` of each other. Grouping happens here, in SQL over
-the stored findings (gaps and islands with window functions), never with a query per finding;
-the scoring of an incident (``zeekwatch.triage.incidents``) reads each affected incident's
+whose times lie within ``incidents.window`` of each other. Grouping happens here, over the
+stored findings (gaps and islands: one sorted SQL read numbered by ``islands``, the window
+functions of ``ISLANDS`` when a time is not text), never with a query per finding; the
+scoring of an incident (``zeekwatch.triage.incidents``) reads each affected incident's
 members and evidence uids in one query each.
 
 Tables (created on first use; a contract read by the web console and exports, see
