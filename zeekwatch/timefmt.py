@@ -7,6 +7,7 @@ not import SQLite and sqlite-utils.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -31,3 +32,8 @@ def iso(ts) -> str | None:
 
 def parse_iso(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# triage reads each finding's times in several steps (enrich, suppression, neighbours,
+# scoring, corroboration against every finding of its host): each text parsed once
+parse_iso_cached = functools.lru_cache(maxsize=1 << 16)(parse_iso)

@@ -25,6 +25,7 @@ threat type of the highest finding and the tier (``triage.playbooks``).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from collections import Counter, defaultdict
@@ -37,6 +38,7 @@ from zeekwatch.finding import Finding
 from zeekwatch.store.db import OPEN_STATUSES, Store, iso, parse_iso
 from zeekwatch.store.incidents import IncidentStore, dumps
 from zeekwatch.triage import playbooks
+from zeekwatch.timefmt import parse_iso_cached
 from zeekwatch.triage.appusage import temp_table
 from zeekwatch.triage.score import NO_CORROBORATION, Scorer, clamp, tier_for
 
@@ -102,16 +104,22 @@ _CLAMPED = re.compile(r'"clamped to 1\.\.10", "value": (-?\d+)')
 def own_urgency(f: dict) -> int:
     """A finding's urgency without its per-finding corroboration term (``corroborated``:
     its score_terms when it has one, see ``store.incidents.SCORE_FIELDS``): the unclamped
-    total is urgency minus the clamp term, less the corroboration term, clamped again. The
-    terms are read with a pattern (json.dumps' layout, score.py) — 20 k findings cost 0.5 s
-    to parse as JSON — and as JSON when the pattern does not match."""
+    total is urgency minus the clamp term, less the corroboration term, clamped again."""
     text = f.get("corroborated")
     if not text:
         return int(f["urgency"] or 1)
+    return _own(f["urgency"], text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _own(urgency, text: str) -> int:
+    """``own_urgency`` of a corroborated finding, worked out once per distinct score_terms
+    (a noisy run's 20 k findings hold some 20). The terms are read with a pattern
+    (json.dumps' layout, score.py), and as JSON when the pattern does not match."""
     corr = _CORROBORATED.findall(text)
     if len(corr) == 1:
         clamped = _CLAMPED.findall(text)
-        total = int(f["urgency"]) - sum(int(c) for c in clamped)
+        total = int(urgency) - sum(int(c) for c in clamped)
         return clamp(total - int(corr[0]))
     terms = json.loads(text).get("terms") or []
     return clamp(sum(int(t["value"]) for t in terms
@@ -143,12 +151,11 @@ class Incidents:
         ids = set(ids)
         if not ids:
             return {}
-        members: dict[str, list[dict]] = defaultdict(list)
-        for m in ist.members(ids):
-            members[m["incident_id"]].append(m)
+        members = ist.scoring_members(ids)
         # evidence uids matter only where several families meet (independence)
+        family = self.settings.family
         need = [f["id"] for ms in members.values()
-                if len({self.settings.family(f["detector"]) for f in ms}) > 1 for f in ms]
+                if len({family(d) for d in {f["detector"] for f in ms}}) > 1 for f in ms]
         uids: dict[str, set[str]] = defaultdict(set)
         for fid, uid in ist.uids(need) if need else ():
             uids[fid].add(uid)
@@ -304,8 +311,9 @@ def mark_answered(con, candidates: list[Finding]) -> None:
         return
     ts = pa.timestamp("us", tz="UTC")
     temp_table(con, "zi_inbound", {"host": pa.string(), "peer": pa.string(), "lo": ts, "hi": ts},
-               [(f.host, f.peer, parse_iso(f.first_seen),
-                 parse_iso(f.last_seen) + dt.timedelta(seconds=ANSWER_WINDOW)) for f in todo])
+               [(f.host, f.peer, parse_iso_cached(f.first_seen),
+                 parse_iso_cached(f.last_seen) + dt.timedelta(seconds=ANSWER_WINDOW))
+                for f in todo])
     rows = con.execute(
         "SELECT t.host, t.peer, t.lo, count(*) FROM zi_inbound t JOIN cx c "
         "ON c.orig_h = t.host AND c.resp_h = t.peer AND c.ts BETWEEN t.lo AND t.hi "

@@ -28,7 +28,6 @@ explain the number.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
@@ -37,10 +36,8 @@ from zeekwatch.config import Config, internal_networks
 from zeekwatch.errors import ConfigError
 from zeekwatch.finding import Finding
 from zeekwatch.nets import NetClass, parse_address
-from zeekwatch.timefmt import iso, parse_iso
-
-# a finding's times are compared with every other finding of its host: parsed once each
-_time = functools.lru_cache(maxsize=1 << 16)(parse_iso)
+from zeekwatch.timefmt import iso
+from zeekwatch.timefmt import parse_iso_cached as _time
 
 ASSET_CLASSES = ("client", "vip_client", "server", "confidential_server", "core_server")
 ASSET_ALIASES = {
@@ -180,6 +177,7 @@ class Scorer:
         # the configured networks ("auto": their listed part; what a run learns from the
         # logs' local_orig/local_resp is the engine's, not the scorer's)
         self.internal = NetClass.from_cidrs("internal", internal_networks(config.networks)[0])
+        self._internal: dict = {}
         self.inventory: list[tuple[ipaddress._BaseNetwork, dict]] = []
         self.load_inventory(inventory)
 
@@ -188,9 +186,22 @@ class Scorer:
         """Asset inventory rows (address or CIDR, class, name, owner); most specific first."""
         inv = [(ipaddress.ip_network(r["address"], strict=False), r) for r in rows]
         self.inventory = sorted(inv, key=lambda x: -x[0].prefixlen)
+        self._classes: dict = {}  # host -> asset_class(host): 20 k findings, 1 k hosts
 
     def asset_class(self, host: str) -> tuple[str, str]:
         """(class, where it came from) for ``host``."""
+        try:
+            return self._classes[host]
+        except (KeyError, TypeError):
+            pass
+        out = self._asset_class(host)
+        try:
+            self._classes[host] = out
+        except TypeError:  # an unhashable value: answered, not remembered
+            pass
+        return out
+
+    def _asset_class(self, host) -> tuple[str, str]:
         if isinstance(host, str):
             ip = parse_address(host)
         else:
@@ -219,18 +230,28 @@ class Scorer:
         destination of the alerts of a non-infection category), ``external`` (no internal
         side at all: the host itself, never classed ``client``)."""
         host, peer = f.host, f.peer
-        if self.internal.contains(host):
+        if self._inside(host):
             if (f.detector == "ids_alert" and f.details.get("host_role") == "dst"
-                    and not (peer and self.internal.contains(peer))
+                    and not (peer and self._inside(peer))
                     and f.threat not in INFECTED_THREATS):
                 return "inbound", host
             return "outbound", host
-        if peer and self.internal.contains(peer):
+        if peer and self._inside(peer):
             return "inbound", peer
         for v in f.values:
             if self.internal.contains(str(v)):
                 return "inbound", str(v)
         return "external", host
+
+    def _inside(self, addr) -> bool:
+        """``internal.contains``, remembered per address (a host's findings ask it again)."""
+        try:
+            return self._internal[addr]
+        except KeyError:
+            inside = self._internal[addr] = self.internal.contains(addr)
+            return inside
+        except TypeError:
+            return self.internal.contains(addr)
 
     def _answered(self, f: Finding) -> str | None:
         d = f.details
@@ -286,17 +307,9 @@ class Scorer:
         return [(n, d) for n, d in out if d]
 
     def _corroborating(self, f: Finding, others: Iterable[Finding]) -> set[str]:
-        f0, f1 = _time(f.first_seen), _time(f.last_seen)
-        w = dt.timedelta(seconds=self.window)
-        dets = set()
-        for g in others:
-            if (g.host != f.host or g.detector == f.detector or g.detector in self.weak
-                    or g.detector in dets or g.status in NO_CORROBORATION):
-                continue
-            if (_time(g.first_seen) <= f1 + w and _time(g.last_seen) >= f0 - w
-                    and not _same_evidence(f, g)):
-                dets.add(g.detector)
-        return dets
+        if not isinstance(others, Corroborators):
+            others = Corroborators(others, self.weak)
+        return others.detectors(f, self.window)
 
     # -- score ------------------------------------------------------------------------------
     def score(self, f: Finding, modifiers: Iterable[tuple[str, int]] | None = None) -> None:
@@ -317,7 +330,7 @@ class Scorer:
         f.urgency = urgency
         f.tier = tier.number
         # without times (masked timestamps) the deadline runs from now
-        start = parse_iso(f.first_seen)
+        start = _time(f.first_seen)
         if f.details.get("time_unknown") is True:  # masked input timestamps
             start = dt.datetime.now(dt.timezone.utc)
         f.due_at = iso(start + dt.timedelta(hours=tier.hours))
@@ -329,20 +342,47 @@ class Scorer:
     def score_all(self, findings: list[Finding], others: Iterable[Finding] = ()) -> None:
         """Score every finding; each may be corroborated by the others and by ``others``
         (stored findings)."""
-        pool: dict[str, list[Finding]] = {}
-        for g in list(findings) + list(others):
-            # only what may corroborate (``_corroborating`` skips the rest whatever ``f`` is)
-            if g.detector not in self.weak and g.status not in NO_CORROBORATION:
-                pool.setdefault(g.host, []).append(g)
+        pool = Corroborators(list(findings) + list(others), self.weak)
         for f in findings:
-            self.score(f, self.modifiers(f, pool.get(f.host, [])))
+            self.score(f, self.modifiers(f, pool))
 
 
-def _same_evidence(f: Finding, g: Finding) -> bool:
-    """Whether two findings cite a common connection (evidence uid): then they are one piece
-    of evidence seen by two detectors, and neither corroborates the other."""
-    a, b = f.uids, g.uids
-    return bool(a and b and not set(a).isdisjoint(b))
+class Corroborators:
+    """The findings that may corroborate others, by host and detector, sorted out once for
+    all the findings scored against them (not once per finding: a noisy run scores 20 k
+    findings against the ~20 of their host). Weak detectors, suppressed and false-positive
+    findings never corroborate, whatever the finding scored, so they are left out here."""
+
+    def __init__(self, findings: Iterable[Finding], weak):
+        self.hosts: dict[str, dict[str, list[tuple]]] = {}
+        for g in findings:
+            if g.detector in weak or g.status in NO_CORROBORATION:
+                continue
+            self.hosts.setdefault(g.host, {}).setdefault(g.detector, []).append(
+                (g.first_seen, g.last_seen, g.uids))
+
+    def detectors(self, f: Finding, window: float) -> set[str]:
+        """The other detectors with a finding on ``f``'s host within ``window`` seconds of it,
+        on other connections (one such finding per detector is enough)."""
+        f0, f1 = _time(f.first_seen), _time(f.last_seen)
+        w = dt.timedelta(seconds=window)
+        hi = lo = None  # f1 + w and f0 - w, each worked out once where it was before
+        dets: set[str] = set()
+        own = f.uids and set(f.uids)
+        for det, found in self.hosts.get(f.host, {}).items():
+            if det == f.detector:
+                continue
+            for g0, g1, uids in found:
+                if hi is None:
+                    hi = f1 + w
+                if _time(g0) > hi:
+                    continue
+                if lo is None:
+                    lo = f0 - w
+                if _time(g1) >= lo and not (own and uids and not own.isdisjoint(uids)):
+                    dets.add(det)
+                    break
+        return dets
 
 
 # -- asset inventory CSV ----------------------------------------------------------------------

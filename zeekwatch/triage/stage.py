@@ -26,8 +26,9 @@ from zeekwatch.config import Config
 from zeekwatch.finding import Finding, jsonable
 from zeekwatch.store.db import STATUSES, Store, iso, now_iso, parse_iso
 from zeekwatch.store.triage import TriageError, TriageStore
+from zeekwatch.timefmt import parse_iso_cached
 from zeekwatch.triage import appusage, incidents, suppress
-from zeekwatch.triage.score import Scorer
+from zeekwatch.triage.score import Corroborators, Scorer
 
 AUTOMATION = "zeekwatch"
 
@@ -70,8 +71,8 @@ class TriageStage:
         if not candidates:
             return []
         w = dt.timedelta(seconds=self.scorer.window)
-        lo = iso(min(parse_iso(f.first_seen) for f in candidates) - w)
-        hi = iso(max(parse_iso(f.last_seen) for f in candidates) + w)
+        lo = iso(min(parse_iso_cached(f.first_seen) for f in candidates) - w)
+        hi = iso(max(parse_iso_cached(f.last_seen) for f in candidates) + w)
         rows = ts.nearby_findings({f.host for f in candidates}, lo, hi)
         self.neighbour_rows = {r["id"]: r for r in rows}
         return [Finding.from_row(r, explain=False) for r in rows]
@@ -82,14 +83,12 @@ class TriageStage:
         of statements for any number of findings)."""
         ts = TriageStore(store)
         ids = {f.id for f in candidates}
-        by_host: dict[str, list[Finding]] = {}
-        for o in candidates + self.neighbours:
-            by_host.setdefault(o.host, []).append(o)
+        pool = Corroborators(candidates + self.neighbours, self.scorer.weak)
         scores: dict[str, dict] = {}
         for n in self.neighbours:
             if n.id not in ids:
                 g = Finding.from_row(self.neighbour_rows[n.id])
-                self.scorer.score(g, self.scorer.modifiers(g, by_host.get(g.host, [])))
+                self.scorer.score(g, self.scorer.modifiers(g, pool))
                 scores[g.id] = g.scores()
         takers = Counter(f.id for f in candidates)
         for f in candidates:

@@ -36,7 +36,7 @@ from zeekwatch.errors import ConfigError
 from zeekwatch.finding import Finding
 from zeekwatch.store.triage import TriageError, TriageStore
 from zeekwatch.text import analyst_network
-from zeekwatch.timefmt import iso, parse_iso
+from zeekwatch.timefmt import iso, parse_iso, parse_iso_cached
 from zeekwatch.triage.appusage import UNITS, AppRules, domain_matches, parse_domain
 
 DEFAULT_APP_DETECTORS: dict[str, list[str]] = {
@@ -92,7 +92,7 @@ class Settings:
 
 # -- app look-alikes ------------------------------------------------------------------------
 def _span(first_seen: str, last_seen: str) -> tuple[dt.datetime, dt.datetime]:
-    return parse_iso(first_seen), parse_iso(last_seen)
+    return parse_iso_cached(first_seen), parse_iso_cached(last_seen)
 
 
 def _clock(a: str, b: str) -> str:
@@ -113,7 +113,7 @@ def usage_text(u: dict) -> str:
 def explain_by_app(f: Finding, usages: list[dict], settings: Settings) -> str | None:
     """The reason an app explains finding ``f``, or None."""
     cats = settings.app_detectors.get(f.detector)
-    if not cats:
+    if not cats or not usages:  # most hosts of a noisy run used no app: no times to read
         return None
     f0, f1 = _span(f.first_seen, f.last_seen)
     slack = dt.timedelta(seconds=settings.slack)
