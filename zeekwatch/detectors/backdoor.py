@@ -159,6 +159,43 @@ def _minutes(hhmm: str) -> int:
     return int(h) * 60 + int(m)
 
 
+def _off_tests(ls: str, tm) -> tuple[str, str, str]:
+    """SQL over local wall-clock seconds ``ls``: (night, weekend, the period's local day
+    number) for the business hours and weekends of ``tm`` (the config's ``time``)."""
+    start, end = _minutes(tm.business_start), _minutes(tm.business_end)
+    anchor = start if start < end else end  # a period's day runs anchor..anchor (local)
+    m = f"(CAST(floor({ls} / 60) AS BIGINT) % 1440 + 1440) % 1440"
+    day = f"CAST(floor(({ls} - {anchor * 60}) / 86400) AS BIGINT)"  # the period's local day
+    if start < end:
+        night = f"({m} >= {end} OR {m} < {start})"
+    elif start > end:
+        night = f"({m} >= {end} AND {m} < {start})"
+    else:
+        night = "FALSE"  # business_start == business_end: no weekday off-hours
+    # ISO day of week of that day (1970-01-01 was a Thursday, 4): Saturday 6, Sunday 7
+    weekend = f"(({day} + 3) % 7 + 7) % 7 + 1 IN (6, 7)" if tm.weekends_off else "FALSE"
+    return night, weekend, day
+
+
+def _quarter_may_be_off(tm) -> str:
+    """SQL over a ``zone`` row (q, off, off_end): its quarter hour may hold an off-hours
+    connection. Most connections are in business hours; testing night/weekend per row cost
+    ~0.06 s of ~0.25 s CPU (quiet data: 1.1 M rows tested, 40 pass), so quarters wholly in
+    business hours are dropped before the rows are joined to them.
+
+    Exact only where the test is constant over a quarter: business_start/business_end on
+    quarter hours, and the quarter's offset constant and a whole number of quarter hours
+    (local quarters are then aligned); otherwise the quarter is kept and its rows tested as
+    before. Rounding (floor(t / 900) of a time a hair before a quarter, t + off) can move a
+    row's local time just outside its quarter, so the local quarters before and after (at
+    this offset, as the row is converted) must be business hours too."""
+    if _minutes(tm.business_start) % 15 or _minutes(tm.business_end) % 15:
+        return "TRUE"
+    tests = [" OR ".join(_off_tests(f"(z.q * 900.0 + z.off{k})", tm)[:2])
+             for k in ("", " - 900.0", " + 900.0")]
+    return f"(z.off <> z.off_end OR z.off % 900 <> 0 OR {' OR '.join(tests)})"
+
+
 def _off_query(p: dict, ctx: Context) -> str:
     """An internal host outside the VPN/RAS segments (``networks.vpn``) and outside
     ``exclude_hosts`` starts ≥ ``min_connections`` (5) connections during one off-hours period
@@ -179,19 +216,7 @@ def _off_query(p: dict, ctx: Context) -> str:
     d, ep = ctx.dialect, "c.t"
     tm = ctx.config.time
     tz = tm.timezone
-    start, end = _minutes(tm.business_start), _minutes(tm.business_end)
-    anchor = start if start < end else end  # a period's day runs anchor..anchor (local)
-    # local wall-clock time as epoch-like seconds (``c.ls``), then plain arithmetic
-    m = "(CAST(floor(c.ls / 60) AS BIGINT) % 1440 + 1440) % 1440"
-    day = f"CAST(floor((c.ls - {anchor * 60}) / 86400) AS BIGINT)"  # the period's local day
-    if start < end:
-        night = f"({m} >= {end} OR {m} < {start})"
-    elif start > end:
-        night = f"({m} >= {end} AND {m} < {start})"
-    else:
-        night = "FALSE"  # business_start == business_end: no weekday off-hours
-    # ISO day of week of that day (1970-01-01 was a Thursday, 4): Saturday 6, Sunday 7
-    weekend = f"(({day} + 3) % 7 + 7) % 7 + 1 IN (6, 7)" if tm.weekends_off else "FALSE"
+    night, weekend, day = _off_tests("c.ls", tm)
     skip = ["NOT c.resp_dns", "c.initiated",
             f"NOT (c.proto IN ('tcp', 'udp') AND coalesce(c.resp_p, -1) IN {sql_list(p['ignore_ports'])})"
             if p["ignore_ports"] else "TRUE"]
@@ -210,8 +235,10 @@ def _off_query(p: dict, ctx: Context) -> str:
     # the exact per-row conversion.
     q = "CAST(floor(x.t / 900) AS BIGINT)"
     zone = f"""zone AS {d.materialized()} (
-  SELECT q, {d.utc_offset('q * 900.0', tz)} AS off, {d.utc_offset('q * 900.0 + 899.999999', tz)} AS off_end
-  FROM (SELECT DISTINCT {q} AS q FROM cx x WHERE x.t IS NOT NULL) u),"""
+  SELECT * FROM (
+    SELECT q, {d.utc_offset('q * 900.0', tz)} AS off, {d.utc_offset('q * 900.0 + 899.999999', tz)} AS off_end
+    FROM (SELECT DISTINCT {q} AS q FROM cx x WHERE x.t IS NOT NULL) u) z
+  WHERE {_quarter_may_be_off(tm)}),"""
     local = (f"CASE WHEN z.off = z.off_end THEN x.t + z.off "
              f"ELSE x.t + {d.utc_offset('x.t', tz)} END")
     return f"""

@@ -10,7 +10,8 @@ connections of the candidate pairs, no Python per pair — in this order:
 
 1. ``pd``/``named``/``dests``/``keep``: connections per (host id, address id) (a hash
    aggregate over integers), named (``web`` for SNI/Host, ``resolved.name`` for DNS),
-   grouped by destination; only destinations with ``min_connections`` connections over
+   grouped by destination (``_dests``: unnamed pairs row by row, named ones pruned over
+   integers first); only destinations with ``min_connections`` connections over
    ``min_span`` seconds go on.
 2. ``iv``: per destination, the interval to the previous connection; intervals of at most
    ``burst_gap`` seconds are the same check-in and are not intervals.
@@ -130,6 +131,29 @@ def _spread(med: str, mad: str, scale: float) -> str:
     return f"greatest(0.0, 1.0 - ({mad}) / greatest({med}, 1.0) / {scale})"
 
 
+def _dests(nmin: int, span: float) -> str:
+    """SQL: the destinations (orig_id, name, addr_id: the address when unnamed) with
+    ``nmin`` connections over ``span`` seconds, numbered ``gid`` in (orig_id, name, addr_id)
+    order, from the (host, address) pairs of ``named``.
+
+    An unnamed pair is a destination by itself (``pd`` has one row per pair), so only the
+    named pairs are grouped; the unnamed ones are tested row by row (noisy data: 208 k of
+    367 k pairs are unnamed and 95 of them pass). The named pairs are grouped first by
+    (host, ``hash(name)``), integers: a hash group holds every pair of its names, so a name
+    can pass only if its hash group does (sums and spans only grow), and only the pairs of
+    passing hash groups are grouped by the name text (quiet data: 124 k name groups,
+    3,808 pass; that text GROUP BY cost ~0.12 s of CPU, the integer one ~0.07)."""
+    return f"""
+  SELECT orig_id, name, addr_id, row_number() OVER (ORDER BY orig_id, name, addr_id) AS gid FROM (
+    SELECT k.orig_id, k.name, CAST(NULL AS INT) AS addr_id FROM named k JOIN (
+      SELECT orig_id, hash(name) AS hn FROM named WHERE name IS NOT NULL
+      GROUP BY orig_id, hash(name) HAVING sum(n) >= {nmin} AND max(l) - min(f) >= {span}) h
+      ON h.orig_id = k.orig_id AND h.hn = hash(k.name) WHERE k.name IS NOT NULL
+    GROUP BY k.orig_id, k.name HAVING sum(k.n) >= {nmin} AND max(k.l) - min(k.f) >= {span}
+    UNION ALL
+    SELECT orig_id, name, resp_id FROM named WHERE name IS NULL AND n >= {nmin} AND l - f >= {span}) x"""
+
+
 def _query(p: dict, ctx: Context) -> str:
     d, m = ctx.dialect, ctx.dialect.materialized()
     q = d.quantile
@@ -151,11 +175,7 @@ named AS (
   SELECT p.*, coalesce(w.name, r.name) AS name FROM pd p
   LEFT JOIN resolved r ON r.pair = {pair('p.orig_id', 'p.resp_id')}
   LEFT JOIN web w ON w.pair = {pair('p.orig_id', 'p.resp_id')}),
-dests AS {m} (
-  SELECT orig_id, name, CASE WHEN name IS NULL THEN resp_id END AS addr_id,
-         row_number() OVER (ORDER BY orig_id, name, CASE WHEN name IS NULL THEN resp_id END) AS gid
-  FROM named GROUP BY orig_id, name, CASE WHEN name IS NULL THEN resp_id END
-  HAVING sum(n) >= {nmin} AND max(l) - min(f) >= {span}),
+dests AS {m} ({_dests(nmin, span)}),
 keep AS {m} (
   SELECT {pair('k.orig_id', 'k.resp_id')} AS pk, k.orig_id, k.resp_id, k.n, k.name, g.gid FROM named k
   JOIN dests g ON g.orig_id = k.orig_id AND g.name IS NOT DISTINCT FROM k.name

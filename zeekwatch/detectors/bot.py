@@ -65,11 +65,22 @@ def port_specs(values, where: str) -> list[tuple[str, int, int]]:
 
 
 def port_match(specs: list[tuple[str, int, int]], a: str = "c") -> str:
-    """SQL boolean: the destination port of ``a`` is in the parsed port list."""
-    terms = []
+    """SQL boolean: the destination port of ``a`` is in the parsed port list.
+
+    One proto test per protocol and its single ports as one IN list (``proto = 'tcp' AND
+    resp_p IN (...)``), not one (proto AND port) term per entry: the same truth value (AND
+    distributes over OR, also with NULLs), but unusual_port's 25 common ports tested on
+    every connection cost 0.055 s instead of 0.035 (2 M rows, wall on 2 cores)."""
+    by_proto: dict[str, list[tuple[int, int]]] = {}
     for proto, lo, hi in specs:
-        rng = f"{a}.resp_p = {lo}" if lo == hi else f"{a}.resp_p BETWEEN {lo} AND {hi}"
-        terms.append(f"({a}.proto = '{proto}' AND {rng})")
+        by_proto.setdefault(proto, []).append((lo, hi))
+    terms = []
+    for proto, ranges in by_proto.items():
+        single = sorted({lo for lo, hi in ranges if lo == hi})
+        ports = ([f"{a}.resp_p = {single[0]}"] if len(single) == 1 else
+                 [f"{a}.resp_p IN ({', '.join(map(str, single))})"] if single else [])
+        ports += [f"{a}.resp_p BETWEEN {lo} AND {hi}" for lo, hi in ranges if lo != hi]
+        terms.append(f"({a}.proto = '{proto}' AND ({' OR '.join(ports)}))")
     return "(" + " OR ".join(terms) + ")" if terms else "FALSE"
 
 
@@ -279,41 +290,55 @@ register(Detector(
 # -- rare_destination ----------------------------------------------------------------------
 
 def _rare_query(p: dict, ctx: Context) -> str:
+    """The tests of a destination that need no row (prevalence, its share of the active
+    hosts) are made once per destination address id (``dest``) and its prevalence comes
+    with its rows, not from a second join (noisy data: a 110 k-row join, ~0.06-0.1 s CPU).
+    The rows are grouped by address ids, the texts fetched per finding.
+
+    The never-resolved test stays per row, after the join: the anti-join hands the rows on
+    clustered by destination, and the ordered ``uids`` aggregate then costs ~0.07 s less
+    than over rows in scan order (noisy data; tested once per destination instead, the
+    aggregate cost 0.14 s instead of 0.06)."""
     d = ctx.dialect
     svc = f"CASE WHEN {service_known('c.service')} THEN lower(c.service) ELSE {_key()} END"
-    ignored = (f"({port_match(port_specs(p['ignore_ports'], 'rare_destination.ignore_ports'), 'e')}"
-               f" OR {has_service('e.service', p['ignore_services'])}"
-               " OR e.resp_dns)")
+    ignored = (f"({port_match(port_specs(p['ignore_ports'], 'rare_destination.ignore_ports'), 'c')}"
+               f" OR {has_service('c.service', p['ignore_services'])}"
+               " OR c.resp_dns)")
     dns_ok = "(SELECT count(*) FROM dns) > 0" if p["require_dns"] else "TRUE"
+    mx = int(p['max_hosts'])
     return f"""
 WITH active AS (SELECT count(DISTINCT c.orig_id) AS n FROM cx c WHERE c.orig_internal),
 prev AS (  -- over integer address ids; the text columns only for the rare destinations
   SELECT c.resp_id, count(DISTINCT c.orig_id) AS prevalence
-  FROM cx c WHERE c.outbound AND c.established GROUP BY c.resp_id),
-rare AS {d.materialized()} (
-  SELECT c.orig_h, c.resp_h, c.resp_id, c.resp_p, c.proto, c.service, c.uid, c.ts, c.t,
-         c.orig_bytes, c.resp_bytes, c.resp_dns, {svc} AS svc, {_key()} AS port
-  FROM cx c JOIN prev q ON q.resp_id = c.resp_id
-  WHERE q.prevalence <= {int(p['max_hosts'])} AND c.outbound AND c.established),
-ev AS (
-  SELECT e.* FROM rare e
-  WHERE NOT {ignored} AND NOT EXISTS (SELECT 1 FROM resolved r WHERE r.addr_id = e.resp_id)),
-agg AS (
-  SELECT e.orig_h AS host, e.resp_h AS peer, e.svc AS key, min(e.t) AS t_first, max(e.t) AS t_last,
-         count(*) AS observed, {int(p['min_connections'])} AS threshold,
-         count(DISTINCT e.port) AS distinct_total,
-         {d.distinct_list('e.port', VALUES_LIMIT)} AS distinct_values,
-         {d.first_list('e.uid', UIDS_LIMIT)} AS uids, count(*) AS evidence_total,
-         p.prevalence AS prevalence, a.n AS active_hosts,
-         round(CAST(100 * p.prevalence AS DOUBLE) / a.n, 2) AS prevalence_percent, e.svc AS service,
-         sum(e.orig_bytes) AS bytes_out, sum(e.resp_bytes) AS bytes_in
-  FROM ev e JOIN prev p ON p.resp_id = e.resp_id CROSS JOIN active a
+  FROM cx c WHERE c.outbound AND c.established GROUP BY c.resp_id
+  HAVING count(DISTINCT c.orig_id) <= {mx}),
+dest AS (
+  SELECT q.resp_id, q.prevalence, a.n FROM prev q CROSS JOIN active a
   WHERE a.n >= {int(p['min_internal_hosts'])} AND {dns_ok}
-    AND p.prevalence <= {int(p['max_hosts'])} AND p.prevalence * 100 <= {float(p['max_percent'])} * a.n
-  GROUP BY e.orig_h, e.resp_h, e.svc, p.prevalence, a.n
+    AND q.prevalence * 100 <= {float(p['max_percent'])} * a.n
+),
+ev AS (
+  SELECT c.orig_id, c.resp_id, c.uid, c.t, c.orig_bytes, c.resp_bytes, {svc} AS svc,
+         {_key()} AS port, q.prevalence, q.n
+  FROM cx c JOIN dest q ON q.resp_id = c.resp_id
+  WHERE c.outbound AND c.established AND NOT {ignored}
+    AND NOT EXISTS (SELECT 1 FROM resolved r WHERE r.addr_id = c.resp_id)),
+agg AS (
+  SELECT e.orig_id, e.resp_id, e.svc AS key, min(e.t) AS t_first, max(e.t) AS t_last,
+         count(*) AS observed, count(DISTINCT e.port) AS distinct_total,
+         {d.distinct_list('e.port', VALUES_LIMIT)} AS distinct_values,
+         {d.first_list('e.uid', UIDS_LIMIT)} AS uids, e.prevalence AS prevalence, e.n AS active_hosts,
+         sum(e.orig_bytes) AS bytes_out, sum(e.resp_bytes) AS bytes_in
+  FROM ev e
+  GROUP BY e.orig_id, e.resp_id, e.svc, e.prevalence, e.n
   HAVING count(*) >= {int(p['min_connections'])})
-SELECT agg.*, rank() OVER (PARTITION BY key ORDER BY prevalence, observed) AS service_rank
-FROM agg"""
+SELECT o.a AS host, r.a AS peer, g.key, g.t_first, g.t_last, g.observed,
+       {int(p['min_connections'])} AS threshold, g.distinct_total, g.distinct_values, g.uids,
+       g.observed AS evidence_total, g.prevalence, g.active_hosts,
+       round(CAST(100 * g.prevalence AS DOUBLE) / g.active_hosts, 2) AS prevalence_percent,
+       g.key AS service, g.bytes_out, g.bytes_in,
+       rank() OVER (PARTITION BY g.key ORDER BY g.prevalence, g.observed) AS service_rank
+FROM agg g JOIN zw_addr o ON o.id = g.orig_id JOIN zw_addr r ON r.id = g.resp_id"""
 
 
 def _rare_summary(f: dict, p: dict) -> str:

@@ -261,6 +261,30 @@ def test_off_hours_local_time_matches_zoneinfo_around_offset_changes(tz, hours):
     assert got == want, sorted(bursts_split)[:5]
 
 
+@pytest.mark.parametrize("tz, hours, day", [
+    ("UTC", ("06:00", "22:00"), (2024, 4, 16)),  # quarters wholly in business hours dropped
+    ("UTC", ("06:07", "21:53"), (2024, 4, 16)),  # boundaries off the quarter hour: per row
+    ("Africa/Monrovia", ("06:00", "22:00"), (1971, 4, 13)),  # offset -0:44:30: per row
+])
+def test_off_hours_quarter_pruning_keeps_every_boundary_row(tz, hours, day):
+    """Quarter hours wholly in business hours are dropped before the per-row test (only
+    with boundaries on quarter hours and an offset of whole quarters): rows a microsecond
+    either side of the evening and morning boundaries land in the right period."""
+    z = ZoneInfo(tz)
+    rows, want = [], 0
+    for i, (h, m) in enumerate((hours[1].split(":"), hours[0].split(":"))):
+        edge = dt.datetime(*day, int(h), int(m), tzinfo=z).timestamp() + i * 86400
+        for k, t in enumerate((edge - 1e-6, edge, edge - 900.0, edge + 899.999999)):
+            rows.append(conn(t, "10.0.0.5", f"203.0.113.{4 * i + k + 1}", 443))
+            lt = dt.datetime.fromtimestamp(t, z)
+            want += (lt.hour * 60 + lt.minute >= int(hours[1][:2]) * 60 + int(hours[1][3:])
+                     or lt.hour * 60 + lt.minute < int(hours[0][:2]) * 60 + int(hours[0][3:]))
+    cfg = {"time": {"timezone": tz, "business_start": hours[0], "business_end": hours[1]},
+           "detectors": {"off_hours": {"min_connections": 1}}}
+    (f,) = detect("off_hours", config=cfg, conn=rows)
+    assert want == 4 and f.observed == 4 and f.key == f"{dt.date(*day)} night"
+
+
 def test_vpn_segments_and_excluded_hosts_are_exempt():
     rows = burst(utc(2024, 4, 16, 23, 0)) + burst(utc(2024, 4, 16, 23, 0), host="fd00::5")
     assert len(detect("off_hours", conn=rows)) == 2

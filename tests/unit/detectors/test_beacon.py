@@ -93,6 +93,27 @@ def test_rotating_cdn_addresses_behind_one_name_are_one_pair():
     assert f.summary.startswith(f"{HOST} called 198.51.100.7 (+2 more) (update.velmora.net) {len(ts)} times")
 
 
+def test_named_destination_whose_addresses_are_each_below_the_minimum_fires():
+    """The named destinations are pruned by a coarser grouping first (host, hash of the name):
+    a name whose addresses each hold fewer than min_connections still adds them up, and an
+    unnamed address exactly at min_connections over min_span still counts."""
+    rng = np.random.default_rng(9)
+    ts = jittered(rng)
+    ips = [f"203.0.113.{i}" for i in range(1, 21)]  # ~17 check-ins per address
+    rows = [dict(r, resp_h=ips[i % 20]) for i, r in enumerate(conns(HOST, C2, ts, rng=rng))]
+    dns = [{"ts": T0 - 5, "uid": "D1", "orig_h": HOST, "resp_h": "10.0.0.53", "query": "cdn.velmora.net",
+            "answers": ips}]
+    edge = conns("10.0.0.6", C2, T0 + 2880.0 * np.arange(31), rng=rng)  # 31 connections over 24 h
+    cfg = {"detectors": {"beacon": {"min_connections": 31, "min_span": 7200}}}
+    found = beacon_findings(detect("beacon", config=cfg, conn=rows + edge, dns=dns))
+    assert set(found) == {(HOST, None, "cdn.velmora.net"), ("10.0.0.6", C2, None)}
+    assert found[(HOST, None, "cdn.velmora.net")].evidence_total == len(ts)
+    assert found[("10.0.0.6", C2, None)].evidence_total == 31
+    fewer = conns("10.0.0.6", C2, T0 + 2880.0 * np.arange(30), rng=rng)
+    found = beacon_findings(detect("beacon", config=cfg, conn=rows + fewer, dns=dns))
+    assert set(found) == {(HOST, None, "cdn.velmora.net")}
+
+
 def test_browser_hitting_the_same_site_irregularly_does_not_fire():
     rng = np.random.default_rng(3)
     visits = np.sort(T0 + rng.uniform(8 * 3600, 18 * 3600, 120))

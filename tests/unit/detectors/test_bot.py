@@ -363,3 +363,23 @@ def test_real_irc_conn_log_is_a_c2_port_finding():
 def test_real_proxy_clients_raise_no_bot_finding():
     # tcp/3128 to an internal proxy and ICMPv6 router solicitations to ff02::2: none of ours
     assert run_files("rita/proxy/conn.log", "rita/proxy/dns.log") == []
+
+
+def test_port_match_is_the_or_of_its_entries_also_with_nulls():
+    """port_match groups the entries per protocol (single ports as one IN list): the truth
+    value, NULL included, must be that of one (proto AND port) term per entry."""
+    import duckdb
+
+    from zeekwatch.detectors.bot import port_match, port_specs
+
+    specs = port_specs([20, 22, "6660-6669", "udp/53", "udp/500-501", "tcp/22", 7000], "t")
+    naive = " OR ".join(
+        f"(c.proto = '{p}' AND " + (f"c.resp_p = {lo})" if lo == hi else f"c.resp_p BETWEEN {lo} AND {hi})")
+        for p, lo, hi in specs)
+    protos = ["'tcp'", "'udp'", "'icmp'", "NULL"]
+    ports = ["NULL", "0", "20", "22", "53", "500", "501", "502", "6659", "6660", "6665", "6669", "7000"]
+    rows = ", ".join(f"({p}, CAST({q} AS INTEGER))" for p in protos for q in ports)
+    got = duckdb.sql(f"SELECT c.proto, c.resp_p, {port_match(specs)} AS a, ({naive}) AS b "
+                     f"FROM (VALUES {rows}) c(proto, resp_p)").fetchall()
+    assert len(got) == 52 and all(a is b for _, _, a, b in got)
+    assert port_match([]) == "FALSE"
