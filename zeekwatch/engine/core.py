@@ -141,6 +141,9 @@ class Engine(Learning):
         if not self.in_memory:
             self.con.execute("PRAGMA disable_checkpoint_on_shutdown")  # deleted at close
         self.con.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws a progress bar on stdout for a query of over 2 s: it broke
+        # ``analyze --json`` (a bar before the JSON) and ``-q``
+        self.con.execute("SET enable_progress_bar = false")
         self.nets = Nets(config)
         self.book = enrich.AddressBook(self.con, self.nets)
         self.raw_conn = raw_conn

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from zeekwatch import schema
+from zeekwatch.readers.base import duckdb_reader
 from zeekwatch.readers.eve import flow as flowmod
 from zeekwatch.readers.eve.dns_columns import DUCKDB_TYPE, Fallback, extract
 from zeekwatch.readers.jsonlines import Block, TsStats, parse_ts
@@ -75,12 +76,10 @@ def _duck_type(t: pa.DataType) -> str:
 def duckdb_batches(path: str, gzip: bool):
     """The file's events as Arrow tables of ``SCHEMA``'s fields (numbers as text; ``dns`` as
     ``dns_columns.DUCKDB_TYPE``), streamed; DuckDB raises at the first line it cannot read."""
-    import duckdb
-
     cols = {f.name: _duck_type(f.type) for f in SCHEMA}
     cols["dns"] = DUCKDB_TYPE
     spec = ", ".join(f"'{k}': '{v}'" for k, v in cols.items())
-    con = duckdb.connect(":memory:", config={"threads": 1})
+    con = duckdb_reader()
     try:
         query = (f"SELECT * FROM read_json($path, format='newline_delimited', records=true, "
                  f"compression=$comp, columns={{{spec}}})")

@@ -48,6 +48,7 @@ from zeekwatch import schema
 from zeekwatch.readers.base import (
     Chunk,
     IngestLog,
+    duckdb_reader,
     file_size,
     head,
     is_gzip,
@@ -253,7 +254,7 @@ def _duckdb_batches(path: str, ts_type: pa.DataType) -> Iterator[pa.Table]:
     cols = ", ".join(f"'{f.name}': '{_DUCK_TYPES[f.type]}'" for f in _schema(ts_type))
     # One thread: the batches are consumed while the engine's own DuckDB inserts the previous
     # ones; a second reader thread then only competes with it (measured: 2.5x the CPU, slower).
-    con = duckdb.connect(":memory:", config={"threads": 1})
+    con = duckdb_reader()
     try:
         # this connection reads the one file and nothing else
         con.execute("SET allowed_paths = $paths", {"paths": [path]})
