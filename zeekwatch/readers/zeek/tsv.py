@@ -305,33 +305,17 @@ class ZeekTsvReader:
     # ---- parsing
 
     def _parse(self, buf, start: int, stop: int, layout: Layout, at_eof: bool = False):
-        # the usual range, every line good, parses at once; a blank line fails the fast path
-        # (``parse_fast``), so runs of them are looked for only in a range that failed: the
-        # search for "\n\n" costs ~45 ms per 32 MB piece, with the GIL held
-        table = None if at_eof else parse_fast(memoryview(buf)[start:stop], layout)
-        if table is not None:
-            yield from self._parsed(table, layout)
-            return
         runs = _blank_runs(buf, start, stop)
         if runs is None:
-            yield from self._parse_lines(buf, start, stop, layout, at_eof, fast=False)
+            yield from self._parse_lines(buf, start, stop, layout, at_eof)
             return
         for a, b, blanks in runs:  # the lines between runs of blank lines; blanks cost nothing
             if b > a:
                 yield from self._parse_lines(buf, a, b, layout, at_eof and b == stop)
             self.line += blanks
 
-    def _parsed(self, table: pa.Table, layout: Layout):
-        """A range that ``parse_fast`` read whole: one row per physical line."""
-        self.line += table.num_rows
-        if table.num_rows:
-            yield layout.table, finish(table, layout, self.path)
-
-    def _parse_lines(self, buf, start: int, stop: int, layout: Layout, at_eof: bool = False,
-                     fast: bool = True):
-        """Data lines [start, stop); ``fast``: try ``parse_fast`` on the whole range first
-        (False: it failed there already)."""
-        table = None if at_eof or not fast else parse_fast(memoryview(buf)[start:stop], layout)
+    def _parse_lines(self, buf, start: int, stop: int, layout: Layout, at_eof: bool = False):
+        table = None if at_eof else parse_fast(memoryview(buf)[start:stop], layout)
         if table is not None:
             self.line += table.num_rows
             parts = [table]
