@@ -162,14 +162,17 @@ class Finding:
             "suppressed_reason": self.suppressed_reason, "title": self.title,
             "distinct_total": self.distinct_total, "distinct_values": self.distinct_values,
             "evidence_total": self.evidence_total, "details": dump_details(self.details),
-            "score_terms": None if self.score_terms is None else _TERMS.encode(self.score_terms),
+            "score_terms": self._terms(),
         }
 
     def scores(self) -> dict:
         """The score columns (urgency, tier, due_at, score_terms as JSON text)."""
-        terms = None if self.score_terms is None else _TERMS.encode(self.score_terms)
         return {"urgency": self.urgency, "tier": self.tier, "due_at": self.due_at,
-                "score_terms": terms}
+                "score_terms": self._terms()}
+
+    def _terms(self) -> str | None:
+        """The ``score_terms`` column: the terms as JSON text (None without them)."""
+        return None if self.score_terms is None else _TERMS.encode(self.score_terms)
 
     def mapping(self) -> dict:
         """Every field by name, and ``distinct_values`` (detector ``summary`` functions read

@@ -22,12 +22,13 @@ def iso(ts) -> str | None:
         return None
     if isinstance(ts, (int, float)):  # UTC already
         t = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
-        if t.year >= 1000:  # the same text by isoformat, 1.5x faster (20 k findings: 40 k calls)
-            return t.isoformat(timespec="microseconds")[:-6] + "Z"
-        return t.strftime(_FORMAT)  # (strftime writes years before 1000 unpadded)
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=dt.timezone.utc)
-    return ts.astimezone(dt.timezone.utc).strftime(_FORMAT)
+    elif ts.tzinfo is None:
+        t = ts.replace(tzinfo=dt.timezone.utc)
+    else:
+        t = ts.astimezone(dt.timezone.utc)
+    if t.year >= 1000:  # the same text by isoformat, 1.5-5x faster (20 k findings: 40 k calls)
+        return t.isoformat(timespec="microseconds")[:-6] + "Z"
+    return t.strftime(_FORMAT)  # (strftime writes years before 1000 unpadded)
 
 
 def parse_iso(text: str) -> dt.datetime:

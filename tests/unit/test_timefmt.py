@@ -22,3 +22,10 @@ def test_known_values_and_round_trip():
     t = dt.datetime(2024, 3, 12, 23, 4, 55, 123456, tzinfo=dt.timezone.utc)
     assert parse_iso(iso(t.timestamp())) == t
     assert iso(dt.datetime(2024, 3, 12, 23, 4, 55)) == "2024-03-12T23:04:55.000000Z"  # naive is UTC
+
+
+@given(st.datetimes(timezones=st.sampled_from([None, dt.timezone.utc,
+                                               dt.timezone(dt.timedelta(hours=-5, minutes=-30))])))
+def test_datetimes_as_strftime_wrote_them(t):
+    utc = (t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t).astimezone(dt.timezone.utc)
+    assert iso(t) == utc.strftime(FORMAT)
