@@ -175,12 +175,15 @@ def file_size(path: str) -> int:
 
 
 def duckdb_reader():
-    """A private in-memory DuckDB connection for a reader's ``read_json``: one thread (the
-    batches are consumed while the engine's own DuckDB works on the previous ones), and no
-    progress bar (DuckDB draws one on stdout for a query of over 2 s: a 3 M-event eve.json
-    put one before ``analyze --json``'s JSON)."""
+    """A private in-memory DuckDB connection for a reader's ``read_json``, with no progress bar
+    (DuckDB draws one on stdout for a query of over 2 s: a 3 M-event eve.json put one before
+    ``analyze --json``'s JSON). Two threads: the parse runs beside the main thread, which
+    normalizes and inserts the previous batches. Measured on 2 cores (alternating runs, medians):
+    a 2 M-row conn.json + dns.log analyzes in 0.9x the time of one reader thread, for ~5 % more
+    CPU and ~160 MB less peak memory (batches of ~40 k rows instead of 122 k)."""
     import duckdb  # here: TSV-only runs of the readers do not need it
 
-    con = duckdb.connect(":memory:", config={"threads": 1})
+    con = duckdb.connect(":memory:", config={"threads": 2})
     con.execute("SET enable_progress_bar = false")
+    con.execute("SET preserve_insertion_order = true")  # rows in file order: line numbers count on it
     return con

@@ -279,6 +279,12 @@ def parse_ts(arr: pa.Array | pa.ChunkedArray, stats: TsStats) -> pa.Array:
     if pa.types.is_null(arr.type):
         return pa.nulls(len(arr), TS)
     arr = arr.cast(pa.string())
+    try:  # the common case first: Arrow casts only ISO-8601 text with a UTC offset (never a number)
+        zoned = arr.cast(TS)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    else:
+        return _in_range_us(zoned.cast(pa.int64()), stats).cast(TS)
     try:
         numeric = pc.match_substring_regex(arr, _NUMBER_RE)
         if pc.all(numeric).as_py() is not False:

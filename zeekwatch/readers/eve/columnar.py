@@ -85,7 +85,7 @@ def duckdb_batches(path: str, gzip: bool):
                  f"compression=$comp, columns={{{spec}}})")
         reader = con.sql(query, params={"path": path, "comp": "gzip" if gzip else "none"}) \
             .to_arrow_reader(BATCH_ROWS)
-        for batch in reader:
+        for batch in reader:  # two threads: batches of ~40 k rows rather than BATCH_ROWS
             yield pa.Table.from_batches([batch])
     finally:
         con.close()
@@ -348,11 +348,15 @@ def _conn_state(proto, state, tcp: pa.StructArray, pkts_ts, pkts_tc) -> pa.Array
     return pa.array(decided, S).take(pa.array(inverse.astype(np.int64)))
 
 
+_DNS_COLUMNS = ["dns", "timestamp", "flow_id", "proto", "icmp_type", "icmp_code", "src_ip", "src_port",
+                "dest_ip", "dest_port", "community_id", "app_proto"]
+
+
 def dns_table(raw: pa.Table, before: int) -> pa.Table:
     """The DNS events of a DuckDB batch (numbers made strict) as rows of ``dns.EVENTS``;
     ``before``: the events read before the batch."""
     rows = dns_rows(raw)
-    part = raw.take(rows)
+    part = raw.select(_DNS_COLUMNS).take(rows)  # not the other events' objects: they are NULL here
     return extract(part.column("dns"), Columns._common(part), before + 1 + rows.to_numpy())
 
 
