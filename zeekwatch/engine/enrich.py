@@ -127,6 +127,11 @@ class AddressBook:
         """Classify the distinct ``addresses`` not seen yet; return how many were new."""
         new = addresses.filter(pc.and_(pc.is_valid(addresses),
                                        pc.invert(pc.is_in(addresses, value_set=self.known))))
+        return self._append(new)
+
+    def _append(self, new: pa.Array) -> int:
+        """Classify ``new`` (distinct, not NULL, none known yet) and give them the next ids, in
+        order: the first gets ``len(self)`` as its position in ``known``."""
         if not len(new):
             return 0
         classified = self._classify(new)
@@ -228,10 +233,16 @@ class AddressBook:
         Each distinct address is looked up (and, if new, classified) once per chunk."""
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-        coded = pc.dictionary_encode(column)
+        coded = pc.dictionary_encode(column)  # (NULLs in the indices, not in the dictionary)
         idx = pc.index_in(coded.dictionary, value_set=self.known)
-        if idx.null_count and self.add(coded.dictionary.filter(pc.is_null(idx))):
-            idx = pc.index_in(coded.dictionary, value_set=self.known)  # (only when new came)
+        if idx.null_count:  # the new ones go to the end of ``known`` in dictionary order
+            missing = pc.is_null(idx)
+            first = len(self.known)
+            self._append(coded.dictionary.filter(missing))
+            where = pc.fill_null(idx, -1).to_numpy().copy()
+            gaps = missing.to_numpy(zero_copy_only=False)
+            where[gaps] = np.arange(first, first + int(gaps.sum()), dtype=where.dtype)
+            idx = pa.array(where)
         out = {n: pc.fill_null(pc.take(pc.take(arr, idx), coded.indices), False)
                for n, arr in self.classes.items()}
         out["id"] = pc.take(pc.take(self.ids, idx), coded.indices)
