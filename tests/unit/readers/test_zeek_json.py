@@ -272,3 +272,28 @@ def test_file_name_with_glob_characters(tmp_path):
     path = write_lines(tmp_path / "conn?.json", [conn_record(1), "{bad"])
     tables, log = read_all(path)
     assert tables["conn"].column("uid").to_pylist() == ["C00001"] and [r.line for r in log.rejects] == [2]
+
+
+def test_duckdb_on_two_threads_keeps_file_order_and_line_numbers(tmp_path, monkeypatch):
+    """A file several batches long, read by DuckDB's parallel scan as shipped (no simulated
+    stop): every good row arrives once and in file order, and a bad line far into the file is
+    rejected with its physical line number (blank lines early shift numbers, not records)."""
+    n = 2 * zeek_json.BATCH_ROWS + 1000
+    bad_at = {n - 5000}
+    lines = ["{oops" if i in bad_at else conn_record(i) for i in range(n)]
+    lines[10:10] = ["", ""]
+    path = write_lines(tmp_path / "conn.json", lines)
+    assert (tmp_path / "conn.json").stat().st_size > 32 << 20  # DuckDB splits it between threads
+    resumed = []
+    robust = zeek_json._robust
+
+    def spy(path, log, norm, ts_type, skip):
+        resumed.append(skip)
+        yield from robust(path, log, norm, ts_type, skip)
+
+    monkeypatch.setattr(zeek_json, "_robust", spy)
+    tables, log = read_all(path)
+    uids = tables["conn"].column("uid").to_pylist()
+    assert uids == [f"C{i:05d}" for i in range(n) if i not in bad_at]
+    assert [r.line for r in log.rejects] == [n - 5000 + 3]
+    assert len(resumed) == 1 and 0 < resumed[0] <= n - 5000  # DuckDB delivered rows before it stopped
