@@ -256,10 +256,12 @@ def test_dns_read_by_duckdb_is_merged_in_columns_across_batches(tmp_path, monkey
 
 
 
-def test_duckdb_on_two_threads_keeps_event_order(tmp_path):
-    """A file of over two of DuckDB's 16 MB buffers, read by its parallel scan as shipped:
-    flows arrive in file order, every DNS request pairs with its response, and a bad line far
-    into the file is rejected with its line number."""
+
+def test_duckdb_on_two_threads_keeps_event_order(tmp_path, monkeypatch):
+    """A file over one of DuckDB's 16 MB buffers but under one batch of rows, read as shipped:
+    DuckDB's parallel scan splits it (two batches or more), flows arrive in file order and
+    every DNS request pairs with its response; with a bad line in the middle, the same rows
+    but that flow, and the line rejected with its number."""
     def flow(i):
         return ev("flow", i, flow={"pkts_toserver": 1, "pkts_toclient": 1, "bytes_toserver": 60,
                                    "bytes_toclient": 60, "start": "2024-05-01T10:00:00.000000+0200",
@@ -271,19 +273,26 @@ def test_duckdb_on_two_threads_keeps_event_order(tmp_path):
                 ev("dns", i, "UDP", dns={"version": 2, "type": "answer", "rcode": "NOERROR", **body,
                                          "answers": [{"rdata": "192.0.2.1"}]})]
 
-    n = 45_000
+    def read_back(path):
+        log, parts = IngestLog(), {}
+        for table, chunk in eve.read(path, log):
+            parts.setdefault(table, []).append(chunk)
+        conn, dns = pa.concat_tables(parts["conn"]), pa.concat_tables(parts["dns"])
+        assert dns.num_rows == n and dns.column("answers").to_pylist() == [["192.0.2.1"]] * n
+        return conn.column("uid").to_pylist(), [r.line for r in log.rejects]
+
+    n = 25_000
     lines = []
     for i in range(n):
         lines += [flow(i)] + dns_pair(i)
-    bad = 3 * (n - 1000)  # the flow of pair n - 1000
-    lines[bad] = "{oops"
+    sizes = []
+    real = columnar.duckdb_batches
+    monkeypatch.setattr(columnar, "duckdb_batches",
+                        lambda *a: (sizes.append(len(t)) or t for t in real(*a)))
     path = write(tmp_path / "eve.json", lines)
-    assert (tmp_path / "eve.json").stat().st_size > 32 << 20
-    log, parts = IngestLog(), {}
-    for table, chunk in eve.read(path, log):
-        parts.setdefault(table, []).append(chunk)
-    conn, dns = pa.concat_tables(parts["conn"]), pa.concat_tables(parts["dns"])
-    assert conn.column("uid").to_pylist() == [str(1000 + i) for i in range(n) if i != n - 1000]
-    assert [r.line for r in log.rejects] == [bad + 1]
-    assert dns.num_rows == n and dns.column("query").null_count == 0
-    assert dns.column("answers").to_pylist() == [["192.0.2.1"]] * n
+    assert (tmp_path / "eve.json").stat().st_size > 16 << 20 and 3 * n < columnar.BATCH_ROWS
+    assert read_back(path) == ([str(1000 + i) for i in range(n)], [])
+    assert len(sizes) >= 2 and sum(sizes) == 3 * n
+    lines[3 * (n // 2)] = "{oops"  # the flow of pair n // 2
+    assert read_back(write(tmp_path / "eve.json", lines)) == (
+        [str(1000 + i) for i in range(n) if i != n // 2], [3 * (n // 2) + 1])

@@ -274,26 +274,29 @@ def test_file_name_with_glob_characters(tmp_path):
     assert tables["conn"].column("uid").to_pylist() == ["C00001"] and [r.line for r in log.rejects] == [2]
 
 
+
+
 def test_duckdb_on_two_threads_keeps_file_order_and_line_numbers(tmp_path, monkeypatch):
-    """A file several batches long, read by DuckDB's parallel scan as shipped (no simulated
-    stop): every good row arrives once and in file order, and a bad line far into the file is
-    rejected with its physical line number (blank lines early shift numbers, not records)."""
-    n = 2 * zeek_json.BATCH_ROWS + 1000
-    bad_at = {n - 5000}
-    lines = ["{oops" if i in bad_at else conn_record(i) for i in range(n)]
+    """A file over one of DuckDB's 16 MB buffers but under one batch of rows, read as shipped:
+    DuckDB's parallel scan splits it (two batches) and every row arrives once, in file order.
+    With a bad line in the middle, DuckDB stops (maybe before delivering the rows ahead of it:
+    the other thread's range failed), the robust path reads on from what was delivered, and
+    the bad line is rejected with its physical line number (blank lines early shift numbers,
+    not records)."""
+    n = 70_000
+    lines = [conn_record(i) for i in range(n)]
     lines[10:10] = ["", ""]
+    batches = []
+    real = zeek_json._duckdb_batches
+    monkeypatch.setattr(zeek_json, "_duckdb_batches",
+                        lambda *a: (batches.append(t.num_rows) or t for t in real(*a)))
     path = write_lines(tmp_path / "conn.json", lines)
-    assert (tmp_path / "conn.json").stat().st_size > 32 << 20  # DuckDB splits it between threads
-    resumed = []
-    robust = zeek_json._robust
-
-    def spy(path, log, norm, ts_type, skip):
-        resumed.append(skip)
-        yield from robust(path, log, norm, ts_type, skip)
-
-    monkeypatch.setattr(zeek_json, "_robust", spy)
+    assert (tmp_path / "conn.json").stat().st_size > 16 << 20 and n < zeek_json.BATCH_ROWS
     tables, log = read_all(path)
-    uids = tables["conn"].column("uid").to_pylist()
-    assert uids == [f"C{i:05d}" for i in range(n) if i not in bad_at]
-    assert [r.line for r in log.rejects] == [n - 5000 + 3]
-    assert len(resumed) == 1 and 0 < resumed[0] <= n - 5000  # DuckDB delivered rows before it stopped
+    assert len(batches) >= 2 and sum(batches) == n and not log.rejects
+    assert tables["conn"].column("uid").to_pylist() == [f"C{i:05d}" for i in range(n)]
+    bad = n // 2
+    lines[bad + 2] = "{oops"
+    tables, log = read_all(write_lines(tmp_path / "conn.json", lines))
+    assert tables["conn"].column("uid").to_pylist() == [f"C{i:05d}" for i in range(n) if i != bad]
+    assert [r.line for r in log.rejects] == [bad + 3]

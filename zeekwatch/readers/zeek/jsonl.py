@@ -25,9 +25,10 @@ read only the one file: ``allowed_paths``, external access off) with an explicit
 threads (about 1.3 M rows per CPU-second; the main thread normalizes and inserts the previous
 batches meanwhile), streamed in Arrow batches in file order. DuckDB stops at the first line it
 cannot read; the rows it delivered before that are kept and the rest of the file is read by
-the robust path: bounded blocks of whole lines through ``pyarrow.json`` with an explicit
-schema, and only a block that fails goes line by line through orjson to find and reject the
-bad lines (``log.reject`` with the physical line number; a cut last line is "truncated").
+the robust path (with two threads DuckDB may stop before delivering the ~16 MB ahead of the
+bad line, which the robust path then reads too): bounded blocks of whole lines through
+``pyarrow.json`` with an explicit schema, and only a block that fails goes line by line
+through orjson to find and reject the bad lines (``log.reject`` with the physical line number; a cut last line is "truncated").
 A batch or block holding a ``ts`` outside 1970..2199 (``schema.TS_MAX_SECONDS``) also takes the
 line-by-line path, so those records are rejects with their line numbers. A truncated gzip keeps
 what it decoded (a reject names the byte offset); a line over 32 MB is rejected unread.
