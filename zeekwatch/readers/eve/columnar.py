@@ -348,6 +348,7 @@ def _conn_state(proto, state, tcp: pa.StructArray, pkts_ts, pkts_tc) -> pa.Array
     return pa.array(decided, S).take(pa.array(inverse.astype(np.int64)))
 
 
+# the DNS object and the fields ``Columns._common`` reads
 _DNS_COLUMNS = ["dns", "timestamp", "flow_id", "proto", "icmp_type", "icmp_code", "src_ip", "src_port",
                 "dest_ip", "dest_port", "community_id", "app_proto"]
 
